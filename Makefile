@@ -1,0 +1,38 @@
+# Two commands: `make run` (install from the lock, start the local stack) and `make test` (install, run every test).
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+export UV_PYTHON_DOWNLOADS ?= never
+
+.PHONY: run test install bench requirements deploy build-GatewayFunction build-StreamFunction
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv
+
+install: $(UV)
+	$(UV) sync --frozen --extra local --python $(PYTHON)
+
+run: install
+	$(UV) run --frozen --no-sync python -m infra.local
+
+test: install
+	UV=$(UV) $(UV) run --frozen --no-sync pytest
+
+bench: install
+	$(UV) run --frozen --no-sync python -m benchmarks.gateway
+
+# The Lambda package's requirements, derived from the lock (a test checks they agree).
+requirements: $(UV)
+	$(UV) export --frozen --no-dev --no-emit-project --no-hashes --format requirements-txt -o requirements.txt >/dev/null
+
+deploy: requirements
+	sam build && sam deploy --guided
+
+# `sam build` calls these (BuildMethod: makefile): only our code and the locked runtime requirements,
+# as manylinux wheels for the Lambda runtime whatever the local Python is.
+build-GatewayFunction build-StreamFunction:
+	cp -r functions shared run.sh "$(ARTIFACTS_DIR)/"
+	find "$(ARTIFACTS_DIR)" -name __pycache__ -prune -exec rm -rf {} +
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements.txt --target "$(ARTIFACTS_DIR)" \
+		--platform manylinux2014_x86_64 --implementation cp --python-version 3.13 --only-binary=:all:

@@ -1,0 +1,44 @@
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response, StreamingResponse
+
+from functions.gateway.deps import inference_key
+from functions.gateway.state import gateway
+from shared.chat.schema import ChatRequest, parse_chat_request
+from shared.chat.service import CallContext
+from shared.errors import BadRequestError
+from shared.keys import ApiKey
+
+router = APIRouter(prefix="/api/v1", tags=["chat"])
+
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _context(request: Request, key: ApiKey) -> CallContext:
+    h = request.headers
+    return CallContext(
+        key_id=key.key_id,
+        app_title=(h.get("x-title") or None) and h["x-title"][:200],
+        app_referer=(h.get("http-referer") or h.get("referer") or None) and (h.get("http-referer") or h["referer"])[:500],
+        client_ip=request.client.host if request.client else None,
+        user_agent=(h.get("user-agent") or "")[:300] or None,
+    )
+
+
+@router.post("/chat/completions", summary="OpenAI-compatible chat completions (JSON or SSE)",
+             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                 "schema": ChatRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}})
+async def chat_completions(request: Request, key: Annotated[ApiKey, Depends(inference_key)]) -> Response:
+    service = gateway().chat
+    ctx = _context(request, key)
+    try:
+        chat = parse_chat_request(await request.body())
+    except BadRequestError as e:
+        service.meter_rejected(ctx, None, e)
+        raise
+    if chat.stream:
+        return StreamingResponse(await service.open_stream(chat, ctx), media_type="text/event-stream",
+                                 headers=_SSE_HEADERS)
+    return Response(orjson.dumps(await service.complete(chat, ctx)), media_type="application/json")

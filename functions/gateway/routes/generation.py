@@ -1,0 +1,42 @@
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from functions.gateway.deps import inference_key
+from functions.gateway.state import gateway
+from shared.aws.dynamodb import Table
+from shared.errors import NotFoundError
+from shared.keys import ApiKey
+
+router = APIRouter(prefix="/api/v1", tags=["generation"])
+
+
+def _stats(r: dict[str, Any]) -> dict[str, Any]:
+    """A usage record in OpenRouter's generation shape, plus our own fields."""
+    return {
+        "id": r["id"], "model": r["model"], "provider_name": r.get("provider"), "upstream_id": r.get("upstream_id"),
+        "created_at": r["created_at"], "total_cost": r.get("cost", 0), "usage": r.get("cost", 0),
+        "tokens_prompt": r.get("prompt_tokens", 0), "tokens_completion": r.get("completion_tokens", 0),
+        "native_tokens_prompt": r.get("prompt_tokens", 0), "native_tokens_completion": r.get("completion_tokens", 0),
+        "native_tokens_cached": r.get("cached_tokens", 0), "native_tokens_reasoning": r.get("reasoning_tokens", 0),
+        "usage_estimated": r.get("usage_estimated", False),
+        "latency": r.get("latency_ms"), "time_to_first_token": r.get("ttft_ms"),
+        "generation_time": (r["latency_ms"] - r["ttft_ms"]) if r.get("ttft_ms") is not None else None,
+        "streamed": r.get("streamed", False), "cancelled": r.get("status") == "cancelled",
+        "status": r.get("status"), "error_code": r.get("error_code"), "error_type": r.get("error_type"),
+        "finish_reason": r.get("finish_reason"), "native_finish_reason": r.get("finish_reason"),
+        "app": r.get("app"), "origin": r.get("app_referer"), "is_byok": False, "lab": r.get("lab"),
+    }
+
+
+@router.get("/generation", summary="Stats of one call, for the key that made it")
+async def get_generation(id: Annotated[str, Query(min_length=1, max_length=64)],
+                         key: Annotated[ApiKey, Depends(inference_key)]) -> dict:
+    g = gateway()
+    pending = g.meter.pending(id)
+    record = pending.to_record(g.settings.usage_retention_days) if pending else \
+        await asyncio.to_thread(Table(g.settings.usage_table).get, {"id": id})
+    if record is None or record["key_id"] != key.key_id:
+        raise NotFoundError(f"No generation {id!r} for this key", metadata={"id": id})
+    return {"data": _stats(record)}

@@ -1,0 +1,34 @@
+"""The gateway's long-lived parts, built once per process (at import on Lambda, at start under uvicorn)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from shared.aws.secrets import pepper
+from shared.catalog import Catalog, get_catalog
+from shared.chat.service import ChatService
+from shared.config import Settings, get_settings
+from shared.keys import Authenticator, KeyStore
+from shared.metering import Meter, UsageWriter
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    settings: Settings
+    catalog: Catalog
+    keys: KeyStore
+    auth: Authenticator
+    meter: Meter
+    chat: ChatService
+
+
+@lru_cache(maxsize=1)
+def gateway() -> Gateway:
+    settings = get_settings()
+    catalog = get_catalog()
+    keys = KeyStore(settings.keys_table, settings.counters_table, pepper)
+    auth = Authenticator(keys, ttl=settings.key_cache_seconds)
+    writer = UsageWriter(settings.usage_table, settings.counters_table, settings.usage_retention_days)
+    meter = Meter(writer, interval=settings.meter_flush_seconds, on_record=lambda e: auth.add_spend(e.key_id, e.cost))
+    return Gateway(settings, catalog, keys, auth, meter, ChatService(catalog, meter, settings))

@@ -1,0 +1,163 @@
+"""The model catalog: built-in `sim` models plus operator providers and models from `SWITCHYARD_CONFIG`.
+
+Loaded and validated once per process; the `/models` listing is serialised once too.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from pathlib import Path
+
+import orjson
+import yaml
+from pydantic import ValidationError
+
+from shared.catalog.schema import CatalogFile, ModelConfig, Pricing, ProviderConfig, SimBehaviour
+from shared.config import get_settings
+from shared.errors import ModelNotFoundError
+
+__all__ = ["Catalog", "CatalogError", "CatalogModel", "Endpoint", "Pricing", "ProviderConfig", "SimBehaviour",
+           "get_catalog", "load_catalog"]
+
+BUILTIN = Path(__file__).with_name("builtin.yaml")
+
+
+class CatalogError(ValueError):
+    """A catalog file is unreadable or invalid; raised at start-up, never per request."""
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One provider serving one model."""
+
+    provider: ProviderConfig
+    config: ModelConfig
+
+    @property
+    def upstream_model(self) -> str:
+        return self.config.upstream_model or self.config.id.split("/", 1)[1]
+
+    @property
+    def pricing(self) -> Pricing:
+        return self.config.pricing
+
+    @property
+    def has_credentials(self) -> bool:
+        """True when the provider needs no key or its key is configured (env var or secret)."""
+        p = self.provider
+        if p.api_key_secret:
+            return True
+        return p.api_key_env is None or bool(os.environ.get(p.api_key_env))
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogModel:
+    id: str
+    endpoints: tuple[Endpoint, ...]
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.endpoints[0].config
+
+    @property
+    def author(self) -> str:
+        return self.id.split("/", 1)[0]
+
+    def to_openrouter(self) -> dict:
+        """The model in OpenRouter's `/models` shape; prices as USD-per-token strings."""
+        c = self.config
+        top = self.endpoints[0]
+        modality = "+".join(c.input_modalities) + "->" + "+".join(c.output_modalities)
+        return {
+            "id": self.id,
+            "canonical_slug": self.id,
+            "name": c.name or self.id,
+            "created": c.created,
+            "description": c.description,
+            "context_length": c.context_length,
+            "architecture": {
+                "modality": modality,
+                "input_modalities": list(c.input_modalities),
+                "output_modalities": list(c.output_modalities),
+                "tokenizer": "Other",
+                "instruct_type": None,
+            },
+            "pricing": {
+                "prompt": _per_token(top.pricing.prompt),
+                "completion": _per_token(top.pricing.completion),
+                "request": "0",
+                "image": "0",
+            },
+            "top_provider": {
+                "context_length": c.context_length,
+                "max_completion_tokens": c.max_output,
+                "is_moderated": False,
+            },
+            "per_request_limits": None,
+            "supported_parameters": list(c.supported_parameters),
+            "providers": [e.provider.id for e in self.endpoints],
+            "available": any(e.has_credentials for e in self.endpoints),
+        }
+
+
+def _per_token(per_million: float) -> str:
+    """USD per 1M tokens → the per-token decimal string OpenRouter uses ('0.0000025')."""
+    text = f"{per_million / 1_000_000:.12f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+class Catalog:
+    def __init__(self, providers: list[ProviderConfig], models: list[ModelConfig]) -> None:
+        self.providers = {p.id: p for p in providers}
+        grouped: dict[str, list[Endpoint]] = {}
+        for m in models:
+            provider = self.providers.get(m.provider)
+            if provider is None:
+                raise CatalogError(f"model {m.id!r} names unknown provider {m.provider!r}")
+            group = grouped.setdefault(m.id, [])
+            group[:] = [e for e in group if e.provider.id != m.provider]  # a later entry overrides
+            group.append(Endpoint(provider, m))
+        self._models = {mid: CatalogModel(mid, tuple(eps)) for mid, eps in grouped.items()}
+
+    def get(self, model_id: str) -> CatalogModel:
+        try:
+            return self._models[model_id]
+        except KeyError:
+            raise ModelNotFoundError(f"Model {model_id!r} is not in the catalog",
+                                     metadata={"model": model_id[:200]}) from None
+
+    def __iter__(self):
+        return iter(self._models.values())
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    @cached_property
+    def models_json(self) -> bytes:
+        return orjson.dumps({"data": [m.to_openrouter() for m in self._models.values()]})
+
+
+def _read(path: Path) -> CatalogFile:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return CatalogFile.model_validate(raw)
+    except (OSError, yaml.YAMLError, ValidationError) as e:
+        raise CatalogError(f"catalog file {path}: {e}") from e
+
+
+def load_catalog(config: Path | None = None) -> Catalog:
+    """Built-in catalog, then the operator's file: its providers and models add to or replace built-in ones."""
+    files = [_read(BUILTIN)] + ([_read(config)] if config else [])
+    providers: dict[str, ProviderConfig] = {}
+    models: list[ModelConfig] = []
+    for f in files:
+        providers.update({p.id: p for p in f.providers})
+        models.extend(f.models)
+    return Catalog(list(providers.values()), models)
+
+
+@lru_cache(maxsize=1)
+def get_catalog() -> Catalog:
+    return load_catalog(get_settings().config)

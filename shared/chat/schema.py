@@ -1,0 +1,223 @@
+"""The OpenAI chat-completions request, validated at the boundary.
+
+Unknown top-level fields are kept (vendor extras such as `top_k` reach OpenAI-compatible upstreams),
+except those that could steer where or how the gateway connects: see `NEVER_FORWARDED`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
+
+from shared.errors import BadRequestError
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class _Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TextPart(_Model):
+    type: Literal["text"]
+    text: str
+
+
+class ImageURL(_Model):
+    url: Annotated[str, Field(min_length=1)]
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(_Model):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+class InputAudio(_Model):
+    data: str
+    format: str
+
+
+class AudioPart(_Model):
+    type: Literal["input_audio"]
+    input_audio: InputAudio
+
+
+class FilePart(_Model):
+    type: Literal["file"]
+    file: dict[str, Any]
+
+
+ContentPart = Annotated[Union[TextPart, ImagePart, AudioPart, FilePart], Field(discriminator="type")]
+
+
+class FunctionCall(_Model):
+    name: str
+    arguments: str
+
+
+class ToolCall(_Model):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class Message(_Model):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+
+    @model_validator(mode="after")
+    def _content_rules(self) -> "Message":
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs tool_call_id")
+        if self.content is None and not (self.role == "assistant" and self.tool_calls):
+            raise ValueError(f"a {self.role} message needs content")
+        return self
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        if not self.content:
+            return ""
+        return "\n".join(p.text for p in self.content if isinstance(p, TextPart))
+
+
+class FunctionDef(_Model):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(_Model):
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class NamedFunction(_Closed):
+    name: str
+
+
+class ToolChoiceFunction(_Closed):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class JSONSchemaFormat(_Model):
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    schema_: Annotated[dict[str, Any] | None, Field(alias="schema")] = None
+    strict: bool | None = None
+    description: str | None = None
+
+
+class ResponseFormat(_Closed):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_present(self) -> "ResponseFormat":
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("type json_schema needs a json_schema object")
+        return self
+
+
+class StreamOptions(_Model):
+    include_usage: bool | None = None
+
+
+NEVER_FORWARDED = frozenset({
+    "api_base", "base_url", "api_key", "api_version", "endpoint", "url", "custom_llm_provider",
+    "extra_headers", "headers", "organization",
+})
+GATEWAY_FIELDS = frozenset({"models", "provider", "route", "plugins", "transforms", "heal_json", "usage"})
+_NOT_UPSTREAM = NEVER_FORWARDED | GATEWAY_FIELDS | {"model"}
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
+
+
+class ChatRequest(_Model):
+    model: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    models: Annotated[list[Annotated[str, Field(min_length=1, max_length=256)]], Field(max_length=16)] | None = None
+    messages: Annotated[list[Message], Field(min_length=1)]
+    tools: Annotated[list[Tool], Field(max_length=128)] | None = None
+    tool_choice: Literal["none", "auto", "required"] | ToolChoiceFunction | None = None
+    response_format: ResponseFormat | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    stop: Annotated[str, Field(max_length=256)] | Annotated[list[str], Field(max_length=4)] | None = None
+    seed: int | None = None
+    n: Annotated[int, Field(ge=1, le=8)] = 1
+    stream: StrictBool = False
+    stream_options: StreamOptions | None = None
+    user: Annotated[str, Field(max_length=256)] | None = None
+    frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+
+    @property
+    def model_ids(self) -> list[str]:
+        """The requested model, then the `models` fallbacks, without repeats."""
+        ids = ([self.model] if self.model else []) + (self.models or [])
+        return list(dict.fromkeys(ids))
+
+    @property
+    def output_limit(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+    @property
+    def wants_json(self) -> bool:
+        return self.response_format is not None and self.response_format.type != "text"
+
+    def upstream_body(self, upstream_model: str) -> dict[str, Any]:
+        """What an OpenAI-compatible upstream receives: no gateway fields and nothing that steers connections."""
+        body = self.model_dump(exclude_none=True, by_alias=True, exclude=_NOT_UPSTREAM)
+        body["model"] = upstream_model
+        if self.n == 1:
+            del body["n"]
+        return body
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    """A pydantic error location as a JSON path, without the branch labels pydantic adds inside unions."""
+    out, previous = "", None
+    for part in loc:
+        if part == previous:
+            continue  # a discriminated union repeats its tag ("image_url") before the field of that name
+        previous = part
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part).isidentifier() and part not in _TYPE_TAGS:
+            out += ("." if out else "") + str(part)
+    return out or "body"
+
+
+def _invalid(field: str, message: str) -> BadRequestError:
+    return BadRequestError(f"Invalid request: {field}: {message}", metadata={"field": field})
+
+
+def parse_chat_request(raw: bytes) -> ChatRequest:
+    """Bytes → a validated request, or a 400 naming the bad field."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise BadRequestError(f"Request body is not valid JSON: {e}", metadata={"field": "body"}) from None
+    if not isinstance(data, dict):
+        raise BadRequestError("Request body must be a JSON object", metadata={"field": "body"})
+    try:
+        request = ChatRequest.model_validate(data)
+    except ValidationError as e:
+        # The deepest location is the most specific one (inside a union, the branch that got furthest).
+        first = max(e.errors(include_url=False), key=lambda err: len(err["loc"]))
+        raise _invalid(_where(first["loc"]), first["msg"].removeprefix("Value error, ")) from None
+    if not request.model_ids:
+        raise _invalid("model", "is required")
+    if request.tool_choice is not None and not isinstance(request.tool_choice, str) and not request.tools:
+        raise _invalid("tool_choice", "names a function but no tools were given")
+    return request

@@ -1,0 +1,311 @@
+"""Chat completions: resolve the model, call its provider, shape the answer, meter the call exactly once.
+
+Streams: the first upstream chunk is awaited briefly before anything is sent, so that an upstream that fails
+at once still gets a proper HTTP status. An upstream silent for longer commits the 200 and keeps the
+connection alive with SSE comments; an error after that ends the stream with an error event in OpenRouter's
+mid-stream format (`finish_reason: "error"`). A client that goes away is metered as cancelled with what was
+generated up to then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator
+
+import orjson
+
+from shared.catalog import Catalog, CatalogModel, Endpoint
+from shared.chat.schema import ChatRequest
+from shared.config import Settings
+from shared.errors import NoProviderError, SwitchyardError, UpstreamError, UpstreamTimeoutError
+from shared.metering import Meter, UsageEvent, cost_of
+from shared.providers import Provider, Usage, adapter_for
+
+KEEPALIVE = b": SWITCHYARD PROCESSING\n\n"
+DONE = b"data: [DONE]\n\n"
+
+
+def new_request_id() -> str:
+    return f"gen-{int(time.time()):x}{secrets.token_hex(10)}"
+
+
+def estimate_tokens(text: str) -> int:
+    """A vendor-neutral estimate (4 characters a token), used only when the upstream gives no usage."""
+    return (len(text) + 3) // 4
+
+
+@dataclass(slots=True)
+class CallContext:
+    """Who is calling and from where; everything the usage record needs besides the answer."""
+
+    key_id: str
+    request_id: str = field(default_factory=new_request_id)
+    app_title: str | None = None
+    app_referer: str | None = None
+    client_ip: str | None = None
+    user_agent: str | None = None
+    created: float = field(default_factory=time.time)
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def app(self) -> str | None:
+        return self.app_title or self.app_referer
+
+    def elapsed_ms(self) -> float:
+        return round((time.perf_counter() - self.started) * 1000, 3)
+
+
+@dataclass(slots=True)
+class Route:
+    model: CatalogModel
+    endpoint: Endpoint
+    adapter: Provider
+
+
+class ChatService:
+    def __init__(self, catalog: Catalog, meter: Meter, settings: Settings) -> None:
+        self.catalog = catalog
+        self.meter = meter
+        self.settings = settings
+
+    def route(self, request: ChatRequest) -> Route:
+        model = self.catalog.get(request.model_ids[0])
+        for endpoint in model.endpoints:
+            adapter = adapter_for(endpoint.provider.kind)
+            if adapter is not None and endpoint.has_credentials:
+                return Route(model, endpoint, adapter)
+        raise NoProviderError(f"No provider of {model.id!r} is available",
+                              metadata={"model": model.id, "providers": [e.provider.id for e in model.endpoints]})
+
+    def _event(self, ctx: CallContext, request: ChatRequest, route: Route | None, *, streamed: bool) -> UsageEvent:
+        model_id = route.model.id if route else (request.model_ids[0] if request.model_ids else "")
+        return UsageEvent(
+            id=ctx.request_id, key_id=ctx.key_id, created_at=ctx.created, model=model_id,
+            lab=model_id.split("/", 1)[0], provider=route.endpoint.provider.id if route else None,
+            upstream_model=route.endpoint.upstream_model if route else None, app=ctx.app,
+            app_title=ctx.app_title, app_referer=ctx.app_referer, streamed=streamed,
+            client_ip=ctx.client_ip, user_agent=ctx.user_agent)
+
+    def _finish(self, event: UsageEvent, route: Route | None, ctx: CallContext, usage: Usage | None) -> None:
+        if usage is not None and route is not None:
+            event.prompt_tokens, event.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+            event.cached_tokens, event.reasoning_tokens = usage.cached_tokens, usage.reasoning_tokens
+            event.usage_estimated = usage.estimated
+            event.cost = cost_of(route.endpoint.pricing, usage.prompt_tokens, usage.completion_tokens)
+        event.latency_ms = ctx.elapsed_ms()
+        self.meter.record(event)
+
+    @staticmethod
+    def _fail(event: UsageEvent, error: BaseException) -> None:
+        event.status = "failed"
+        if isinstance(error, SwitchyardError):
+            event.error_code, event.error_type = error.status, error.metadata.get("error_type")
+        else:
+            event.error_code, event.error_type = 500, "internal_error"
+
+    def meter_rejected(self, ctx: CallContext, request: ChatRequest | None, error: SwitchyardError) -> None:
+        """Meter a call refused before any provider was chosen (bad body, unknown model…)."""
+        event = UsageEvent(id=ctx.request_id, key_id=ctx.key_id, created_at=ctx.created,
+                           model=(request.model_ids[0] if request and request.model_ids else ""), lab="",
+                           app=ctx.app, app_title=ctx.app_title, app_referer=ctx.app_referer,
+                           client_ip=ctx.client_ip, user_agent=ctx.user_agent,
+                           streamed=bool(request and request.stream))
+        event.lab = event.model.split("/", 1)[0] if "/" in event.model else ""
+        self._fail(event, error)
+        self._finish(event, None, ctx, None)
+
+    def _usage_block(self, route: Route, usage: Usage) -> dict[str, Any]:
+        return {
+            "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+            "cost": cost_of(route.endpoint.pricing, usage.prompt_tokens, usage.completion_tokens),
+            "is_byok": False,
+            "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+            "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+            **({"estimated": True} if usage.estimated else {}),
+        }
+
+    def _timeout(self, route: Route) -> float:
+        return route.endpoint.config.timeout_seconds or self.settings.first_byte_timeout_seconds
+
+    async def complete(self, request: ChatRequest, ctx: CallContext) -> dict[str, Any]:
+        route: Route | None = None
+        event = self._event(ctx, request, None, streamed=False)
+        usage: Usage | None = None
+        try:
+            route = self.route(request)
+            event = self._event(ctx, request, route, streamed=False)
+            try:
+                async with asyncio.timeout(self._timeout(route)):
+                    done = await route.adapter.complete(request, route.endpoint)
+            except TimeoutError:
+                raise UpstreamTimeoutError(f"{route.endpoint.provider.id} did not answer in time",
+                                           metadata={"provider_name": route.endpoint.provider.id}) from None
+            usage = done.usage
+            if usage.estimated:
+                usage = Usage(sum(estimate_tokens(m.text()) for m in request.messages),
+                              sum(estimate_tokens(str(c.get("message", {}).get("content") or ""))
+                                  for c in done.body.get("choices", [])), estimated=True)
+            event.ttft_ms = ctx.elapsed_ms()
+            event.finish_reason, event.upstream_id = done.finish_reason, done.upstream_id
+            body = done.body
+            body.update(id=ctx.request_id, model=route.model.id, provider=route.endpoint.provider.id,
+                        object="chat.completion", usage=self._usage_block(route, usage))
+            return body
+        except BaseException as e:
+            self._fail(event, e)
+            if isinstance(e, asyncio.CancelledError):
+                event.status = "cancelled"
+            raise
+        finally:
+            self._finish(event, route, ctx, usage)
+
+    async def open_stream(self, request: ChatRequest, ctx: CallContext) -> AsyncIterator[bytes]:
+        """Start the upstream stream; raise here (a plain HTTP error) if it fails before answering."""
+        event = self._event(ctx, request, None, streamed=True)
+        try:
+            route = self.route(request)
+        except SwitchyardError as e:
+            self._fail(event, e)
+            self._finish(event, None, ctx, None)
+            raise
+        stream = _Stream(self, request, ctx, route)
+        await stream.start()
+        return stream.sse()
+
+
+class _Stream:
+    """One streamed call: pulls upstream chunks, re-labels them, keeps the line alive, meters at the end."""
+
+    def __init__(self, service: ChatService, request: ChatRequest, ctx: CallContext, route: Route) -> None:
+        self.service, self.request, self.ctx, self.route = service, request, ctx, route
+        self.event = service._event(ctx, request, route, streamed=True)
+        self.upstream = route.adapter.stream(request, route.endpoint)
+        self.next: asyncio.Future[dict[str, Any]] | None = None
+        self.usage: Usage | None = None
+        self.text_chars = 0
+        self.created = int(ctx.created)
+        self.metered = False
+        s = service.settings
+        self.first_byte_deadline = time.monotonic() + service._timeout(route)
+        self.total_deadline = time.monotonic() + s.total_timeout_seconds
+
+    def _pull(self) -> asyncio.Future[dict[str, Any]]:
+        if self.next is None:
+            self.next = asyncio.ensure_future(self.upstream.__anext__())
+        return self.next
+
+    def _take(self) -> dict[str, Any]:
+        assert self.next is not None
+        fut, self.next = self.next, None
+        return fut.result()  # raises the upstream's error, or StopAsyncIteration at the end
+
+    async def _wait(self, timeout: float) -> bool:
+        done, _ = await asyncio.wait({self._pull()}, timeout=max(timeout, 0))
+        return bool(done)
+
+    async def start(self) -> None:
+        """Wait up to one keep-alive interval for the first chunk; errors that arrive by then are raised."""
+        window = min(self.service.settings.keepalive_seconds, self.first_byte_deadline - time.monotonic())
+        if await self._wait(window) and self.next is not None:
+            error = self.next.exception()
+            if isinstance(error, SwitchyardError):
+                self.next = None
+                self._close(error)
+                raise error
+
+    def _relabel(self, chunk: dict[str, Any]) -> bytes | None:
+        usage = chunk.pop("usage", None)
+        if usage:
+            self.usage = Usage.from_openai(usage)
+        choices = chunk.get("choices")
+        if not choices:
+            return None
+        for c in choices:
+            delta = c.get("delta") or {}
+            content = delta.get("content")
+            if content:
+                self.text_chars += len(content)
+            for call in delta.get("tool_calls") or ():
+                self.text_chars += len((call.get("function") or {}).get("arguments") or "")
+            if c.get("finish_reason"):
+                self.event.finish_reason = c["finish_reason"]
+        if self.event.ttft_ms is None:
+            self.event.ttft_ms = self.ctx.elapsed_ms()
+        chunk.update(id=self.ctx.request_id, model=self.route.model.id, provider=self.route.endpoint.provider.id,
+                     object="chat.completion.chunk")
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+    def _final_usage(self) -> Usage:
+        if self.usage is not None:
+            return self.usage
+        prompt = sum(estimate_tokens(m.text()) for m in self.request.messages)
+        return Usage(prompt, estimate_tokens("x" * self.text_chars) if self.text_chars else 0, estimated=True)
+
+    def _frame(self, **fields: Any) -> bytes:
+        body = {"id": self.ctx.request_id, "object": "chat.completion.chunk", "created": self.created,
+                "model": self.route.model.id, "provider": self.route.endpoint.provider.id, **fields}
+        return b"data: " + orjson.dumps(body) + b"\n\n"
+
+    async def sse(self) -> AsyncIterator[bytes]:
+        keepalive = self.service.settings.keepalive_seconds
+        try:
+            while True:
+                first = self.event.ttft_ms is None
+                deadline = self.first_byte_deadline if first else self.total_deadline
+                if not await self._wait(min(keepalive, deadline - time.monotonic())):
+                    if time.monotonic() >= deadline:
+                        raise UpstreamTimeoutError(f"{self.route.endpoint.provider.id} went silent",
+                                                   metadata={"provider_name": self.route.endpoint.provider.id})
+                    yield KEEPALIVE
+                    continue
+                try:
+                    chunk = self._take()
+                except StopAsyncIteration:
+                    break
+                frame = self._relabel(chunk)
+                if frame is not None:
+                    yield frame
+            usage = self._final_usage()
+            yield self._frame(choices=[], usage=self.service._usage_block(self.route, usage))
+            yield DONE
+            self._close(None)
+        except SwitchyardError as e:
+            # Bytes were sent: the status is committed, so the error travels as a final event.
+            yield self._frame(error={"code": e.status, "message": e.message, "metadata": e.metadata},
+                              choices=[{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}])
+            yield DONE
+            self._close(e)
+        except Exception as e:  # a bug or an unexpected upstream shape: end cleanly, never a stack trace
+            err = UpstreamError("The stream failed", metadata={"provider_name": self.route.endpoint.provider.id})
+            yield self._frame(error={"code": err.status, "message": err.message, "metadata": err.metadata},
+                              choices=[{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}])
+            yield DONE
+            self._close(e)
+        finally:
+            if not self.metered:  # the client went away mid-stream
+                self.event.status = "cancelled"
+                self._close(None, cancelled=True)
+
+    def _close(self, error: BaseException | None, *, cancelled: bool = False) -> None:
+        if self.metered:
+            return
+        self.metered = True
+        if self.next is not None and not self.next.done():
+            self.next.cancel()
+        asyncio.ensure_future(_aclose(self.upstream))
+        if error is not None:
+            self.service._fail(self.event, error)
+        if cancelled:
+            self.event.status = "cancelled"
+        self.service._finish(self.event, self.route, self.ctx, self._final_usage())
+
+
+async def _aclose(agen: Any) -> None:
+    try:
+        await agen.aclose()
+    except (Exception, asyncio.CancelledError):
+        pass

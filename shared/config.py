@@ -1,0 +1,44 @@
+"""Process settings, read once from the environment (tests override `get_settings` by clearing its cache)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SWITCHYARD_", extra="ignore")
+
+    # Resource names: on AWS the template passes them to the function; locally infra/local.py sets them.
+    keys_table: str = Field("switchyard-keys", validation_alias=AliasChoices("KEYS_TABLE", "SWITCHYARD_KEYS_TABLE"))
+    usage_table: str = Field("switchyard-usage",
+                             validation_alias=AliasChoices("USAGE_TABLE", "SWITCHYARD_USAGE_TABLE"))
+    counters_table: str = Field("switchyard-counters",
+                                validation_alias=AliasChoices("COUNTERS_TABLE", "SWITCHYARD_COUNTERS_TABLE"))
+    data_bucket: str = Field("switchyard-data", validation_alias=AliasChoices("DATA_BUCKET", "SWITCHYARD_DATA_BUCKET"))
+
+    # The key pepper: a literal (local stack, tests) or a Secrets Manager secret id (AWS).
+    pepper: str | None = None
+    pepper_secret_id: str | None = Field(None, validation_alias=AliasChoices("PEPPER_SECRET_ID",
+                                                                            "SWITCHYARD_PEPPER_SECRET_ID"))
+
+    config: Path | None = None  # SWITCHYARD_CONFIG: YAML adding providers and models
+
+    max_body_bytes: Annotated[int, Field(gt=0)] = 6 * 1024 * 1024  # Lambda's synchronous payload limit
+    key_cache_seconds: Annotated[float, Field(ge=0, le=60)] = 10.0  # the documented revocation delay
+    keepalive_seconds: Annotated[float, Field(gt=0)] = 5.0  # SSE comment while the upstream is silent
+    connect_timeout_seconds: Annotated[float, Field(gt=0)] = 5.0
+    first_byte_timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
+    total_timeout_seconds: Annotated[float, Field(gt=0)] = 600.0
+    usage_retention_days: Annotated[int, Field(gt=0)] = 400
+    meter_flush_seconds: Annotated[float, Field(gt=0)] = 0.05
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

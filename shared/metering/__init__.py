@@ -1,0 +1,196 @@
+"""Metering: one usage record per call, written together with the key's spend counters.
+
+`Meter.record` is synchronous and cheap (the request path never waits on DynamoDB). Records are written by
+`Meter.flush` in batches, each batch one `TransactWriteItems`: every record is a conditional put on its
+request id and the spend of the batch is `ADD`ed to the counters in the same transaction. A retried batch
+therefore never double counts, and a crash never leaves a record without its spend or the other way round.
+Under uvicorn a background task flushes every `meter_flush_seconds`; on Lambda the handler flushes before
+it returns (a frozen function runs no background work).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Callable, Literal
+
+from shared.aws.dynamodb import TransactionConflictError, Table, to_item, transact_write
+from shared.catalog import Pricing
+from shared.errors import StorageError
+from shared.keys import counter_key, periods
+
+log = logging.getLogger("switchyard.metering")
+
+Status = Literal["completed", "failed", "cancelled"]
+_BATCH = 25  # 25 puts + at most 75 counter updates: TransactWriteItems' limit of 100 actions
+
+
+def cost_of(pricing: Pricing, prompt_tokens: int, completion_tokens: int) -> float:
+    """USD for a call at per-1M-token prices; zero tokens cost nothing."""
+    return round((prompt_tokens * pricing.prompt + completion_tokens * pricing.completion) / 1_000_000, 12)
+
+
+@dataclass(slots=True)
+class UsageEvent:
+    """What is recorded for a call: never the prompt or the completion."""
+
+    id: str
+    key_id: str
+    created_at: float
+    model: str
+    lab: str
+    provider: str | None = None
+    upstream_model: str | None = None
+    upstream_id: str | None = None
+    app: str | None = None
+    app_title: str | None = None
+    app_referer: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    usage_estimated: bool = False
+    cost: float = 0.0
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    status: Status = "completed"
+    error_code: int | None = None
+    error_type: str | None = None
+    finish_reason: str | None = None
+    streamed: bool = False
+    client_ip: str | None = None
+    user_agent: str | None = None
+
+    def to_record(self, retention_days: int) -> dict[str, Any]:
+        record = asdict(self)
+        record["created_at"] = round(self.created_at, 3)
+        record["day"] = datetime.fromtimestamp(self.created_at, timezone.utc).strftime("%Y-%m-%d")
+        record["expires_at"] = int(self.created_at) + retention_days * 86400
+        return record
+
+
+class UsageWriter:
+    """Writes batches of events to the usage and counters tables, idempotently."""
+
+    def __init__(self, usage_table: str, counters_table: str, retention_days: int) -> None:
+        self.usage = Table(usage_table)
+        self.counters_table = counters_table
+        self.retention_days = retention_days
+
+    def actions(self, events: list[UsageEvent]) -> list[dict[str, Any]]:
+        puts = [{"Put": {"TableName": self.usage.name, "Item": to_item(e.to_record(self.retention_days)),
+                         "ConditionExpression": "attribute_not_exists(id)"}} for e in events]
+        totals: dict[tuple[str, str], list[float]] = {}
+        for e in events:
+            at = datetime.fromtimestamp(e.created_at, timezone.utc)
+            for period in ("total", *periods(at)):
+                t = totals.setdefault((e.key_id, period), [0.0, 0, 0, 0])
+                t[0] += e.cost
+                t[1] += 1
+                t[2] += e.prompt_tokens
+                t[3] += e.completion_tokens
+        updates = []
+        for (key_id, period), (cost, requests, prompt, completion) in totals.items():
+            values = {":c": Decimal(repr(round(cost, 12))), ":r": requests, ":p": prompt, ":t": completion}
+            expression = "ADD cost :c, requests :r, prompt_tokens :p, completion_tokens :t"
+            if period.startswith("day#"):
+                expression += " SET expires_at = if_not_exists(expires_at, :x)"
+                values[":x"] = int(time.time()) + self.retention_days * 86400
+            updates.append({"Update": {"TableName": self.counters_table,
+                                       "Key": to_item({"pk": counter_key(key_id), "period": period}),
+                                       "UpdateExpression": expression,
+                                       "ExpressionAttributeValues": to_item(values)}})
+        return puts + updates
+
+    def write(self, events: list[UsageEvent]) -> list[UsageEvent]:
+        """Write a batch; returns the events that were already recorded (and therefore skipped)."""
+        try:
+            transact_write(self.actions(events))
+            return []
+        except TransactionConflictError as e:
+            duplicates = [ev for ev, reason in zip(events, e.reasons) if reason == "ConditionalCheckFailed"]
+            if not duplicates:
+                raise StorageError("usage transaction cancelled", metadata={"reasons": e.reasons}) from e
+            rest = [ev for ev in events if ev not in duplicates]
+            return duplicates + (self.write(rest) if rest else [])
+
+
+class Meter:
+    """Collects usage events and writes them off the request path."""
+
+    def __init__(self, writer: UsageWriter, *, interval: float,
+                 on_record: Callable[[UsageEvent], None] | None = None) -> None:
+        self.writer = writer
+        self.interval = interval
+        self.on_record = on_record
+        self._pending: dict[str, UsageEvent] = {}
+        self._lock = threading.Lock()
+        self._flushing = threading.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self.written = 0
+        self.failures = 0
+
+    def record(self, event: UsageEvent) -> None:
+        with self._lock:
+            if event.id in self._pending:
+                return
+            self._pending[event.id] = event
+        if self.on_record is not None:
+            self.on_record(event)
+
+    def pending(self, event_id: str) -> UsageEvent | None:
+        return self._pending.get(event_id)
+
+    @property
+    def backlog(self) -> int:
+        return len(self._pending)
+
+    def flush(self) -> int:
+        """Write everything pending now (blocking). Events that fail stay pending for the next flush."""
+        written = 0
+        with self._flushing:
+            while True:
+                with self._lock:
+                    batch = list(self._pending.values())[:_BATCH]
+                if not batch:
+                    return written
+                try:
+                    self.writer.write(batch)
+                except StorageError:
+                    self.failures += 1
+                    log.warning("usage write failed; %d events kept for retry", len(self._pending))
+                    return written
+                with self._lock:
+                    for e in batch:
+                        self._pending.pop(e.id, None)
+                written += len(batch)
+                self.written += len(batch)
+
+    def start(self) -> None:
+        """Flush in the background on the running loop (uvicorn). Not used on Lambda."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        delay = self.interval
+        while True:
+            await asyncio.sleep(delay)
+            if self._pending:
+                failures = self.failures
+                await asyncio.to_thread(self.flush)
+                delay = min(delay * 2, 5.0) if self.failures > failures else self.interval
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        await asyncio.to_thread(self.flush)

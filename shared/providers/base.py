@@ -1,0 +1,82 @@
+"""What every vendor adapter implements, and the shapes it returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Protocol
+
+from shared.catalog import Endpoint
+from shared.chat.schema import ChatRequest
+from shared.errors import (BadRequestError, PayloadTooLargeError, RateLimitedError, SwitchyardError,
+                           UpstreamError, UpstreamTimeoutError)
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False
+
+    @classmethod
+    def from_openai(cls, u: dict[str, Any] | None) -> "Usage | None":
+        if not u:
+            return None
+        details = u.get("prompt_tokens_details") or {}
+        out_details = u.get("completion_tokens_details") or {}
+        return cls(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0),
+                   int(details.get("cached_tokens") or 0), int(out_details.get("reasoning_tokens") or 0))
+
+
+@dataclass(slots=True)
+class Completion:
+    """A finished non-streaming answer: an OpenAI `chat.completion` body plus what metering needs."""
+
+    body: dict[str, Any]
+    usage: Usage
+    finish_reason: str | None
+    upstream_id: str | None = None
+
+
+class Provider(Protocol):
+    """One wire format. Errors are raised as `SwitchyardError`s (see `upstream_error`)."""
+
+    async def complete(self, request: ChatRequest, endpoint: Endpoint) -> Completion: ...
+
+    def stream(self, request: ChatRequest, endpoint: Endpoint) -> AsyncIterator[dict[str, Any]]:
+        """OpenAI `chat.completion.chunk` dicts; a chunk carrying `usage` may come last."""
+        ...
+
+
+_CONTEXT_HINTS = ("context_length", "context length", "maximum context", "too many tokens", "prompt is too long")
+
+
+def upstream_error(status: int, message: str, *, provider: str, code: str | None = None,
+                   retry_after: str | None = None) -> SwitchyardError:
+    """An upstream HTTP error → our error, with the provider and upstream status in metadata."""
+    meta: dict[str, Any] = {"provider_name": provider, "upstream_status": status}
+    if code:
+        meta["upstream_code"] = code
+    text = message[:500]
+    if status == 400 and (code == "context_length_exceeded" or any(h in text.lower() for h in _CONTEXT_HINTS)):
+        err: SwitchyardError = BadRequestError(text, metadata=meta)
+        err.metadata["error_type"] = "context_length_exceeded"
+        return err
+    if status in (400, 422):
+        return BadRequestError(f"{provider} rejected the request: {text}", metadata=meta)
+    if status == 413:
+        return PayloadTooLargeError(f"{provider}: request too large", metadata=meta)
+    if status == 429:
+        headers = {"Retry-After": retry_after} if retry_after else {}
+        if retry_after:
+            meta["retry_after"] = retry_after
+        return RateLimitedError(f"{provider} is rate limiting requests", metadata=meta, headers=headers)
+    if status in (408, 504):
+        return UpstreamTimeoutError(f"{provider} timed out", metadata=meta)
+    err = UpstreamError(f"{provider} returned HTTP {status}: {text}", metadata=meta)
+    if status in (503, 529):
+        err.metadata["error_type"] = "provider_overloaded"
+    elif status in (401, 403):
+        err.metadata["error_type"] = "provider_auth_failed"
+    return err

@@ -1,0 +1,140 @@
+"""The `openai` kind: any OpenAI-compatible upstream (OpenAI, DeepSeek, Groq, Together, vLLM, Ollama, llama.cpp…).
+
+Requests go out as OpenAI bodies with the upstream model name; streams are read chunk by chunk and handed
+on as parsed chunks, never buffered whole. Usage is requested in streams (`include_usage`) so that every
+streamed call is metered from the vendor's own counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator
+
+import aiohttp
+import orjson
+
+from shared.aws.secrets import vendor_key
+from shared.catalog import Endpoint
+from shared.chat.schema import ChatRequest
+from shared.config import get_settings
+from shared.errors import SwitchyardError, UpstreamError, UpstreamTimeoutError
+from shared.providers.base import Completion, Usage, upstream_error
+from shared.providers.http import session
+
+
+def _timeout(endpoint: Endpoint) -> aiohttp.ClientTimeout:
+    s = get_settings()
+    first_byte = endpoint.config.timeout_seconds or s.first_byte_timeout_seconds
+    return aiohttp.ClientTimeout(total=s.total_timeout_seconds, sock_connect=s.connect_timeout_seconds,
+                                 sock_read=first_byte)
+
+
+def _headers(endpoint: Endpoint) -> dict[str, str]:
+    p = endpoint.provider
+    headers = {"Content-Type": "application/json", **p.headers}
+    key = vendor_key(p.api_key_env, p.api_key_secret)
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    return headers
+
+
+def _url(endpoint: Endpoint) -> str:
+    return endpoint.provider.base_url.rstrip("/") + "/chat/completions"  # type: ignore[union-attr]
+
+
+def _error_from(status: int, raw: bytes, headers: Any, provider: str) -> SwitchyardError:
+    message, code = raw[:500].decode("utf-8", "replace"), None
+    try:
+        err = orjson.loads(raw).get("error")
+        if isinstance(err, dict):
+            message = str(err.get("message") or message)
+            code = err.get("code") or err.get("type")
+        elif isinstance(err, str):
+            message = err
+    except (orjson.JSONDecodeError, AttributeError):
+        pass
+    return upstream_error(status, message, provider=provider, code=str(code) if code else None,
+                          retry_after=headers.get("Retry-After"))
+
+
+def _transport_error(e: Exception, provider: str) -> SwitchyardError:
+    if isinstance(e, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return UpstreamTimeoutError(f"{provider} did not answer in time", metadata={"provider_name": provider})
+    err = UpstreamError(f"Could not reach {provider}: {type(e).__name__}", metadata={"provider_name": provider})
+    if isinstance(e, aiohttp.ClientConnectorError):
+        err.metadata["error_type"] = "provider_unavailable"
+    return err
+
+
+class OpenAIProvider:
+    async def complete(self, request: ChatRequest, endpoint: Endpoint) -> Completion:
+        body = request.upstream_body(endpoint.upstream_model)
+        body["stream"] = False
+        provider = endpoint.provider.id
+        try:
+            async with session().post(_url(endpoint), data=orjson.dumps(body), headers=_headers(endpoint),
+                                      timeout=_timeout(endpoint)) as resp:
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise _error_from(resp.status, raw, resp.headers, provider)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+            raise _transport_error(e, provider) from e
+        try:
+            data = orjson.loads(raw)
+            choices = data["choices"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            raise UpstreamError(f"{provider} returned a body that is not a chat completion",
+                                metadata={"provider_name": provider}) from None
+        usage = Usage.from_openai(data.get("usage")) or Usage(estimated=True)
+        finish = choices[0].get("finish_reason") if choices else None
+        return Completion(data, usage, finish, data.get("id"))
+
+    async def stream(self, request: ChatRequest, endpoint: Endpoint) -> AsyncIterator[dict[str, Any]]:
+        body = request.upstream_body(endpoint.upstream_model)
+        body["stream"] = True
+        body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}
+        provider = endpoint.provider.id
+        try:
+            async with session().post(_url(endpoint), data=orjson.dumps(body), headers=_headers(endpoint),
+                                      timeout=_timeout(endpoint)) as resp:
+                if resp.status >= 400:
+                    raise _error_from(resp.status, await resp.read(), resp.headers, provider)
+                pending = b""
+                async for block in resp.content.iter_any():
+                    pending += block
+                    *lines, pending = pending.split(b"\n")
+                    for line in lines:
+                        chunk = _event(line, provider)
+                        if chunk is _DONE:
+                            return
+                        if chunk is not None:
+                            yield chunk
+                if pending.strip():
+                    chunk = _event(pending, provider)
+                    if isinstance(chunk, dict):
+                        yield chunk
+        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+            raise _transport_error(e, provider) from e
+
+
+_DONE: Any = object()
+
+
+def _event(line: bytes, provider: str) -> dict[str, Any] | None:
+    """One SSE line → a chunk, `_DONE`, or None for comments, blank lines and other fields."""
+    line = line.strip()
+    if not line.startswith(b"data:"):
+        return None
+    data = line[5:].strip()
+    if data == b"[DONE]":
+        return _DONE
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise UpstreamError(f"{provider} sent a stream event that is not JSON",
+                            metadata={"provider_name": provider}) from None
+    if isinstance(chunk, dict) and "error" in chunk:
+        err = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
+        raise UpstreamError(f"{provider} failed mid-stream: {str(err.get('message'))[:300]}",
+                            metadata={"provider_name": provider, "upstream_code": err.get("code")})
+    return chunk

@@ -1,0 +1,275 @@
+"""The built-in offline vendor: answers like a real model with no network.
+
+Deterministic for a given request (same messages and seed → same answer); failure injection draws from a
+process-wide RNG so that an error rate of 0.5 fails about half of all calls. Behaviour per model comes from
+its catalog entry's `sim:` block (latency, speed, length, error/timeout/malformed-JSON/truncation rates).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import re
+import time
+from typing import Any, AsyncIterator
+
+import orjson
+
+from shared.catalog import Endpoint, SimBehaviour
+from shared.chat.schema import ChatRequest, Message, TextPart, ToolChoiceFunction
+from shared.providers.base import Completion, Usage, upstream_error
+
+_WORDS = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+_CHUNK = re.compile(r"\s*\S+")
+_BANK = (
+    "the gateway routes each request to a healthy provider and records what it cost "
+    "latency matters more than throughput for interactive traffic while batch jobs prefer the cheapest model "
+    "structured output keeps downstream services simple when every answer parses as valid json "
+    "fallbacks switch models within milliseconds so an outage never reaches the user "
+    "tokens are metered per key per app and per model for analytics and rankings"
+).split()
+_CHAOS = random.Random()  # failure injection: per process, not per request
+_DEFAULT_BEHAVIOUR = SimBehaviour()
+
+
+def count_tokens(text: str) -> int:
+    """The simulator's tokenizer: words and punctuation marks (close to BPE counts for English prose)."""
+    return len(_WORDS.findall(text))
+
+
+def prompt_tokens(messages: list[Message]) -> int:
+    total = 3
+    for m in messages:
+        total += 4 + count_tokens(m.text())
+        if isinstance(m.content, list):
+            total += 85 * sum(1 for p in m.content if not isinstance(p, TextPart))
+        for call in m.tool_calls or ():
+            total += count_tokens(call.function.name) + count_tokens(call.function.arguments)
+    return total
+
+
+def _rng(request: ChatRequest, model: str, index: int) -> random.Random:
+    seed = request.seed if request.seed is not None else "|".join(m.text() for m in request.messages)
+    digest = hashlib.blake2b(f"{model}|{seed}|{index}".encode(), digest_size=8).digest()
+    return random.Random(int.from_bytes(digest, "big"))
+
+
+def _prose(rng: random.Random, request: ChatRequest, tokens: int) -> str:
+    last = next((m.text() for m in reversed(request.messages) if m.role == "user"), "")
+    topic = " ".join(last.split()[:8])
+    words: list[str] = []
+    while len(words) < tokens:
+        sentence = rng.sample(_BANK, rng.randint(6, 12))
+        sentence[0] = sentence[0].capitalize()
+        words.extend(sentence[:-1] + [sentence[-1] + "."])
+    opener = f'On "{topic}": ' if topic else ""
+    return opener + " ".join(words[:tokens]).rstrip(".") + "."
+
+
+def _from_schema(schema: dict[str, Any], rng: random.Random, depth: int = 0) -> Any:
+    """A value that satisfies a (simple) JSON schema: types, properties, items, enum, const."""
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return rng.choice(schema["enum"])
+    kind = schema.get("type", "object" if "properties" in schema else "string")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        props = schema.get("properties") or {}
+        return {k: _from_schema(v if isinstance(v, dict) else {}, rng, depth + 1) for k, v in props.items()}
+    if kind == "array":
+        n = max(int(schema.get("minItems", 0)), rng.randint(1, 3)) if depth < 4 else 0
+        return [_from_schema(schema.get("items") or {}, rng, depth + 1) for _ in range(n)]
+    if kind == "integer":
+        return rng.randint(int(schema.get("minimum", 0)), int(schema.get("maximum", 100)))
+    if kind == "number":
+        return round(rng.uniform(float(schema.get("minimum", 0)), float(schema.get("maximum", 1))), 3)
+    if kind == "boolean":
+        return rng.random() < 0.5
+    if kind == "null":
+        return None
+    return " ".join(rng.sample(_BANK, 3))
+
+
+def _json_value(request: ChatRequest, rng: random.Random) -> Any:
+    fmt = request.response_format
+    if fmt and fmt.type == "json_schema" and fmt.json_schema and fmt.json_schema.schema_:
+        return _from_schema(fmt.json_schema.schema_, rng)
+    return {"answer": " ".join(rng.sample(_BANK, 8)), "confidence": round(rng.uniform(0.5, 0.99), 2),
+            "tags": rng.sample(_BANK, 3), "source": "sim", "note": "模拟回答 ✓"}
+
+
+def _corrupt(text: str, rng: random.Random) -> str:
+    """Break valid JSON the way LLMs do; every corruption is one that healing is meant to repair."""
+    kinds = ["trailing_comma", "single_quotes", "unquoted_key", "missing_brace", "fenced", "python_literals",
+             "truncated"]
+    rng.shuffle(kinds)
+    for kind in kinds:  # the first corruption that really breaks this text (not every text has literals)
+        broken = _CORRUPTIONS[kind](text)
+        try:
+            orjson.loads(broken)
+        except orjson.JSONDecodeError:
+            return broken
+    return text[:-1]
+
+
+_CORRUPTIONS = {
+    "trailing_comma": lambda t: re.sub(r"([}\]])$", r",\1", t),
+    "single_quotes": lambda t: t.replace('"', "'"),
+    "unquoted_key": lambda t: re.sub(r'"(\w+)":', r"\1:", t, count=2),
+    "missing_brace": lambda t: t[:-1],
+    "fenced": lambda t: f"Here is the JSON you asked for:\n```json\n{t}\n```\nLet me know if you need more.",
+    "python_literals": lambda t: re.sub(r"(?<=[:\[,])(true|false|null)\b",
+                                        lambda m: {"true": "True", "false": "False", "null": "None"}[m[1]], t),
+    "truncated": lambda t: t[: max(1, int(len(t) * 0.7))],
+}
+
+
+def _apply_stop(text: str, stop: str | list[str] | None) -> tuple[str, bool]:
+    for s in [stop] if isinstance(stop, str) else stop or []:
+        cut = text.find(s)
+        if cut >= 0:
+            return text[:cut], True
+    return text, False
+
+
+class _Answer:
+    """One choice: content or a tool call, its finish reason and completion tokens."""
+
+    def __init__(self, request: ChatRequest, endpoint: Endpoint, index: int, behaviour: SimBehaviour) -> None:
+        rng = _rng(request, endpoint.config.id, index)
+        self.content: str | None = None
+        self.tool_call: dict[str, Any] | None = None
+        self.finish_reason = "stop"
+        limit = request.output_limit
+        tool = self._tool_to_call(request)
+        if tool is not None:
+            args = _from_schema(tool.function.parameters or {"type": "object"}, rng)
+            self.tool_call = {"id": f"call_{rng.getrandbits(64):016x}", "type": "function",
+                              "function": {"name": tool.function.name,
+                                           "arguments": orjson.dumps(args).decode()}}
+            self.finish_reason = "tool_calls"
+            self.tokens = count_tokens(self.tool_call["function"]["arguments"]) + 3
+            return
+        if request.wants_json:
+            text = orjson.dumps(_json_value(request, rng)).decode()
+            if behaviour.malformed_json_rate and _CHAOS.random() < behaviour.malformed_json_rate:
+                text = _corrupt(text, rng)
+        elif request.messages[-1].role == "tool":
+            text = f"The tool returned {request.messages[-1].text()[:200]}. " + _prose(rng, request, 12)
+        else:
+            text = _prose(rng, request, behaviour.reply_tokens)
+        pieces = _CHUNK.findall(text)
+        if behaviour.truncate_rate and _CHAOS.random() < behaviour.truncate_rate:
+            pieces, self.finish_reason = pieces[: max(1, len(pieces) * 6 // 10)], "length"
+        if limit is not None and count_tokens("".join(pieces)) > limit:
+            kept, n = [], 0
+            for p in pieces:
+                n += count_tokens(p)
+                if n > limit:
+                    break
+                kept.append(p)
+            pieces, self.finish_reason = kept, "length"
+        text, stopped = _apply_stop("".join(pieces), request.stop)
+        if stopped:
+            self.finish_reason = "stop"
+        self.content = text
+        self.tokens = count_tokens(text)
+
+    @staticmethod
+    def _tool_to_call(request: ChatRequest):
+        if not request.tools or request.tool_choice == "none" or request.messages[-1].role == "tool":
+            return None
+        if isinstance(request.tool_choice, ToolChoiceFunction):
+            wanted = request.tool_choice.function.name
+            return next((t for t in request.tools if t.function.name == wanted), request.tools[0])
+        return request.tools[0]
+
+    def message(self) -> dict[str, Any]:
+        if self.tool_call:
+            return {"role": "assistant", "content": None, "tool_calls": [self.tool_call]}
+        return {"role": "assistant", "content": self.content}
+
+    def deltas(self) -> list[tuple[dict[str, Any], int]]:
+        """The answer as stream deltas, each with its token count (for pacing)."""
+        if self.tool_call:
+            fn = self.tool_call["function"]
+            head = {"tool_calls": [{"index": 0, "id": self.tool_call["id"], "type": "function",
+                                    "function": {"name": fn["name"], "arguments": ""}}]}
+            args = fn["arguments"]
+            parts = [args[i:i + 12] for i in range(0, len(args), 12)]
+            return [(head, 1)] + [({"tool_calls": [{"index": 0, "function": {"arguments": p}}]}, 3)
+                                  for p in parts]
+        pieces = _CHUNK.findall(self.content or "")
+        out, i = [], 0
+        rng = random.Random(len(pieces))
+        while i < len(pieces):
+            step = rng.randint(1, 3)  # 1-3 words a chunk, like real BPE streaming
+            text = "".join(pieces[i:i + step])
+            out.append(({"content": text}, count_tokens(text)))
+            i += step
+        return out
+
+
+class SimProvider:
+    """The `sim` kind."""
+
+    def _behaviour(self, endpoint: Endpoint) -> SimBehaviour:
+        return endpoint.config.sim or _DEFAULT_BEHAVIOUR
+
+    async def _maybe_fail(self, b: SimBehaviour, endpoint: Endpoint) -> None:
+        if b.error_rate and _CHAOS.random() < b.error_rate:
+            retry = str(b.retry_after_seconds) if b.retry_after_seconds is not None else None
+            raise upstream_error(b.error_status, "simulated upstream failure", provider=endpoint.provider.id,
+                                 code="sim_injected", retry_after=retry)
+        if b.timeout_rate and _CHAOS.random() < b.timeout_rate:
+            await asyncio.sleep(3600)  # the gateway's first-byte timeout ends this
+        if b.latency_ms:
+            await asyncio.sleep(b.latency_ms / 1000)
+
+    async def complete(self, request: ChatRequest, endpoint: Endpoint) -> Completion:
+        b = self._behaviour(endpoint)
+        await self._maybe_fail(b, endpoint)
+        answers = [_Answer(request, endpoint, i, b) for i in range(request.n)]
+        completion_tokens = sum(a.tokens for a in answers)
+        if b.tokens_per_second:
+            await asyncio.sleep(completion_tokens / b.tokens_per_second)
+        usage = Usage(prompt_tokens(request.messages), completion_tokens)
+        upstream_id = f"sim-{time.time_ns():x}"
+        body = {
+            "id": upstream_id, "object": "chat.completion", "created": int(time.time()),
+            "model": endpoint.upstream_model,
+            "choices": [{"index": i, "message": a.message(), "finish_reason": a.finish_reason,
+                         "native_finish_reason": a.finish_reason, "logprobs": None}
+                        for i, a in enumerate(answers)],
+        }
+        return Completion(body, usage, answers[0].finish_reason, upstream_id)
+
+    async def stream(self, request: ChatRequest, endpoint: Endpoint) -> AsyncIterator[dict[str, Any]]:
+        b = self._behaviour(endpoint)
+        await self._maybe_fail(b, endpoint)
+        upstream_id = f"sim-{time.time_ns():x}"
+        created = int(time.time())
+
+        def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            return {"id": upstream_id, "object": "chat.completion.chunk", "created": created,
+                    "model": endpoint.upstream_model,
+                    "choices": [{"index": index, "delta": delta, "finish_reason": finish,
+                                 "native_finish_reason": finish, "logprobs": None}]}
+
+        completion_tokens = 0
+        for index in range(request.n):
+            answer = _Answer(request, endpoint, index, b)
+            yield chunk(index, {"role": "assistant", "content": ""})
+            for delta, tokens in answer.deltas():
+                if b.tokens_per_second:
+                    await asyncio.sleep(tokens / b.tokens_per_second)
+                yield chunk(index, delta)
+            completion_tokens += answer.tokens  # the same count as the unstreamed answer
+            yield chunk(index, {}, answer.finish_reason)
+        usage = {"prompt_tokens": prompt_tokens(request.messages), "completion_tokens": completion_tokens,
+                 "total_tokens": prompt_tokens(request.messages) + completion_tokens}
+        yield {"id": upstream_id, "object": "chat.completion.chunk", "created": created,
+               "model": endpoint.upstream_model, "choices": [], "usage": usage}

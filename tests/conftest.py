@@ -1,0 +1,140 @@
+"""Fixtures: fake AWS credentials → `mock_aws` → the template's tables → a fresh gateway.
+
+End-to-end tests use `local_stack`: the real `python -m infra.local` (what `make run` starts) in a
+subprocess on a free loopback port, with a fake OpenAI-compatible upstream configured through SWITCHYARD_CONFIG.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                   "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"})
+for var in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "SWITCHYARD_CONFIG", "PEPPER_SECRET_ID"):
+    os.environ.pop(var, None)
+os.environ["SWITCHYARD_PEPPER"] = "test-pepper-not-secret"
+
+
+def reset_gateway() -> None:
+    from infra.local import _reset_caches
+
+    _reset_caches()
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """In-process moto with every table and bucket of template.yaml; the gateway env points at them."""
+    from moto import mock_aws
+
+    from infra.template import create_resources, gateway_environment
+
+    with mock_aws():
+        reset_gateway()
+        names = create_resources("test-")
+        for var, value in gateway_environment(names).items():
+            monkeypatch.setenv(var, value)
+        reset_gateway()
+        yield names
+    reset_gateway()
+
+
+@pytest.fixture
+def gateway(aws):
+    from functions.gateway.state import gateway as build
+
+    return build()
+
+
+@pytest.fixture
+def keys(gateway) -> dict[str, str]:
+    """A management key and an inference key in the mocked tables."""
+    admin, _ = gateway.keys.create("admin", kind="management")
+    dev, _ = gateway.keys.create("dev")
+    return {"admin": admin, "dev": dev}
+
+
+@pytest.fixture
+def client(gateway):
+    """The ASGI app in-process (Starlette's TestClient), against the mocked tables."""
+    from starlette.testclient import TestClient
+
+    from functions.gateway.app import app
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def fake_upstream() -> Iterator["FakeUpstream"]:
+    from tests.fakes.openai_upstream import FakeUpstream
+
+    with FakeUpstream() as up:
+        yield up
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"local stack exited with {proc.returncode}: {proc.stdout.read() if proc.stdout else ''}")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("local stack did not become healthy")
+
+
+class LocalProcess:
+    """`python -m infra.local` in a subprocess: what `make run` starts."""
+
+    def __init__(self, state_dir: Path, env: dict[str, str]) -> None:
+        from infra.local import free_port
+
+        self.state_dir = state_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, **env, "PORT": str(self.port), "SWITCHYARD_STATE_DIR": str(state_dir)}
+        self.env.pop("SWITCHYARD_PEPPER", None)
+        self.proc: subprocess.Popen | None = None
+        self.output = ""
+
+    def start(self) -> "LocalProcess":
+        self.proc = subprocess.Popen([sys.executable, "-m", "infra.local"], cwd=ROOT, env=self.env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        _wait_healthy(self.url, self.proc)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.output, _ = self.proc.communicate(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.output, _ = self.proc.communicate()
+
+    def key(self, name: str) -> str:
+        return (self.state_dir / name).read_text().strip()
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory, fake_upstream) -> Iterator[LocalProcess]:
+    config = tmp_path_factory.mktemp("config") / "switchyard.yaml"
+    config.write_text(fake_upstream.catalog_yaml())
+    stack = LocalProcess(tmp_path_factory.mktemp("state"),
+                         {"SWITCHYARD_CONFIG": str(config), "FAKE_VENDOR_KEY": "vendor-secret-123",
+                          "SWITCHYARD_KEEPALIVE_SECONDS": "0.2"}).start()
+    yield stack
+    stack.stop()

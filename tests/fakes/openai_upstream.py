@@ -1,0 +1,120 @@
+"""A local fake of an OpenAI-compatible vendor, speaking the real wire format (JSON and SSE).
+
+It records every request it receives (path, headers, body) so tests can assert what the gateway sent, and
+it is scripted per upstream model name:
+  ok            a completion; streams end with a usage chunk when `stream_options.include_usage` is set
+  slow-stream   a stream that pauses 0.6 s before its first chunk (keep-alive comments must flow)
+  error-429     429 with Retry-After: 11;  error-500: 500;  error-context: 400 context_length_exceeded
+  garbage       200 with a body that is not JSON
+  mid-error     a stream that sends one chunk then an error event
+  long-stream   a stream of 200 chunks, 20 ms apart (for client disconnects)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from typing import Any
+
+from aiohttp import web
+
+USAGE = {"prompt_tokens": 13, "completion_tokens": 7, "total_tokens": 20,
+         "prompt_tokens_details": {"cached_tokens": 4}, "completion_tokens_details": {"reasoning_tokens": 2}}
+TEXT = ["Hello", " from", " the", " fake", " upstream", "."]
+
+
+def _chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> bytes:
+    body = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
+class FakeUpstream:
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def catalog_yaml(self) -> str:
+        """A SWITCHYARD_CONFIG adding this upstream as an `openai` provider with one model per script."""
+        models = "".join(
+            f"  - {{id: fake/{name}, provider: fakevendor, upstream_model: {name}, context_length: 8192, "
+            f"pricing: {{prompt: 1.0, completion: 2.0}}}}\n"
+            for name in ("ok", "slow-stream", "error-429", "error-500", "error-context", "garbage", "mid-error",
+                         "long-stream"))
+        return (f"providers:\n  - {{id: fakevendor, kind: openai, base_url: '{self.base_url}', "
+                f"api_key_env: FAKE_VENDOR_KEY}}\nmodels:\n{models}")
+
+    def __enter__(self) -> "FakeUpstream":
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+
+    def _serve(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        runner = web.AppRunner(app, access_log=None)
+        self._loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        self._loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        body = json.loads(raw)
+        self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body,
+                              "at": time.time()})
+        model = body["model"]
+        if model == "error-429":
+            return web.json_response({"error": {"message": "slow down", "type": "rate_limit", "code": "rate_limited"}},
+                                     status=429, headers={"Retry-After": "11"})
+        if model == "error-500":
+            return web.json_response({"error": {"message": "boom", "type": "server_error"}}, status=500)
+        if model == "error-context":
+            return web.json_response({"error": {"message": "This model's maximum context length is 8192 tokens",
+                                                "code": "context_length_exceeded"}}, status=400)
+        if model == "garbage":
+            return web.Response(text="<html>oops</html>", content_type="text/html")
+        if not body.get("stream"):
+            return web.json_response({
+                "id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": model,
+                "system_fingerprint": "fp_fake",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(TEXT)},
+                             "finish_reason": "stop"}],
+                "usage": USAGE})
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        if model == "slow-stream":
+            await asyncio.sleep(0.6)
+        await resp.write(_chunk(model, {"role": "assistant", "content": ""}))
+        if model == "mid-error":
+            await resp.write(_chunk(model, {"content": "partial"}))
+            await resp.write(b'data: {"error": {"message": "upstream overloaded", "code": 503}}\n\n')
+            return resp
+        pieces = TEXT if model != "long-stream" else [f" w{i}" for i in range(200)]
+        for piece in pieces:
+            if model == "long-stream":
+                await asyncio.sleep(0.02)
+            await resp.write(_chunk(model, {"content": piece}))
+        await resp.write(_chunk(model, {}, "stop"))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            await resp.write(b"data: " + json.dumps({"id": "chatcmpl-fake", "object": "chat.completion.chunk",
+                                                     "created": 1, "model": model, "choices": [],
+                                                     "usage": USAGE}).encode() + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        return resp

@@ -1,0 +1,96 @@
+import asyncio
+
+import pytest
+
+from shared.errors import AuthenticationError, ForbiddenError, InsufficientCreditsError, NotFoundError
+from shared.keys import Authenticator
+from shared.keys.tokens import PREFIX, _checksum, new_key
+
+
+def auth(gateway, ttl=0.0):
+    return Authenticator(gateway.keys, ttl=ttl)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_only_the_hmac_of_the_secret_is_stored(gateway):
+    token, key = gateway.keys.create("app")
+    item = gateway.keys.keys.get({"key_id": key.key_id})
+    secret = token.split("-")[-1][:32]
+    assert secret not in str(item) and token not in str(item)
+    assert len(item["secret_hash"]) == 64
+
+
+def test_unknown_key_and_wrong_secret_get_the_same_401(gateway):
+    token, key = gateway.keys.create("app")
+    unknown, _ = new_key()
+    body = f"{PREFIX['inference']}{key.key_id}-{'A' * 32}"
+    wrong = body + _checksum(body)  # the right key id, a wrong secret, a valid checksum
+    errors = []
+    for t in (unknown, wrong):
+        with pytest.raises(AuthenticationError) as e:
+            run(auth(gateway).authenticate(f"Bearer {t}", kind="inference"))
+        errors.append(e.value.body())
+    assert errors[0] == errors[1]
+    assert run(auth(gateway).authenticate(f"Bearer {token}", kind="inference")).key_id == key.key_id
+
+
+@pytest.mark.parametrize("header", [None, "", "Bearer", "Basic abc", "Bearer sk-nope", "Bearer sk-sy-v1-xyz"])
+def test_missing_or_malformed_keys_are_401(gateway, header):
+    with pytest.raises(AuthenticationError):
+        run(auth(gateway).authenticate(header, kind="inference"))
+
+
+def test_disabled_key_is_401_and_credit_limit_is_402(gateway):
+    token, key = gateway.keys.create("app", limit=0.5)
+    gateway.keys.update(key.key_id, disabled=True)
+    with pytest.raises(AuthenticationError, match="disabled"):
+        run(auth(gateway).authenticate(f"Bearer {token}", kind="inference"))
+    gateway.keys.update(key.key_id, disabled=False)
+    a = auth(gateway, ttl=30)
+    run(a.authenticate(f"Bearer {token}", kind="inference"))
+    a.add_spend(key.key_id, 0.5)
+    with pytest.raises(InsufficientCreditsError):
+        run(a.authenticate(f"Bearer {token}", kind="inference"))
+
+
+def test_management_keys_cannot_call_models_and_inference_keys_cannot_manage(gateway):
+    admin, _ = gateway.keys.create("admin", kind="management")
+    dev, _ = gateway.keys.create("dev")
+    with pytest.raises(ForbiddenError):
+        run(auth(gateway).authenticate(f"Bearer {admin}", kind="inference"))
+    with pytest.raises(ForbiddenError):
+        run(auth(gateway).authenticate(f"Bearer {dev}", kind="management"))
+
+
+def test_revocation_takes_effect_after_the_cache_ttl(gateway):
+    token, key = gateway.keys.create("app")
+    a = auth(gateway, ttl=60)
+    run(a.authenticate(f"Bearer {token}", kind="inference"))
+    gateway.keys.update(key.key_id, disabled=True)
+    run(a.authenticate(f"Bearer {token}", kind="inference"))  # still cached: the documented delay
+    a.forget(key.key_id)
+    with pytest.raises(AuthenticationError):
+        run(a.authenticate(f"Bearer {token}", kind="inference"))
+
+
+def test_update_and_delete(gateway):
+    _, key = gateway.keys.create("app", limit=3)
+    updated = gateway.keys.update(key.key_id, name="renamed", clear_limit=True)
+    assert updated.name == "renamed" and updated.limit is None and updated.updated_at
+    gateway.keys.delete(key.key_id)
+    assert gateway.keys.get(key.key_id) is None
+    with pytest.raises(NotFoundError):
+        gateway.keys.delete(key.key_id)
+    with pytest.raises(NotFoundError):
+        gateway.keys.update("000000000000", name="x")
+
+
+def test_management_keys_are_not_managed_through_the_keys_api(gateway):
+    _, admin = gateway.keys.create("admin", kind="management")
+    with pytest.raises(NotFoundError):
+        gateway.keys.update(admin.key_id, disabled=True)
+    with pytest.raises(NotFoundError):
+        gateway.keys.delete(admin.key_id)

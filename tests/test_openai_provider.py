@@ -1,0 +1,94 @@
+"""The `openai` adapter against a fake vendor speaking the real wire format."""
+
+import asyncio
+
+import orjson
+import pytest
+
+from shared.catalog import load_catalog
+from shared.chat.schema import parse_chat_request
+from shared.errors import BadRequestError, RateLimitedError, UpstreamError, UpstreamTimeoutError
+from shared.providers import http
+from shared.providers.openai import OpenAIProvider
+
+provider = OpenAIProvider()
+
+
+@pytest.fixture
+def catalog(fake_upstream, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_VENDOR_KEY", "vendor-secret-123")
+    path = tmp_path / "c.yaml"
+    path.write_text(fake_upstream.catalog_yaml())
+    return load_catalog(path)
+
+
+def run(coro):
+    async def go():
+        try:
+            return await coro
+        finally:
+            await http.close()
+    return asyncio.run(go())
+
+
+def req(model="fake/ok", **fields):
+    return parse_chat_request(orjson.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}],
+                                            "api_base": "http://evil.invalid", **fields}))
+
+
+def test_completion_sends_the_upstream_model_and_vendor_key(catalog, fake_upstream):
+    done = run(provider.complete(req(temperature=0.1), catalog.get("fake/ok").endpoints[0]))
+    sent = fake_upstream.requests[-1]
+    assert sent["body"]["model"] == "ok" and sent["body"]["temperature"] == 0.1
+    assert sent["headers"]["Authorization"] == "Bearer vendor-secret-123"
+    assert "api_base" not in sent["body"]
+    assert done.usage.prompt_tokens == 13 and done.usage.cached_tokens == 4 and done.usage.reasoning_tokens == 2
+    assert done.body["choices"][0]["message"]["content"] == "Hello from the fake upstream."
+
+
+def test_stream_asks_for_usage_and_passes_chunks_through(catalog, fake_upstream):
+    async def collect():
+        return [c async for c in provider.stream(req(), catalog.get("fake/ok").endpoints[0])]
+    chunks = run(collect())
+    assert fake_upstream.requests[-1]["body"]["stream_options"] == {"include_usage": True}
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == "Hello from the fake upstream."
+    assert chunks[-1]["usage"]["completion_tokens"] == 7
+
+
+@pytest.mark.parametrize("model, error, check", [
+    ("fake/error-429", RateLimitedError, lambda e: e.headers["Retry-After"] == "11"),
+    ("fake/error-500", UpstreamError, lambda e: e.metadata["upstream_status"] == 500),
+    ("fake/error-context", BadRequestError, lambda e: e.metadata["error_type"] == "context_length_exceeded"),
+    ("fake/garbage", UpstreamError, lambda e: "not a chat completion" in e.message),
+])
+def test_vendor_errors_map_to_our_errors(catalog, model, error, check):
+    with pytest.raises(error) as e:
+        run(provider.complete(req(model), catalog.get(model).endpoints[0]))
+    assert check(e.value) and e.value.metadata["provider_name"] == "fakevendor"
+
+
+def test_unreachable_upstream_is_502_and_silence_is_504(tmp_path):
+    from infra.local import free_port
+    port = free_port()
+    path = tmp_path / "c.yaml"
+    path.write_text(f"providers: [{{id: gone, kind: openai, base_url: 'http://127.0.0.1:{port}/v1'}}]\n"
+                    "models: [{id: gone/m, provider: gone, timeout_seconds: 0.3}]\n")
+    catalog = load_catalog(path)
+    with pytest.raises(UpstreamError) as e:
+        run(provider.complete(req("gone/m"), catalog.get("gone/m").endpoints[0]))
+    assert e.value.metadata["error_type"] == "provider_unavailable"
+
+    async def silent_server():
+        server = await asyncio.start_server(lambda r, w: asyncio.sleep(5), "127.0.0.1", port)
+        async with server:
+            return await provider.complete(req("gone/m"), catalog.get("gone/m").endpoints[0])
+    with pytest.raises(UpstreamTimeoutError):
+        run(silent_server())
+
+
+def test_mid_stream_error_event_is_raised(catalog):
+    async def collect():
+        return [c async for c in provider.stream(req("fake/mid-error"), catalog.get("fake/mid-error").endpoints[0])]
+    with pytest.raises(UpstreamError, match="mid-stream"):
+        run(collect())
