@@ -24,6 +24,10 @@ for var in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "SWITCHYARD_CONFIG", "PEPPER_SECR
     os.environ.pop(var, None)
 os.environ["SWITCHYARD_PEPPER"] = "test-pepper-not-secret"
 
+from infra import moto_patches  # noqa: E402  (after the environment above)
+
+moto_patches.install()  # the same moto as `make run`: see infra/moto_patches.py
+
 
 def reset_gateway() -> None:
     from infra.local import _reset_caches

@@ -14,6 +14,7 @@ _CONFIG = Config(
     read_timeout=5,
     max_pool_connections=32,
     tcp_keepalive=True,
+    parameter_validation=False,  # our request shapes are fixed and tested; skip re-checking them per call
 )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, Union
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, ValidationError, model_validator
 
 from shared.errors import BadRequestError
 
@@ -142,6 +142,7 @@ _TYPE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
 
 
 class ChatRequest(_Model):
+    _raw: dict[str, Any] = PrivateAttr(default_factory=dict)  # the body as the client sent it
     model: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     models: Annotated[list[Annotated[str, Field(min_length=1, max_length=256)]], Field(max_length=16)] | None = None
     messages: Annotated[list[Message], Field(min_length=1)]
@@ -176,11 +177,11 @@ class ChatRequest(_Model):
         return self.response_format is not None and self.response_format.type != "text"
 
     def upstream_body(self, upstream_model: str) -> dict[str, Any]:
-        """What an OpenAI-compatible upstream receives: no gateway fields and nothing that steers connections."""
-        body = self.model_dump(exclude_none=True, by_alias=True, exclude=_NOT_UPSTREAM)
+        """What an OpenAI-compatible upstream receives: the client's own fields as sent (validated above),
+        without gateway fields and nothing that steers connections."""
+        raw = self._raw or self.model_dump(exclude_none=True, by_alias=True)  # built without parse_chat_request
+        body = {k: v for k, v in raw.items() if k not in _NOT_UPSTREAM}
         body["model"] = upstream_model
-        if self.n == 1:
-            del body["n"]
         return body
 
 
@@ -212,6 +213,7 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
         raise BadRequestError("Request body must be a JSON object", metadata={"field": "body"})
     try:
         request = ChatRequest.model_validate(data)
+        request._raw = data
     except ValidationError as e:
         # The deepest location is the most specific one (inside a union, the branch that got furthest).
         first = max(e.errors(include_url=False), key=lambda err: len(err["loc"]))

@@ -152,15 +152,28 @@ class Authenticator:
         self.store = store
         self.ttl = ttl
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+        self._loading: dict[str, asyncio.Future[ApiKey | None]] = {}
 
     async def authenticate(self, authorization: str | None, *, kind: KeyKind) -> ApiKey:
         parsed = _bearer(authorization)
         entry = self._cache.get(parsed.key_id)
         if entry is None or entry[0] < time.monotonic():
-            key = await asyncio.to_thread(self.store.get, parsed.key_id)
-            entry = (time.monotonic() + self.ttl, key)
-            self._cache[parsed.key_id] = entry
+            return self._check(await self._load(parsed.key_id), parsed, kind)
         return self._check(entry[1], parsed, kind)
+
+    async def _load(self, key_id: str) -> ApiKey | None:
+        """One lookup per key at a time: concurrent requests for an expired entry share it."""
+        loading = self._loading.get(key_id)
+        if loading is None:
+            loading = asyncio.ensure_future(asyncio.to_thread(self.store.get, key_id))
+            self._loading[key_id] = loading
+            try:
+                key = await loading
+                self._cache[key_id] = (time.monotonic() + self.ttl, key)
+                return key
+            finally:
+                del self._loading[key_id]
+        return await asyncio.shield(loading)
 
     def _check(self, key: ApiKey | None, parsed: ParsedKey, kind: KeyKind) -> ApiKey:
         # Unknown key and wrong secret answer alike; the HMAC is compared in constant time.

@@ -27,7 +27,7 @@ from shared.keys import counter_key, periods
 log = logging.getLogger("switchyard.metering")
 
 Status = Literal["completed", "failed", "cancelled"]
-_BATCH = 25  # 25 puts + at most 75 counter updates: TransactWriteItems' limit of 100 actions
+_MAX_ACTIONS = 100  # TransactWriteItems' limit: one put per event plus one update per (key, period)
 
 
 def cost_of(pricing: Pricing, prompt_tokens: int, completion_tokens: int) -> float:
@@ -120,6 +120,20 @@ class UsageWriter:
             return duplicates + (self.write(rest) if rest else [])
 
 
+def _next_batch(pending: Any) -> list[UsageEvent]:
+    """As many pending events as fit in one transaction (each new key or day adds counter updates)."""
+    batch: list[UsageEvent] = []
+    periods_seen: set[tuple[str, str]] = set()
+    for event in pending:
+        day = datetime.fromtimestamp(event.created_at, timezone.utc).strftime("%Y-%m-%d")
+        new = {(event.key_id, day)} - periods_seen
+        if len(batch) + 1 + 3 * len(periods_seen | new) > _MAX_ACTIONS:
+            break
+        batch.append(event)
+        periods_seen |= new
+    return batch
+
+
 class Meter:
     """Collects usage events and writes them off the request path."""
 
@@ -156,14 +170,14 @@ class Meter:
         with self._flushing:
             while True:
                 with self._lock:
-                    batch = list(self._pending.values())[:_BATCH]
+                    batch = _next_batch(self._pending.values())
                 if not batch:
                     return written
                 try:
                     self.writer.write(batch)
-                except StorageError:
+                except StorageError as e:
                     self.failures += 1
-                    log.warning("usage write failed; %d events kept for retry", len(self._pending))
+                    log.warning("usage write failed (%s); %d events kept for retry", e.message, len(self._pending))
                     return written
                 with self._lock:
                     for e in batch:

@@ -8,6 +8,8 @@ streamed call is metered from the vendor's own counts.
 from __future__ import annotations
 
 import asyncio
+import time
+from functools import lru_cache
 from typing import Any, AsyncIterator
 
 import aiohttp
@@ -22,24 +24,37 @@ from shared.providers.base import Completion, Usage, upstream_error
 from shared.providers.http import session
 
 
-def _timeout(endpoint: Endpoint) -> aiohttp.ClientTimeout:
+_HEADERS_SECONDS = 300  # how long a resolved vendor key is reused (rotations show up after this)
+_headers_cache: dict[str, tuple[float, dict[str, str]]] = {}
+
+
+@lru_cache(maxsize=1024)
+def _timeout(first_byte: float | None) -> aiohttp.ClientTimeout:
     s = get_settings()
-    first_byte = endpoint.config.timeout_seconds or s.first_byte_timeout_seconds
     return aiohttp.ClientTimeout(total=s.total_timeout_seconds, sock_connect=s.connect_timeout_seconds,
-                                 sock_read=first_byte)
+                                 sock_read=first_byte or s.first_byte_timeout_seconds)
 
 
 def _headers(endpoint: Endpoint) -> dict[str, str]:
     p = endpoint.provider
+    cached = _headers_cache.get(p.id)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
     headers = {"Content-Type": "application/json", **p.headers}
     key = vendor_key(p.api_key_env, p.api_key_secret)
     if key:
         headers["Authorization"] = f"Bearer {key}"
+    _headers_cache[p.id] = (time.monotonic() + _HEADERS_SECONDS, headers)
     return headers
 
 
+@lru_cache(maxsize=1024)
+def _chat_url(base_url: str) -> str:
+    return base_url.rstrip("/") + "/chat/completions"
+
+
 def _url(endpoint: Endpoint) -> str:
-    return endpoint.provider.base_url.rstrip("/") + "/chat/completions"  # type: ignore[union-attr]
+    return _chat_url(endpoint.provider.base_url)  # type: ignore[arg-type]
 
 
 def _error_from(status: int, raw: bytes, headers: Any, provider: str) -> SwitchyardError:
@@ -73,7 +88,7 @@ class OpenAIProvider:
         provider = endpoint.provider.id
         try:
             async with session().post(_url(endpoint), data=orjson.dumps(body), headers=_headers(endpoint),
-                                      timeout=_timeout(endpoint)) as resp:
+                                      timeout=_timeout(endpoint.config.timeout_seconds)) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
                     raise _error_from(resp.status, raw, resp.headers, provider)
@@ -96,7 +111,7 @@ class OpenAIProvider:
         provider = endpoint.provider.id
         try:
             async with session().post(_url(endpoint), data=orjson.dumps(body), headers=_headers(endpoint),
-                                      timeout=_timeout(endpoint)) as resp:
+                                      timeout=_timeout(endpoint.config.timeout_seconds)) as resp:
                 if resp.status >= 400:
                     raise _error_from(resp.status, await resp.read(), resp.headers, provider)
                 pending = b""

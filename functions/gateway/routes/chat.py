@@ -1,10 +1,7 @@
-from typing import Annotated
-
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
-from functions.gateway.deps import inference_key
 from functions.gateway.state import gateway
 from shared.chat.schema import ChatRequest, parse_chat_request
 from shared.chat.service import CallContext
@@ -30,8 +27,10 @@ def _context(request: Request, key: ApiKey) -> CallContext:
 @router.post("/chat/completions", summary="OpenAI-compatible chat completions (JSON or SSE)",
              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                  "schema": ChatRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}})
-async def chat_completions(request: Request, key: Annotated[ApiKey, Depends(inference_key)]) -> Response:
-    service = gateway().chat
+async def chat_completions(request: Request) -> Response:
+    g = gateway()
+    key = await g.auth.authenticate(request.headers.get("authorization"), kind="inference")  # hot path: no Depends
+    service = g.chat
     ctx = _context(request, key)
     try:
         chat = parse_chat_request(await request.body())

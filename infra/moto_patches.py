@@ -1,0 +1,89 @@
+"""A fix for moto's DynamoDB transactions, applied by the local stack and the tests (never on AWS).
+
+moto's `transact_write_items` keeps a rollback copy by deep-copying every table the transaction touches,
+once per action: O(actions × table size) per call. With the usage table holding tens of thousands of records,
+one metering batch took about a second and the local stack could meter only ~25 calls a second.
+Here the rollback copy shares the untouched items and deep-copies only the items the transaction can change,
+so a transaction costs O(actions) again; moto's own logic (conditions, cancellation reasons, rollback) runs
+unchanged. tests/test_moto_patches.py checks that a cancelled transaction still leaves every table as it was.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections import defaultdict
+from typing import Any
+
+_lock = threading.Lock()
+
+
+class _Copier:
+    """Stands in for the `copy` module inside moto's DynamoDB models during one transaction."""
+
+    def __init__(self, touched: dict[int, set[tuple[Any, Any]]]) -> None:
+        self.touched = touched
+        self.made: dict[int, Any] = {}
+
+    def deepcopy(self, obj: Any, memo: Any = None) -> Any:
+        keys = self.touched.get(id(obj))
+        if keys is None:
+            return copy.deepcopy(obj, memo)
+        if id(obj) not in self.made:
+            self.made[id(obj)] = _rollback_copy(obj, keys)
+        return self.made[id(obj)]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(copy, name)
+
+
+def _rollback_copy(table: Any, keys: set[tuple[Any, Any]]) -> Any:
+    snapshot = copy.copy(table)
+    items = defaultdict(dict, table.items)  # shallow: the untouched items are shared, never mutated here
+    copied: set[Any] = set()
+    for hash_key, range_key in keys:
+        if hash_key not in table.items:
+            continue
+        if table.has_range_key:
+            if hash_key not in copied:  # one copy of each inner mapping, however many of its items are touched
+                items[hash_key] = dict(table.items[hash_key])
+                copied.add(hash_key)
+            if range_key in items[hash_key]:
+                items[hash_key][range_key] = copy.deepcopy(items[hash_key][range_key])
+        else:
+            items[hash_key] = copy.deepcopy(table.items[hash_key])
+    snapshot.items = items
+    return snapshot
+
+
+def install() -> None:
+    from moto.dynamodb import models
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    backend = models.DynamoDBBackend
+    if getattr(backend.transact_write_items, "switchyard_patched", False):
+        return
+    original = backend.transact_write_items
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        touched: dict[int, set[tuple[Any, Any]]] = {}
+        for action in transact_items:
+            op = next(iter(action.values()))
+            table = self.tables.get(op.get("TableName"))
+            if table is None:
+                continue
+            key = op.get("Key") or op.get("Item") or {}
+            hash_value = key.get(table.hash_key_attr)
+            range_value = key.get(table.range_key_attr) if table.has_range_key else None
+            touched.setdefault(id(table), set()).add(
+                (DynamoType(hash_value) if hash_value else None, DynamoType(range_value) if range_value else None))
+        with _lock:
+            saved = models.copy
+            models.copy = _Copier(touched)  # type: ignore[assignment]
+            try:
+                return original(self, transact_items)
+            finally:
+                models.copy = saved
+
+    transact_write_items.switchyard_patched = True  # type: ignore[attr-defined]
+    backend.transact_write_items = transact_write_items
