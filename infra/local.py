@@ -87,11 +87,13 @@ class LocalStack:
 def _reset_caches() -> None:
     """Forget settings, clients and the gateway built for an earlier environment."""
     from shared.aws import reset_clients
+    from shared.aws.dynamodb_json import json_client
     from shared.aws.secrets import pepper
     from shared.catalog import get_catalog
     from shared.config import get_settings
 
     reset_clients()
+    json_client.cache_clear()
     get_settings.cache_clear()
     get_catalog.cache_clear()
     pepper.cache_clear()
@@ -117,7 +119,7 @@ def main() -> None:
     print(f"  OpenAI base URL: {base}/api/v1    health: {base}/health    docs: {base}/docs", flush=True)
     try:
         uvicorn.run("functions.gateway.app:app", host="127.0.0.1", port=port, log_level="warning",
-                    access_log=False, loop="uvloop", http="httptools")
+                    access_log=False, loop="uvloop", http="httptools", proxy_headers=False, server_header=False)
     finally:
         stack.stop()
 

@@ -35,20 +35,36 @@ def reset_gateway() -> None:
     _reset_caches()
 
 
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """In-process moto with every table and bucket of template.yaml; the gateway env points at them."""
-    from moto import mock_aws
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """One moto server on loopback for the session: every AWS call goes over HTTP, as in production."""
+    import logging
 
+    from moto.server import ThreadedMotoServer
+
+    from infra.local import free_port
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """A reset moto with every table and bucket of template.yaml; the gateway env points at them."""
     from infra.template import create_resources, gateway_environment
 
-    with mock_aws():
-        reset_gateway()
-        names = create_resources("test-")
-        for var, value in gateway_environment(names).items():
-            monkeypatch.setenv(var, value)
-        reset_gateway()
-        yield names
+    urllib.request.urlopen(urllib.request.Request(moto_server + "/moto-api/reset", method="POST")).read()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    reset_gateway()
+    names = create_resources("test-")
+    for var, value in gateway_environment(names).items():
+        monkeypatch.setenv(var, value)
+    reset_gateway()
+    yield names
     reset_gateway()
 
 

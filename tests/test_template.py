@@ -32,6 +32,18 @@ def test_tables_have_on_demand_billing_pitr_and_ttl_where_records_expire():
     assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
 
 
+def test_functions_are_wired_to_the_api_the_policy_and_the_makefile_build():
+    resources = load()["Resources"]
+    gateway, stream = resources["GatewayFunction"], resources["StreamFunction"]
+    assert gateway["Properties"]["Handler"] == "functions.gateway.handler.handler"
+    assert gateway["Properties"]["Events"]["Api"]["Type"] == "HttpApi"
+    assert gateway["Properties"]["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+    assert stream["Properties"]["FunctionUrlConfig"]["InvokeMode"] == "RESPONSE_STREAM"
+    for function in (gateway, stream):
+        assert function["Properties"]["Policies"] == [{"Ref": "GatewayPolicy"}]
+        assert function["Metadata"] == {"BuildMethod": "makefile"}  # nothing else hides in Metadata
+
+
 def test_the_gateway_environment_names_every_resource():
     names = {**{k: k for k in table_specs()}, **bucket_names()}
     env = gateway_environment(names)

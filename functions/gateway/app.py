@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
@@ -27,7 +28,9 @@ def error_response(error: SwitchyardError) -> Response:
 
 
 class BodyLimit:
-    """Refuse bodies over `limit` bytes with 413 before they are parsed (declared or streamed in)."""
+    """Refuse bodies over `limit` bytes with 413 before they are parsed (declared or streamed in).
+
+    FastAPI's own `max_body_size` answers a too-long Content-Length in plain text, outside the error shape."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -60,6 +63,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Under uvicorn: flush metering in the background and close pools on exit. (Off under Mangum.)"""
     meter = gateway().meter
     meter.start()
+    gc.freeze()  # the long-lived objects built at start-up need no more collection passes
+    gc.set_threshold(20_000, 20, 20)
     yield
     await meter.stop()
     await http.close()
@@ -67,7 +72,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app() -> FastAPI:
     settings = gateway().settings
+    # FastAPI's native OpenTelemetry probes the global providers on every request; tracing is Powertools' job.
     app = FastAPI(title="Switchyard", version="0.1.0", lifespan=lifespan,
+                  telemetry={"tracing": False, "metrics": False, "logs": False},
                   description="An OpenAI-compatible LLM gateway: keys, routing, metering and healing.")
     for router in (health.router, chat.router, models.router, generation.router, keys.router):
         app.include_router(router)

@@ -142,11 +142,3 @@ def batch_get(requests: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[
         if not pending:
             return found
     raise StorageError("Storage is unavailable (batch get kept returning unprocessed keys)")
-
-
-def transact_write(actions: list[dict[str, Any]]) -> None:
-    """One TransactWriteItems call; actions are already in the low-level shape (see `metering.writer`)."""
-    try:
-        client("dynamodb").transact_write_items(TransactItems=actions)
-    except (ClientError, BotoCoreError) as e:
-        raise _translate(e, "transact write") from e

@@ -179,7 +179,7 @@ class ChatRequest(_Model):
     def upstream_body(self, upstream_model: str) -> dict[str, Any]:
         """What an OpenAI-compatible upstream receives: the client's own fields as sent (validated above),
         without gateway fields and nothing that steers connections."""
-        raw = self._raw or self.model_dump(exclude_none=True, by_alias=True)  # built without parse_chat_request
+        raw = self.__pydantic_private__["_raw"] or self.model_dump(exclude_none=True, by_alias=True)
         body = {k: v for k, v in raw.items() if k not in _NOT_UPSTREAM}
         body["model"] = upstream_model
         return body

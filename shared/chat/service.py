@@ -10,7 +10,7 @@ generated up to then.
 from __future__ import annotations
 
 import asyncio
-import random
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
@@ -25,13 +25,13 @@ from shared.metering import Meter, UsageEvent, cost_of
 from shared.providers import Provider, Usage, adapter_for
 
 KEEPALIVE = b": SWITCHYARD PROCESSING\n\n"
-_ids = random.Random()
 DONE = b"data: [DONE]\n\n"
 
 
 def new_request_id() -> str:
-    """Unique and time-ordered; not a secret (a generation is only shown to the key that made it)."""
-    return f"gen-{int(time.time()):x}{_ids.getrandbits(80):020x}"
+    """Unique and time-ordered. From os.urandom, not a seeded PRNG: a Lambda SnapStart snapshot would give
+    every restored instance the same PRNG state (and the same ids)."""
+    return f"gen-{int(time.time()):x}{os.urandom(10).hex()}"
 
 
 def first_byte_timeout(endpoint: Endpoint, settings: Settings) -> float:
@@ -76,9 +76,19 @@ class ChatService:
         self.catalog = catalog
         self.meter = meter
         self.settings = settings
+        self._routes: dict[str, Route] = {}
 
     def route(self, request: ChatRequest) -> Route:
-        model = self.catalog.get(request.model_ids[0])
+        model_id = request.model_ids[0]
+        route = self._routes.get(model_id)
+        if route is None:
+            route = self._routes[model_id] = self._resolve(model_id)
+        return route
+
+    def _resolve(self, model_id: str) -> Route:
+        """The first endpoint whose wire format is implemented and whose credentials are configured
+        (env vars and secret ids are fixed for a process's life, so the answer is cached)."""
+        model = self.catalog.get(model_id)
         for endpoint in model.endpoints:
             adapter = adapter_for(endpoint.provider.kind)
             if adapter is not None and endpoint.has_credentials:

@@ -14,15 +14,16 @@ import asyncio
 import logging
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Callable, Literal
 
-from shared.aws.dynamodb import TransactionConflictError, Table, to_item, transact_write
+from shared.aws.dynamodb import Table, TransactionConflictError
+from shared.aws.dynamodb_json import item, transact_write
 from shared.catalog import Pricing
 from shared.errors import StorageError
-from shared.keys import counter_key, periods
+from shared.keys import counter_key
 
 log = logging.getLogger("switchyard.metering")
 
@@ -67,11 +68,20 @@ class UsageEvent:
     user_agent: str | None = None
 
     def to_record(self, retention_days: int) -> dict[str, Any]:
-        record = asdict(self)
+        record = {name: getattr(self, name) for name in _FIELDS}
         record["created_at"] = round(self.created_at, 3)
-        record["day"] = datetime.fromtimestamp(self.created_at, timezone.utc).strftime("%Y-%m-%d")
+        record["day"] = _day(int(self.created_at))
         record["expires_at"] = int(self.created_at) + retention_days * 86400
         return record
+
+
+_FIELDS = tuple(UsageEvent.__dataclass_fields__)
+
+
+@lru_cache(maxsize=8)
+def _day(epoch_second: int) -> str:
+    """The UTC day of a second (cached: consecutive calls share their second)."""
+    return datetime.fromtimestamp(epoch_second, timezone.utc).strftime("%Y-%m-%d")
 
 
 class UsageWriter:
@@ -83,12 +93,12 @@ class UsageWriter:
         self.retention_days = retention_days
 
     def actions(self, events: list[UsageEvent]) -> list[dict[str, Any]]:
-        puts = [{"Put": {"TableName": self.usage.name, "Item": to_item(e.to_record(self.retention_days)),
+        puts = [{"Put": {"TableName": self.usage.name, "Item": item(e.to_record(self.retention_days)),
                          "ConditionExpression": "attribute_not_exists(id)"}} for e in events]
         totals: dict[tuple[str, str], list[float]] = {}
         for e in events:
-            at = datetime.fromtimestamp(e.created_at, timezone.utc)
-            for period in ("total", *periods(at)):
+            day = _day(int(e.created_at))
+            for period in ("total", f"month#{day[:7]}", f"day#{day}"):
                 t = totals.setdefault((e.key_id, period), [0.0, 0, 0, 0])
                 t[0] += e.cost
                 t[1] += 1
@@ -96,15 +106,15 @@ class UsageWriter:
                 t[3] += e.completion_tokens
         updates = []
         for (key_id, period), (cost, requests, prompt, completion) in totals.items():
-            values = {":c": Decimal(repr(round(cost, 12))), ":r": requests, ":p": prompt, ":t": completion}
+            values = {":c": round(cost, 12), ":r": requests, ":p": prompt, ":t": completion}
             expression = "ADD cost :c, requests :r, prompt_tokens :p, completion_tokens :t"
             if period.startswith("day#"):
                 expression += " SET expires_at = if_not_exists(expires_at, :x)"
                 values[":x"] = int(time.time()) + self.retention_days * 86400
             updates.append({"Update": {"TableName": self.counters_table,
-                                       "Key": to_item({"pk": counter_key(key_id), "period": period}),
+                                       "Key": item({"pk": counter_key(key_id), "period": period}),
                                        "UpdateExpression": expression,
-                                       "ExpressionAttributeValues": to_item(values)}})
+                                       "ExpressionAttributeValues": item(values)}})
         return puts + updates
 
     def write(self, events: list[UsageEvent]) -> list[UsageEvent]:
@@ -125,8 +135,7 @@ def _next_batch(pending: Any) -> list[UsageEvent]:
     batch: list[UsageEvent] = []
     periods_seen: set[tuple[str, str]] = set()
     for event in pending:
-        day = datetime.fromtimestamp(event.created_at, timezone.utc).strftime("%Y-%m-%d")
-        new = {(event.key_id, day)} - periods_seen
+        new = {(event.key_id, _day(int(event.created_at)))} - periods_seen
         if len(batch) + 1 + 3 * len(periods_seen | new) > _MAX_ACTIONS:
             break
         batch.append(event)

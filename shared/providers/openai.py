@@ -7,12 +7,10 @@ streamed call is metered from the vendor's own counts.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from functools import lru_cache
 from typing import Any, AsyncIterator
 
-import aiohttp
 import orjson
 
 from shared.aws.secrets import vendor_key
@@ -21,18 +19,11 @@ from shared.chat.schema import ChatRequest
 from shared.config import get_settings
 from shared.errors import SwitchyardError, UpstreamError, UpstreamTimeoutError
 from shared.providers.base import Completion, Usage, upstream_error
-from shared.providers.http import session
+from shared.providers.http import ConnectError, ReadTimeout, Response, TransportError, client
 
 
 _HEADERS_SECONDS = 300  # how long a resolved vendor key is reused (rotations show up after this)
 _headers_cache: dict[str, tuple[float, dict[str, str]]] = {}
-
-
-@lru_cache(maxsize=1024)
-def _timeout(first_byte: float | None) -> aiohttp.ClientTimeout:
-    s = get_settings()
-    return aiohttp.ClientTimeout(total=s.total_timeout_seconds, sock_connect=s.connect_timeout_seconds,
-                                 sock_read=first_byte or s.first_byte_timeout_seconds)
 
 
 def _headers(endpoint: Endpoint) -> dict[str, str]:
@@ -40,7 +31,7 @@ def _headers(endpoint: Endpoint) -> dict[str, str]:
     cached = _headers_cache.get(p.id)
     if cached is not None and cached[0] > time.monotonic():
         return cached[1]
-    headers = {"Content-Type": "application/json", **p.headers}
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream", **p.headers}
     key = vendor_key(p.api_key_env, p.api_key_secret)
     if key:
         headers["Authorization"] = f"Bearer {key}"
@@ -53,11 +44,19 @@ def _chat_url(base_url: str) -> str:
     return base_url.rstrip("/") + "/chat/completions"
 
 
-def _url(endpoint: Endpoint) -> str:
-    return _chat_url(endpoint.provider.base_url)  # type: ignore[arg-type]
+async def _post(endpoint: Endpoint, body: dict[str, Any]) -> Response:
+    s = get_settings()
+    first_byte = endpoint.config.timeout_seconds or s.first_byte_timeout_seconds
+    try:
+        return await client().request("POST", _chat_url(endpoint.provider.base_url),  # type: ignore[arg-type]
+                                      headers=_headers(endpoint), body=orjson.dumps(body),
+                                      connect_timeout=s.connect_timeout_seconds, first_byte_timeout=first_byte,
+                                      idle_timeout=first_byte)
+    except TransportError as e:
+        raise _transport_error(e, endpoint.provider.id) from e
 
 
-def _error_from(status: int, raw: bytes, headers: Any, provider: str) -> SwitchyardError:
+def _error_from(status: int, raw: bytes, headers: dict[str, str], provider: str) -> SwitchyardError:
     message, code = raw[:500].decode("utf-8", "replace"), None
     try:
         err = orjson.loads(raw).get("error")
@@ -69,14 +68,14 @@ def _error_from(status: int, raw: bytes, headers: Any, provider: str) -> Switchy
     except (orjson.JSONDecodeError, AttributeError):
         pass
     return upstream_error(status, message, provider=provider, code=str(code) if code else None,
-                          retry_after=headers.get("Retry-After"))
+                          retry_after=headers.get("retry-after"))
 
 
-def _transport_error(e: Exception, provider: str) -> SwitchyardError:
-    if isinstance(e, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+def _transport_error(e: TransportError, provider: str) -> SwitchyardError:
+    if isinstance(e, ReadTimeout):
         return UpstreamTimeoutError(f"{provider} did not answer in time", metadata={"provider_name": provider})
-    err = UpstreamError(f"Could not reach {provider}: {type(e).__name__}", metadata={"provider_name": provider})
-    if isinstance(e, aiohttp.ClientConnectorError):
+    err = UpstreamError(f"Could not reach {provider}: {e}", metadata={"provider_name": provider})
+    if isinstance(e, ConnectError):
         err.metadata["error_type"] = "provider_unavailable"
     return err
 
@@ -86,14 +85,13 @@ class OpenAIProvider:
         body = request.upstream_body(endpoint.upstream_model)
         body["stream"] = False
         provider = endpoint.provider.id
+        resp = await _post(endpoint, body)
         try:
-            async with session().post(_url(endpoint), data=orjson.dumps(body), headers=_headers(endpoint),
-                                      timeout=_timeout(endpoint.config.timeout_seconds)) as resp:
-                raw = await resp.read()
-                if resp.status >= 400:
-                    raise _error_from(resp.status, raw, resp.headers, provider)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+            raw = await resp.read()
+        except TransportError as e:
             raise _transport_error(e, provider) from e
+        if resp.status >= 400:
+            raise _error_from(resp.status, raw, resp.headers, provider)
         try:
             data = orjson.loads(raw)
             choices = data["choices"]
@@ -109,27 +107,29 @@ class OpenAIProvider:
         body["stream"] = True
         body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}
         provider = endpoint.provider.id
+        resp = await _post(endpoint, body)
+        chunks = resp.iter_chunks()
         try:
-            async with session().post(_url(endpoint), data=orjson.dumps(body), headers=_headers(endpoint),
-                                      timeout=_timeout(endpoint.config.timeout_seconds)) as resp:
-                if resp.status >= 400:
-                    raise _error_from(resp.status, await resp.read(), resp.headers, provider)
-                pending = b""
-                async for block in resp.content.iter_any():
-                    pending += block
-                    *lines, pending = pending.split(b"\n")
-                    for line in lines:
-                        chunk = _event(line, provider)
-                        if chunk is _DONE:
-                            return
-                        if chunk is not None:
-                            yield chunk
-                if pending.strip():
-                    chunk = _event(pending, provider)
-                    if isinstance(chunk, dict):
+            if resp.status >= 400:
+                raise _error_from(resp.status, await resp.read(), resp.headers, provider)
+            pending = b""
+            async for block in chunks:
+                pending += block
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    chunk = _event(line, provider)
+                    if chunk is _DONE:
+                        return
+                    if chunk is not None:
                         yield chunk
-        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+            if pending.strip():
+                chunk = _event(pending, provider)
+                if isinstance(chunk, dict):
+                    yield chunk
+        except TransportError as e:
             raise _transport_error(e, provider) from e
+        finally:
+            await chunks.aclose()  # releases the connection (reused only if the response ended cleanly)
 
 
 _DONE: Any = object()
