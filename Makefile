@@ -19,8 +19,9 @@ run: install
 test: install
 	UV=$(UV) $(UV) run --frozen --no-sync pytest
 
-bench: install
+bench: install  # needs wrk (apt-get install -y wrk) and ../shared/bench/fake_upstream.py
 	$(UV) run --frozen --no-sync python -m benchmarks.gateway
+	$(UV) run --frozen --no-sync python -m benchmarks.parts
 
 # The Lambda package's requirements, derived from the lock (a test checks they agree).
 requirements: $(UV)

@@ -1,9 +1,9 @@
 """The metering write path to DynamoDB, without boto3's per-item serialisation.
 
-Measured on the usage-record transaction (97 records): boto3's TypeSerializer plus botocore's shape-walking
-JSON serialiser cost ~122 µs of CPU per record in the gateway process; this module writes DynamoDB JSON by hand,
-serialises the request with orjson and signs it with botocore's own SigV4 signer: ~15 µs per record
-(benchmarks/README.md). Everything else about DynamoDB stays on boto3 (shared/aws/dynamodb.py).
+Measured on the usage-record transaction (97 records, `python -m benchmarks.parts`): boto3's TypeSerializer
+plus botocore's shape-walking JSON serialiser cost ~150 µs of CPU per record in the gateway process; this module
+writes DynamoDB JSON by hand, serialises the request with orjson and signs it with botocore's own SigV4 signer:
+~17 µs per record (benchmarks/README.md). Everything else about DynamoDB stays on boto3 (shared/aws/dynamodb.py).
 """
 
 from __future__ import annotations
