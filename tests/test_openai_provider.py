@@ -68,6 +68,14 @@ def test_vendor_errors_map_to_our_errors(catalog, model, error, check):
     assert check(e.value) and e.value.metadata["provider_name"] == "fakevendor"
 
 
+def test_a_vendor_echoing_our_key_never_leaks_it(catalog):
+    with pytest.raises(UpstreamError) as e:
+        run(provider.complete(req("fake/error-401"), catalog.get("fake/error-401").endpoints[0]))
+    text = str(e.value.body())
+    assert "vendor-se" not in text and "[redacted]" in text
+    assert e.value.metadata["error_type"] == "provider_auth_failed" and e.value.status == 502
+
+
 def test_unreachable_upstream_is_502_and_silence_is_504(tmp_path):
     from infra.local import free_port
     port = free_port()

@@ -56,7 +56,8 @@ async def _post(endpoint: Endpoint, body: dict[str, Any]) -> Response:
         raise _transport_error(e, endpoint.provider.id) from e
 
 
-def _error_from(status: int, raw: bytes, headers: dict[str, str], provider: str) -> SwitchyardError:
+def _error_from(status: int, raw: bytes, headers: dict[str, str], endpoint: Endpoint) -> SwitchyardError:
+    provider = endpoint.provider.id
     message, code = raw[:500].decode("utf-8", "replace"), None
     try:
         err = orjson.loads(raw).get("error")
@@ -67,8 +68,17 @@ def _error_from(status: int, raw: bytes, headers: dict[str, str], provider: str)
             message = err
     except (orjson.JSONDecodeError, AttributeError):
         pass
-    return upstream_error(status, message, provider=provider, code=str(code) if code else None,
+    return upstream_error(status, _redact(message, endpoint), provider=provider, code=str(code) if code else None,
                           retry_after=headers.get("retry-after"))
+
+
+def _redact(message: str, endpoint: Endpoint) -> str:
+    """Vendors echo the key they were sent in auth errors; it must never reach our caller or our logs."""
+    auth = _headers(endpoint).get("Authorization", "")
+    key = auth.removeprefix("Bearer ")
+    if len(key) >= 8:
+        message = message.replace(key, "[redacted]").replace(key[:8], "[redacted]")
+    return message
 
 
 def _transport_error(e: TransportError, provider: str) -> SwitchyardError:
@@ -91,7 +101,7 @@ class OpenAIProvider:
         except TransportError as e:
             raise _transport_error(e, provider) from e
         if resp.status >= 400:
-            raise _error_from(resp.status, raw, resp.headers, provider)
+            raise _error_from(resp.status, raw, resp.headers, endpoint)
         try:
             data = orjson.loads(raw)
             choices = data["choices"]
@@ -111,7 +121,7 @@ class OpenAIProvider:
         chunks = resp.iter_chunks()
         try:
             if resp.status >= 400:
-                raise _error_from(resp.status, await resp.read(), resp.headers, provider)
+                raise _error_from(resp.status, await resp.read(), resp.headers, endpoint)
             pending = b""
             async for block in chunks:
                 pending += block

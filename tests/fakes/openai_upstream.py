@@ -4,6 +4,7 @@ It records every request it receives (path, headers, body) so tests can assert w
 it is scripted per upstream model name:
   ok            a completion; streams end with a usage chunk when `stream_options.include_usage` is set
   slow-stream   a stream that pauses 0.6 s before its first chunk (keep-alive comments must flow)
+  error-401     401 echoing the key it was sent, as vendors do
   error-429     429 with Retry-After: 11;  error-500: 500;  error-context: 400 context_length_exceeded
   garbage       200 with a body that is not JSON
   mid-error     a stream that sends one chunk then an error event
@@ -48,8 +49,8 @@ class FakeUpstream:
         models = "".join(
             f"  - {{id: fake/{name}, provider: fakevendor, upstream_model: {name}, context_length: 8192, "
             f"pricing: {{prompt: 1.0, completion: 2.0}}}}\n"
-            for name in ("ok", "slow-stream", "error-429", "error-500", "error-context", "garbage", "mid-error",
-                         "long-stream"))
+            for name in ("ok", "slow-stream", "error-401", "error-429", "error-500", "error-context", "garbage",
+                         "mid-error", "long-stream"))
         return (f"providers:\n  - {{id: fakevendor, kind: openai, base_url: '{self.base_url}', "
                 f"api_key_env: FAKE_VENDOR_KEY}}\nmodels:\n{models}")
 
@@ -88,6 +89,10 @@ class FakeUpstream:
         if model == "error-context":
             return web.json_response({"error": {"message": "This model's maximum context length is 8192 tokens",
                                                 "code": "context_length_exceeded"}}, status=400)
+        if model == "error-401":  # vendors echo (part of) the key they were sent
+            key = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            return web.json_response({"error": {"message": f"Incorrect API key provided: {key}. Also {key[:8]}...",
+                                                "code": "invalid_api_key"}}, status=401)
         if model == "garbage":
             return web.Response(text="<html>oops</html>", content_type="text/html")
         if not body.get("stream"):

@@ -22,7 +22,7 @@ def _stats(r: dict[str, Any]) -> dict[str, Any]:
         "native_tokens_cached": r.get("cached_tokens", 0), "native_tokens_reasoning": r.get("reasoning_tokens", 0),
         "usage_estimated": r.get("usage_estimated", False),
         "latency": r.get("latency_ms"), "time_to_first_token": r.get("ttft_ms"),
-        "generation_time": (r["latency_ms"] - r["ttft_ms"]) if r.get("ttft_ms") is not None else None,
+        "generation_time": round(r["latency_ms"] - r["ttft_ms"], 3) if r.get("ttft_ms") is not None else None,
         "streamed": r.get("streamed", False), "cancelled": r.get("status") == "cancelled",
         "status": r.get("status"), "error_code": r.get("error_code"), "error_type": r.get("error_type"),
         "finish_reason": r.get("finish_reason"), "native_finish_reason": r.get("finish_reason"),
