@@ -149,3 +149,23 @@ def test_garbage_never_yields_a_500(client, keys):
     for raw in samples:
         resp = client.post("/api/v1/chat/completions", content=raw, headers=bearer(keys["dev"]))
         assert 400 <= resp.status_code < 500, (raw[:40], resp.text)
+
+
+def test_a_stream_dropped_before_its_first_byte_is_still_metered(gateway, keys):
+    import asyncio
+    import gc
+
+    from shared.chat.schema import parse_chat_request
+    from shared.chat.service import CallContext
+
+    async def go():
+        request = parse_chat_request(orjson.dumps({**CHAT, "stream": True}))
+        ctx = CallContext(key_id="k-dropped")
+        body = await gateway.chat.open_stream(request, ctx)  # the response never iterates it
+        del body
+        gc.collect()
+        return ctx.request_id
+
+    request_id = asyncio.run(go())
+    event = gateway.meter.pending(request_id)
+    assert event is not None and event.status == "cancelled" and event.streamed

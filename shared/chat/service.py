@@ -96,11 +96,13 @@ class ChatService:
         raise NoProviderError(f"No provider of {model.id!r} is available",
                               metadata={"model": model.id, "providers": [e.provider.id for e in model.endpoints]})
 
-    def _event(self, ctx: CallContext, request: ChatRequest, route: Route | None, *, streamed: bool) -> UsageEvent:
-        model_id = route.model.id if route else (request.model_ids[0] if request.model_ids else "")
+    def _event(self, ctx: CallContext, request: ChatRequest | None, route: Route | None, *,
+               streamed: bool) -> UsageEvent:
+        model_id = route.model.id if route else (request.model_ids[0] if request and request.model_ids else "")
         return UsageEvent(
             id=ctx.request_id, key_id=ctx.key_id, created_at=ctx.created, model=model_id,
-            lab=model_id.split("/", 1)[0], provider=route.endpoint.provider.id if route else None,
+            lab=model_id.split("/", 1)[0] if "/" in model_id else "",
+            provider=route.endpoint.provider.id if route else None,
             upstream_model=route.endpoint.upstream_model if route else None, app=ctx.app,
             app_title=ctx.app_title, app_referer=ctx.app_referer, streamed=streamed,
             client_ip=ctx.client_ip, user_agent=ctx.user_agent)
@@ -124,12 +126,7 @@ class ChatService:
 
     def meter_rejected(self, ctx: CallContext, request: ChatRequest | None, error: SwitchyardError) -> None:
         """Meter a call refused before any provider was chosen (bad body, unknown model…)."""
-        event = UsageEvent(id=ctx.request_id, key_id=ctx.key_id, created_at=ctx.created,
-                           model=(request.model_ids[0] if request and request.model_ids else ""), lab="",
-                           app=ctx.app, app_title=ctx.app_title, app_referer=ctx.app_referer,
-                           client_ip=ctx.client_ip, user_agent=ctx.user_agent,
-                           streamed=bool(request and request.stream))
-        event.lab = event.model.split("/", 1)[0] if "/" in event.model else ""
+        event = self._event(ctx, request, None, streamed=bool(request and request.stream))
         self._fail(event, error)
         self._finish(event, None, ctx, None)
 
@@ -300,6 +297,16 @@ class _Stream:
             if not self.metered:  # the client went away mid-stream
                 self.event.status = "cancelled"
                 self._close(None, cancelled=True)
+
+    def __del__(self) -> None:
+        # A client that left before the response started: the body generator never ran, so its finally
+        # block never will. Meter the call as cancelled when the stream is dropped instead.
+        if not self.metered:
+            self.event.status = "cancelled"
+            self.metered = True
+            if self.next is not None and not self.next.done():
+                self.next.cancel()
+            self.service._finish(self.event, self.route, self.ctx, self._final_usage())
 
     def _close(self, error: BaseException | None, *, cancelled: bool = False) -> None:
         if self.metered:
