@@ -100,3 +100,19 @@ def test_mid_stream_error_event_is_raised(catalog):
         return [c async for c in provider.stream(req("fake/mid-error"), catalog.get("fake/mid-error").endpoints[0])]
     with pytest.raises(UpstreamError, match="mid-stream"):
         run(collect())
+
+
+def test_a_model_whose_provider_has_no_credentials_is_503(tmp_path, monkeypatch):
+    from shared.chat.service import ChatService
+    from shared.config import get_settings
+    from shared.errors import NoProviderError
+
+    monkeypatch.delenv("NOT_CONFIGURED_KEY", raising=False)
+    path = tmp_path / "c.yaml"
+    path.write_text("providers: [{id: paid, kind: openai, base_url: 'https://api.example.com/v1', "
+                    "api_key_env: NOT_CONFIGURED_KEY}]\nmodels: [{id: paid/model, provider: paid}]\n")
+    catalog = load_catalog(path)
+    assert catalog.get("paid/model").to_openrouter()["available"] is False
+    with pytest.raises(NoProviderError) as e:
+        ChatService(catalog, meter=None, settings=get_settings()).route(req("paid/model"))  # type: ignore[arg-type]
+    assert e.value.status == 503 and e.value.metadata["providers"] == ["paid"]
