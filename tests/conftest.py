@@ -24,7 +24,14 @@ for var in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "SWITCHYARD_CONFIG", "PEPPER_SECR
     os.environ.pop(var, None)
 os.environ["SWITCHYARD_PEPPER"] = "test-pepper-not-secret"
 
+from hypothesis import settings as hypothesis_settings  # noqa: E402
+
 from infra import moto_patches  # noqa: E402  (after the environment above)
+
+# CI runs the same examples every time (a failure there is reproducible); local runs keep exploring.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 moto_patches.install()  # the same moto as `make run`: see infra/moto_patches.py
 

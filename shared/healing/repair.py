@@ -1,0 +1,617 @@
+"""The repair pass: one scan over the input with an explicit stack (no recursion, so no depth limit to hit),
+linear in the input's length.
+
+What it repairs, each recorded as a `Repair` (kind, offset in the input, JSON path, what was inserted or
+removed): markdown fences and prose around the JSON; comments; single, curly and missing quotes around keys
+and values; Python literals (True/False/None); truncated literals; raw control characters and invalid escapes
+inside strings; missing, leading, doubled and trailing commas; missing colons; ellipses standing for elided
+items; missing, extra and mismatched closing brackets; truncation anywhere (open strings and containers are
+closed, a key left without a value is dropped and said so).
+
+What it never does: change the digits of a number or the characters of a string (escapes are only ever made
+valid, never decoded), invent a key, or drop anything without a repair entry. A number cut by the end of the
+input is dropped rather than kept (15 may have been 1500); a cut string is kept as the prefix it is.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+import orjson
+
+Status = Literal["healed", "skipped", "failed"]
+log = logging.getLogger("switchyard.healing")
+
+
+@dataclass(frozen=True, slots=True)
+class Repair:
+    kind: str
+    offset: int
+    path: str
+    inserted: str | None = None
+    removed: str | None = None
+
+    def audit(self) -> dict[str, object]:
+        """The entry without content (what a usage record may keep when content logging is off)."""
+        return {"kind": self.kind, "offset": self.offset, "path": self.path}
+
+
+@dataclass(slots=True)
+class HealResult:
+    text: str
+    status: Status
+    repairs: list[Repair] = field(default_factory=list)
+
+
+_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
+_LOOSE_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d*)?")
+_FENCE = re.compile(r"```[ \t]*(?:json|JSON|jsonc|javascript|js)?[ \t]*\r?\n?(.*?)(?:```|\Z)", re.S)
+_WORD = re.compile(r"[A-Za-z_$][\w$\-]*")
+_LITERALS = {"true": "true", "false": "false", "null": "null", "True": "true", "False": "false",
+             "None": "null", "undefined": "null", "NaN": "null", "Infinity": "null", "-Infinity": "null"}
+_OPEN_QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d", "\u2018": "\u2019", "\u201d": "\u201d", "\u2019": "\u2019"}
+_ESCAPES = set('"\\/bfnrtu')
+_HEX = set("0123456789abcdefABCDEF")
+_WS = " \t\r\n\ufeff"
+# Where JSON starts after prose: a brace that opens a member or closes at once, or a bracket that opens a value.
+_JSON_START = re.compile(r"\{\s*[\"'\u201c}]|\[\s*[\"'\u201c{\[\]\-0-9tfn]")
+_ANY_START = re.compile(r"[{\[]")
+MAX_DEPTH = 512  # deeper input fails: no client's JSON parser would take the result anyway
+
+
+def heal(text: str) -> HealResult:
+    """Repair `text` into valid JSON if it is not valid already; never raises."""
+    try:
+        orjson.loads(text)
+        return HealResult(text, "skipped")
+    except orjson.JSONDecodeError:
+        pass
+    except TypeError:
+        return HealResult(text, "failed")
+    try:
+        out, repairs = _Repairer(text).run()
+    except _Hopeless:
+        return HealResult(text, "failed")
+    except Exception:  # a bug here must cost a healing, never the response  # pragma: no cover
+        log.exception("healing failed unexpectedly")
+        return HealResult(text, "failed")
+    if not repairs:  # valid JSON that orjson refuses (a lone surrogate escape): nothing to heal
+        return HealResult(text, "skipped") if _valid(text) else HealResult(text, "failed")
+    if not _valid(out):
+        return HealResult(text, "failed", repairs)
+    return HealResult(out, "healed", repairs)
+
+
+def _valid(text: str) -> bool:
+    try:
+        json.loads(text, parse_constant=_reject)
+        return True
+    except (ValueError, RecursionError):
+        try:  # Python's parser recurses; orjson's limit is lower still. Deep but valid output is fine.
+            orjson.loads(text)
+            return True
+        except orjson.JSONDecodeError:
+            return False
+
+
+def _reject(name: str) -> None:
+    raise ValueError(name)
+
+
+class _Hopeless(Exception):
+    """No JSON value could be found."""
+
+
+@dataclass(slots=True)
+class _Frame:
+    kind: str  # "{" or "["
+    path: str
+    state: str = "start"  # object: start|key|colon|value|after ; array: start|value|after
+    key: str | None = None
+    key_at: int = 0  # output index where the current member started (to drop a dangling key)
+    count: int = 0
+
+
+class _Repairer:
+    def __init__(self, text: str) -> None:
+        self.src = text
+        self.n = len(text)
+        self.i = 0
+        self.out: list[str] = []
+        self.repairs: list[Repair] = []
+        self.stack: list[_Frame] = []
+
+    # -- bookkeeping --------------------------------------------------------------------------------------
+    def note(self, kind: str, offset: int, *, inserted: str | None = None, removed: str | None = None) -> None:
+        path = self._path()
+        self.repairs.append(Repair(kind, offset, path, inserted, removed))
+
+    def _path(self) -> str:
+        if not self.stack:
+            return "$"
+        top = self.stack[-1]
+        if top.kind == "[":
+            return f"{top.path}[{top.count}]"
+        return f"{top.path}.{top.key}" if top.key is not None else top.path
+
+    # -- the pass -------------------------------------------------------------------------------------------
+    def run(self) -> tuple[str, list[Repair]]:
+        self._extract()
+        if self.i >= self.n:
+            raise _Hopeless
+        self._value_or_container()
+        while self.stack:
+            self._step()
+        self._after_document()
+        return "".join(self.out), self.repairs
+
+    def _extract(self) -> None:
+        """Skip fences and prose before the JSON; narrow the input to a fence's body if there is one."""
+        fence = _FENCE.search(self.src)
+        if fence and any(c in fence.group(1) for c in "{["):
+            body_start, body_end = fence.start(1), fence.end(1)
+            self.note("fence_removed", fence.start(), removed=self.src[:body_start])
+            if body_end < self.n:
+                self.note("fence_removed", body_end, removed=self.src[body_end:])
+            self.src, self.n = self.src[:body_end], body_end
+            self.i = body_start
+        self._skip_ws_and_comments()
+        start = self.i
+        if self.i < self.n and self.src[self.i] not in "{[" and not self._scalar_ahead():
+            found = _JSON_START.search(self.src, self.i) or _ANY_START.search(self.src, self.i)
+            if found:
+                self.i = found.start()
+                self.note("prose_removed", start, removed=self.src[start:self.i])
+
+    def _scalar_ahead(self) -> bool:
+        """Does the text start with a JSON scalar of its own (then it is the value, not prose)?"""
+        c = self.src[self.i]
+        if c in "\"'\u201c\u2018-0123456789":
+            return True
+        word = _WORD.match(self.src, self.i)
+        return bool(word) and word.group() in _LITERALS and not self.src[word.end():].strip()
+
+    def _skip_ws_and_comments(self) -> None:
+        src, n = self.src, self.n
+        while self.i < n:
+            c = src[self.i]
+            if c in _WS:
+                self.i += 1
+            elif c == "/" and self.i + 1 < n and src[self.i + 1] in "/*":
+                start = self.i
+                if src[self.i + 1] == "/":
+                    end = src.find("\n", self.i)
+                    self.i = n if end < 0 else end
+                else:
+                    end = src.find("*/", self.i + 2)
+                    self.i = n if end < 0 else end + 2
+                self.note("comment_removed", start, removed=src[start:self.i])
+            elif c == "#" and self.stack:  # Python/YAML-style comment between members
+                start = self.i
+                end = src.find("\n", self.i)
+                self.i = n if end < 0 else end
+                self.note("comment_removed", start, removed=src[start:self.i])
+            else:
+                return
+
+    def _step(self) -> None:
+        """Advance the innermost container by one token."""
+        self._skip_ws_and_comments()
+        top = self.stack[-1]
+        if self.i >= self.n:
+            self._close_at_eof()
+            return
+        c = self.src[self.i]
+        if c in "}]":
+            self._closer(c)
+        elif c == ",":
+            self._comma(top)
+        elif c == ":" and top.kind == "{":
+            self._colon(top)
+        elif top.kind == "{":
+            self._object_token(top)
+        else:
+            self._array_token(top)
+
+    # -- containers -----------------------------------------------------------------------------------------
+    def _open(self, c: str) -> None:
+        if len(self.stack) >= MAX_DEPTH:
+            raise _Hopeless
+        path = self._path()
+        self.out.append(c)
+        self.i += 1
+        self.stack.append(_Frame(c, path))
+
+    def _closer(self, c: str) -> None:
+        want = "{" if c == "}" else "["
+        match = next((k for k in range(len(self.stack) - 1, -1, -1) if self.stack[k].kind == want), None)
+        if match is None:
+            self.note("extra_closer_removed", self.i, removed=c)
+            self.i += 1
+            return
+        while len(self.stack) - 1 > match:  # close what was left open inside: {"a":[{...}} → {"a":[{...}]}
+            self._finish_top(self.i, "closer_inserted")
+        self._finish_top(self.i, None)
+        self.i += 1
+
+    def _finish_top(self, offset: int, repair: str | None) -> None:
+        top = self.stack[-1]
+        self._drop_dangling(top, offset)
+        self._drop_trailing_comma(offset)
+        closer = "}" if top.kind == "{" else "]"
+        self.out.append(closer)
+        if repair:
+            self.note(repair, offset, inserted=closer)
+        self.stack.pop()
+        self._value_done()
+
+    def _drop_dangling(self, top: _Frame, offset: int) -> None:
+        if top.kind == "{" and top.state in ("colon", "value"):
+            removed = "".join(self.out[top.key_at:])
+            del self.out[top.key_at:]
+            self.note("dangling_key_removed", offset, removed=removed)
+            top.state = "after" if top.count else "start"
+
+    def _drop_trailing_comma(self, offset: int) -> None:
+        if self.out and self.out[-1] == ",":
+            self.out.pop()
+            self.note("trailing_comma_removed", offset, removed=",")
+
+    def _close_at_eof(self) -> None:
+        self._finish_top(self.n, "truncation_closed")
+
+    def _value_done(self) -> None:
+        if not self.stack:
+            return
+        top = self.stack[-1]
+        top.state = "after"
+        top.count += 1
+        if top.kind == "{":
+            top.key = None
+
+    def _comma(self, top: _Frame) -> None:
+        if top.state == "after":
+            self.out.append(",")
+            top.state = "key" if top.kind == "{" else "value"
+        elif top.kind == "{" and top.state in ("colon", "value"):
+            self._drop_dangling(top, self.i)  # {"a", "b": 1} → the key with no value goes
+            self.note("comma_removed", self.i, removed=",")
+        else:
+            self.note("comma_removed", self.i, removed=",")  # leading or doubled
+        self.i += 1
+
+    def _colon(self, top: _Frame) -> None:
+        if top.state == "colon":
+            self.out.append(":")
+            top.state = "value"
+        else:
+            self.note("colon_removed", self.i, removed=":")
+        self.i += 1
+
+    def _need_comma(self, top: _Frame) -> None:
+        if top.state == "after":
+            self.out.append(",")
+            self.note("comma_inserted", self.i, inserted=",")
+            top.state = "key" if top.kind == "{" else "value"
+
+    def _object_token(self, top: _Frame) -> None:
+        self._need_comma(top)
+        if top.state in ("start", "key"):
+            top.key_at = len(self.out)
+            key = self._key()
+            if key is None:
+                return
+            top.key = key
+            top.state = "colon"
+            return
+        if top.state == "colon":  # {"a" 1} → {"a": 1}
+            self.out.append(":")
+            self.note("colon_inserted", self.i, inserted=":")
+            top.state = "value"
+        self._value_or_container()
+
+    def _array_token(self, top: _Frame) -> None:
+        if self._ellipsis():
+            return
+        if self._key_ahead() and any(f.kind == "{" for f in self.stack):
+            # ["a", "b", "key": 1}: the array should have ended before a key of its parent object
+            while self.stack[-1].kind == "[":
+                self._finish_top(self.i, "closer_inserted")
+            return
+        self._need_comma(top)
+        self._value_or_container()
+
+    def _ellipsis(self) -> bool:
+        for token in ("...", "\u2026"):
+            if self.src.startswith(token, self.i):
+                self.note("ellipsis_removed", self.i, removed=token)
+                self.i += len(token)
+                return True
+        return False
+
+    # -- keys and values ------------------------------------------------------------------------------------
+    def _key(self) -> str | None:
+        c = self.src[self.i]
+        if c in _OPEN_QUOTES:
+            start = len(self.out)
+            closed = self._string(key=True)
+            if not closed:  # a key cut off by the end of the input: drop it
+                removed = "".join(self.out[start:])
+                del self.out[start:]
+                self.note("dangling_key_removed", self.n, removed=removed)
+                return None
+            return json.loads(self.out[-1]) if len(self.out) > start else ""
+        if self._ellipsis():
+            return None
+        word = re.compile(r"[^\s:,{}\[\]\"']+").match(self.src, self.i)
+        if word is None:
+            self.note("character_removed", self.i, removed=c)
+            self.i += 1
+            return None
+        raw = word.group()
+        self.i = word.end()
+        self.out.append(orjson.dumps(raw).decode())
+        self.note("key_quoted", word.start(), inserted='"')
+        return raw
+
+    def _value_or_container(self) -> None:
+        self._skip_ws_and_comments()
+        if self.i >= self.n:
+            return
+        c = self.src[self.i]
+        if c in "{[":
+            self._open(c)
+            return
+        if c in _OPEN_QUOTES:
+            self._string()
+            self._value_done()
+            return
+        if c in "-+.0123456789":
+            at = self.i
+            if self._number():
+                self._value_done()
+                return
+            if self.i != at:  # consumed and dropped (cut by the end of the input)
+                return
+        if self._literal():
+            self._value_done()
+            return
+        self._bare_value()
+
+    def _number(self) -> bool:
+        m = _NUMBER.match(self.src, self.i)
+        loose = _LOOSE_NUMBER.match(self.src, self.i)
+        if loose is None:
+            return False
+        end_char = self.src[loose.end()] if loose.end() < self.n else ""
+        if end_char and (end_char.isalnum() or end_char in "_."):
+            return False  # 12abc, 1.2.3: a bare word, not a number
+        raw = loose.group()
+        if loose.end() >= self.n:
+            # Cut by the end of the input: 15 may have been 1500, 1.01e+1 may have been 1.01e+16. A number is
+            # kept only when known to be whole, so this one goes (with its key), and the repair says so.
+            self.i = loose.end()
+            self.note("truncated_number_removed", loose.start(), removed=raw)
+            self._drop_current_member()
+            return False
+        if m and m.end() == loose.end():
+            self.out.append(m.group())  # verbatim, digits and exponent as written
+            self.i = m.end()
+            return True
+        self.i = loose.end()
+        fixed = _fix_number(raw)
+        if fixed is None:
+            self.note("value_removed", loose.start(), removed=raw)
+            self._drop_current_member()
+            return False
+        self.out.append(fixed)
+        self.note("number_normalized", loose.start(), removed=raw, inserted=fixed)
+        return True
+
+    def _drop_current_member(self) -> None:
+        """Forget the value being read: in an object its key goes too; in an array, the comma before it."""
+        if not self.stack:
+            raise _Hopeless
+        top = self.stack[-1]
+        if top.kind == "{":
+            top.state = "value"
+            self._drop_dangling(top, self.i)
+        else:
+            top.state = "after" if top.count else "start"
+            if self.out and self.out[-1] == ",":
+                self.out.pop()
+
+    def _literal(self) -> bool:
+        word = _WORD.match(self.src, self.i)
+        if self.src.startswith("-Infinity", self.i):
+            raw = "-Infinity"
+        elif word is None:
+            return False
+        else:
+            raw = word.group()
+        end = self.i + len(raw)
+        if raw in _LITERALS:
+            value = _LITERALS[raw]
+            self.out.append(value)
+            if raw != value:
+                self.note("literal_normalized", self.i, removed=raw, inserted=value)
+            self.i = end
+            return True
+        if end >= self.n:  # a literal cut by the end of the input: tr → true
+            full = next((lit for lit in ("true", "false", "null") if lit.startswith(raw)), None)
+            if full:
+                self.out.append(full)
+                self.note("literal_completed", self.i, inserted=full[len(raw):])
+                self.i = end
+                return True
+        return False
+
+    def _bare_value(self) -> None:
+        """An unquoted value inside a container: quote it up to the next delimiter."""
+        if not self.stack:
+            raise _Hopeless  # prose with no JSON in it: nothing to heal
+        start = self.i
+        end = start
+        src = self.src
+        while end < self.n and src[end] not in ",}]\n\r":
+            end += 1
+        raw = src[start:end].rstrip()
+        if end >= self.n:  # cut by the end of the input: what it would have been is unknown, so it goes
+            self.i = self.n
+            self.note("truncated_value_removed", start, removed=src[start:])
+            self._drop_current_member()
+            return
+        if not raw:
+            self.note("character_removed", start, removed=src[start])
+            self.i = start + 1
+            return
+        self.i = start + len(raw)
+        self.out.append(orjson.dumps(raw).decode())
+        self.note("value_quoted", start, inserted='"')
+        self._value_done()
+
+    def _string(self, *, key: bool = False) -> bool:
+        """Copy a string, making it valid JSON without changing its characters. False if the input ended
+        inside it (it is closed all the same)."""
+        src, n = self.src, self.n
+        open_q = src[self.i]
+        close_q = _OPEN_QUOTES[open_q]
+        start = self.i
+        if open_q != '"':
+            self.note("quotes_normalized", start, removed=open_q, inserted='"')
+        self.i += 1
+        parts: list[str] = ['"']
+        seg = self.i
+        while self.i < n:
+            c = src[self.i]
+            if c == close_q or (open_q in "\u201c\u201d" and c in "\u201c\u201d" and c == close_q):
+                if close_q == '"' and not key and not self._ends_string():
+                    parts.append(src[seg:self.i] + '\\"')  # an unescaped quote inside the text
+                    self.note("quote_escaped", self.i, inserted="\\")
+                    self.i += 1
+                    seg = self.i
+                    continue
+                parts.append(src[seg:self.i])
+                self.i += 1
+                parts.append('"')
+                self.out.append("".join(parts))
+                return True
+            if c == "\\":
+                parts.append(src[seg:self.i])
+                self.i = self._escape(parts, open_q)
+                seg = self.i
+                continue
+            if c == '"':  # a double quote inside a single- or curly-quoted string
+                parts.append(src[seg:self.i] + '\\"')
+                self.i += 1
+                seg = self.i
+                continue
+            if c < " ":
+                parts.append(src[seg:self.i] + _CONTROL.get(c, f"\\u{ord(c):04x}"))
+                self.note("control_character_escaped", self.i)
+                self.i += 1
+                seg = self.i
+                continue
+            self.i += 1
+        parts.append(src[seg:n])
+        text = _trim_partial_escape("".join(parts))
+        self.out.append(text + '"')
+        self.note("truncation_closed", n, inserted='"')
+        return False
+
+    def _key_ahead(self) -> bool:
+        """Is the next token a double-quoted string followed by a colon (a key)?"""
+        src, n = self.src, self.n
+        if self.i >= n or src[self.i] != '"':
+            return False
+        j = self.i + 1
+        while j < n and src[j] != '"':
+            j += 2 if src[j] == "\\" else 1
+        j += 1
+        while j < n and src[j] in " \t":
+            j += 1
+        return j < n and src[j] == ":"
+
+    def _ends_string(self) -> bool:
+        """Is this quote the end of the string? It is when a delimiter (or the end) follows it."""
+        j = self.i + 1
+        src, n = self.src, self.n
+        while j < n and src[j] in " \t":
+            j += 1
+        if j >= n or src[j] in ",:}]\r\n/":
+            return True
+        # "a" "b" or "a" {…}: a missing comma; a letter or digit right after it: a quote inside the text
+        return not (src[j].isalnum() or src[j] in "'_")
+
+    def _escape(self, parts: list[str], open_q: str) -> int:
+        src, i, n = self.src, self.i, self.n
+        if i + 1 >= n:
+            return n  # a lone backslash at the end: dropped with the truncation
+        e = src[i + 1]
+        if e == "u":
+            digits = src[i + 2:i + 6]
+            if len(digits) == 4 and all(ch in _HEX for ch in digits):
+                parts.append(src[i:i + 6])
+                return i + 6
+            if i + 2 + len(digits) >= n and all(ch in _HEX for ch in digits):
+                return n  # cut inside \uXXXX: trimmed at the end
+            parts.append("\\\\u")
+            self.note("escape_fixed", i, inserted="\\")
+            return i + 2
+        if e == "'" and open_q != '"':
+            parts.append("'")
+            return i + 2
+        if e in _ESCAPES:
+            parts.append(src[i:i + 2])
+            return i + 2
+        parts.append("\\\\")  # \x41 → \\x41: the backslash becomes text, the characters stay as written
+        self.note("escape_fixed", i, inserted="\\")
+        return i + 1
+
+    def _after_document(self) -> None:
+        self._skip_ws_and_comments()
+        if self.i < self.n:
+            rest = self.src[self.i:]
+            if self.out or rest.strip():
+                self.note("trailing_text_removed", self.i, removed=rest)
+        if not self.out:
+            raise _Hopeless
+
+
+_CONTROL = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+_PARTIAL_ESCAPE = re.compile(r"(?:\\u[dD][89abAB][0-9a-fA-F]{2}|\\u[0-9a-fA-F]{0,3}|\\)$")
+
+
+def _trim_partial_escape(text: str) -> str:
+    """A string cut by the end of the input may end in half an escape or half a surrogate pair: drop it."""
+    m = _PARTIAL_ESCAPE.search(text)
+    if m is None:
+        return text
+    # an even number of backslashes before it means the backslash is itself escaped text
+    before = len(text[:m.start()]) - len(text[:m.start()].rstrip("\\"))
+    return text if before % 2 else text[:m.start()]
+
+
+def _fix_number(raw: str) -> str | None:
+    """A whole number written loosely, as JSON with the same value (+1 → 1, .5 → 0.5, 1. → 1, 007 → 7).
+    None when it is not a number after all (1e with no exponent digits)."""
+    text = raw.lstrip("+")
+    sign = "-" if text.startswith("-") else ""
+    text = text.lstrip("-")
+    if text.endswith(("e", "E", "e+", "e-", "E+", "E-")):
+        return None
+    if text.endswith("."):
+        text = text[:-1]
+    if text.startswith("."):
+        text = "0" + text
+    mantissa, _, exponent = text.partition("e") if "e" in text else text.partition("E")
+    whole, dot, frac = mantissa.partition(".")
+    whole = whole.lstrip("0") or "0"
+    if not (whole + frac):
+        return None
+    result = sign + whole + (dot + frac if frac else "") + (("e" + exponent) if exponent else "")
+    return result if _NUMBER.fullmatch(result) else None
