@@ -36,6 +36,10 @@ def attr(value: Any) -> dict[str, Any] | None:
         return {"N": str(value)}
     if isinstance(value, float):
         return {"N": repr(value)}
+    if isinstance(value, dict):
+        return {"M": item(value)}
+    if isinstance(value, (list, tuple)):
+        return {"L": [a for v in value if (a := attr(v)) is not None]}
     raise TypeError(f"no DynamoDB attribute for {type(value).__name__}")
 
 

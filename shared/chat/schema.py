@@ -128,6 +128,11 @@ class ResponseFormat(_Closed):
         return self
 
 
+class Plugin(_Model):
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    enabled: bool = True
+
+
 class StreamOptions(_Model):
     include_usage: bool | None = None
 
@@ -159,6 +164,8 @@ class ChatRequest(_Model):
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
     user: Annotated[str, Field(max_length=256)] | None = None
+    heal_json: StrictBool | None = None  # None: heal when the request asks for JSON
+    plugins: Annotated[list[Plugin], Field(max_length=16)] | None = None
     frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
     presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
 
@@ -175,6 +182,27 @@ class ChatRequest(_Model):
     @property
     def wants_json(self) -> bool:
         return self.response_format is not None and self.response_format.type != "text"
+
+    @property
+    def heal_content(self) -> bool:
+        """heal_json decides when given; else OpenRouter's response-healing plugin; else whether JSON was asked."""
+        if self.heal_json is not None:
+            return self.heal_json
+        plugin = next((p for p in self.plugins or () if p.id == "response-healing"), None)
+        if plugin is not None:
+            return plugin.enabled
+        return self.wants_json
+
+    @property
+    def heal_tool_arguments(self) -> bool:
+        """Tool-call arguments are JSON by definition: healed unless healing is switched off."""
+        plugin = next((p for p in self.plugins or () if p.id == "response-healing"), None)
+        return bool(self.tools) and self.heal_json is not False and (plugin is None or plugin.enabled)
+
+    @property
+    def json_schema(self) -> dict[str, Any] | None:
+        fmt = self.response_format
+        return fmt.json_schema.schema_ if fmt and fmt.type == "json_schema" and fmt.json_schema else None
 
     def upstream_body(self, upstream_model: str) -> dict[str, Any]:
         """What an OpenAI-compatible upstream receives: the client's own fields as sent (validated above),

@@ -21,6 +21,7 @@ from shared.catalog import Catalog, CatalogModel, Endpoint
 from shared.chat.schema import ChatRequest
 from shared.config import Settings
 from shared.errors import NoProviderError, SwitchyardError, UpstreamError, UpstreamTimeoutError
+from shared.healing.completion import HealReport, heal_completion
 from shared.metering import Meter, UsageEvent, cost_of
 from shared.providers import Provider, Usage, adapter_for
 
@@ -162,6 +163,12 @@ class ChatService:
             body = done.body
             body.update(id=ctx.request_id, model=route.model.id, provider=route.endpoint.provider.id,
                         object="chat.completion", usage=self._usage_block(route, usage))
+            if request.heal_content or request.heal_tool_arguments:
+                report = heal_completion(body, content=request.heal_content,
+                                         tool_arguments=request.heal_tool_arguments, schema=request.json_schema)
+                body["heal_status"] = report.status
+                body["heal"] = report.summary()
+                _record_healing(event, report)
             return body
         except BaseException as e:
             self._fail(event, e)
@@ -320,6 +327,12 @@ class _Stream:
         if cancelled:
             self.event.status = "cancelled"
         self.service._finish(self.event, self.route, self.ctx, self._final_usage())
+
+
+def _record_healing(event: UsageEvent, report: HealReport) -> None:
+    event.heal_status, event.heal_repairs = report.status, report.repairs
+    event.heal_audit = report.audit or None
+    event.schema_valid = report.schema_valid
 
 
 async def _aclose(agen: Any) -> None:

@@ -63,6 +63,10 @@ class UsageEvent:
     error_code: int | None = None
     error_type: str | None = None
     finish_reason: str | None = None
+    heal_status: str | None = None  # healed | skipped | failed; None when healing did not apply
+    heal_repairs: int = 0
+    heal_audit: list[dict[str, Any]] | None = None  # kinds, offsets, paths of the repairs: never content
+    schema_valid: bool | None = None
     streamed: bool = False
     client_ip: str | None = None
     user_agent: str | None = None

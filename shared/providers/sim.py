@@ -148,10 +148,11 @@ class _Answer:
         limit = request.output_limit
         tool = self._tool_to_call(request)
         if tool is not None:
-            args = _from_schema(tool.function.parameters or {"type": "object"}, rng)
+            args = orjson.dumps(_from_schema(tool.function.parameters or {"type": "object"}, rng)).decode()
+            if behaviour.malformed_json_rate and _CHAOS.random() < behaviour.malformed_json_rate:
+                args = _corrupt(args, rng)
             self.tool_call = {"id": f"call_{rng.getrandbits(64):016x}", "type": "function",
-                              "function": {"name": tool.function.name,
-                                           "arguments": orjson.dumps(args).decode()}}
+                              "function": {"name": tool.function.name, "arguments": args}}
             self.finish_reason = "tool_calls"
             self.tokens = count_tokens(self.tool_call["function"]["arguments"]) + 3
             return

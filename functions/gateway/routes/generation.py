@@ -26,6 +26,8 @@ def _stats(r: dict[str, Any]) -> dict[str, Any]:
         "streamed": r.get("streamed", False), "cancelled": r.get("status") == "cancelled",
         "status": r.get("status"), "error_code": r.get("error_code"), "error_type": r.get("error_type"),
         "finish_reason": r.get("finish_reason"), "native_finish_reason": r.get("finish_reason"),
+        "heal_status": r.get("heal_status"), "heal_repairs": r.get("heal_repairs", 0),
+        "heal_audit": r.get("heal_audit") or [], "schema_valid": r.get("schema_valid"),
         "app": r.get("app"), "origin": r.get("app_referer"), "is_byok": False, "lab": r.get("lab"),
     }
 
