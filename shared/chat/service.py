@@ -22,6 +22,8 @@ from shared.chat.schema import ChatRequest
 from shared.config import Settings
 from shared.errors import NoProviderError, SwitchyardError, UpstreamError, UpstreamTimeoutError
 from shared.healing.completion import HealReport, heal_completion
+from shared.healing.repair import HealResult
+from shared.healing.stream import StreamHealer
 from shared.metering import Meter, UsageEvent, cost_of
 from shared.providers import Provider, Usage, adapter_for
 
@@ -202,6 +204,9 @@ class _Stream:
         self.next: asyncio.Future[dict[str, Any]] | None = None
         self.usage: Usage | None = None
         self.text_chars = 0
+        # Healing by appending only: one state tracker per choice's content and per tool call's arguments.
+        self.healers: dict[tuple[int, int | None], StreamHealer] | None = \
+            {} if request.heal_content or request.heal_tool_arguments else None
         self.created = int(ctx.created)
         self.metered = False
         s = service.settings
@@ -242,10 +247,16 @@ class _Stream:
         for c in choices:
             delta = c.get("delta") or {}
             content = delta.get("content")
+            index = c.get("index", 0)
             if content:
                 self.text_chars += len(content)
+                if self.healers is not None and self.request.heal_content:
+                    self.healers.setdefault((index, None), StreamHealer()).feed(content)
             for call in delta.get("tool_calls") or ():
-                self.text_chars += len((call.get("function") or {}).get("arguments") or "")
+                arguments = (call.get("function") or {}).get("arguments") or ""
+                self.text_chars += len(arguments)
+                if arguments and self.healers is not None and self.request.heal_tool_arguments:
+                    self.healers.setdefault((index, call.get("index", 0)), StreamHealer()).feed(arguments)
             if c.get("finish_reason"):
                 self.event.finish_reason = c["finish_reason"]
         if self.event.ttft_ms is None:
@@ -253,6 +264,20 @@ class _Stream:
         chunk.update(id=self.ctx.request_id, model=self.route.model.id, provider=self.route.endpoint.provider.id,
                      object="chat.completion.chunk")
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+    def _heal_frames(self, report: HealReport) -> list[bytes]:
+        """The deltas that close what each healer saw (appended after everything the upstream sent)."""
+        frames = []
+        truncated = self.event.finish_reason == "length"
+        for (index, call), healer in sorted(self.healers.items(), key=lambda kv: (kv[0][0], kv[0][1] or -1)):
+            suffix, status, repairs = healer.finish(truncated=truncated)
+            where = f"choices[{index}]." + ("delta.content" if call is None else f"delta.tool_calls[{call}].arguments")
+            report.add(where, HealResult(suffix, status, repairs))
+            if suffix:
+                delta = {"content": suffix} if call is None else \
+                    {"tool_calls": [{"index": call, "function": {"arguments": suffix}}]}
+                frames.append(self._frame(choices=[{"index": index, "delta": delta, "finish_reason": None}]))
+        return frames
 
     def _final_usage(self) -> Usage:
         if self.usage is not None:
@@ -267,6 +292,7 @@ class _Stream:
 
     async def sse(self) -> AsyncIterator[bytes]:
         keepalive = self.service.settings.keepalive_seconds
+        held: list[bytes] = []
         try:
             while True:
                 first = self.event.ttft_ms is None
@@ -282,10 +308,21 @@ class _Stream:
                 except StopAsyncIteration:
                     break
                 frame = self._relabel(chunk)
-                if frame is not None:
+                if frame is None:
+                    continue
+                if self.healers is not None and b'"finish_reason":"' in frame:
+                    held.append(frame)  # healing deltas must come before the choice finishes
+                else:
                     yield frame
+            heal = {}
+            if self.healers is not None:
+                report = HealReport()
+                for frame in self._heal_frames(report) + held:
+                    yield frame
+                _record_healing(self.event, report)
+                heal = {"heal_status": report.status, "heal": report.summary()}
             usage = self._final_usage()
-            yield self._frame(choices=[], usage=self.service._usage_block(self.route, usage))
+            yield self._frame(choices=[], usage=self.service._usage_block(self.route, usage), **heal)
             yield DONE
             self._close(None)
         except SwitchyardError as e:
