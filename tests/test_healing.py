@@ -42,7 +42,7 @@ def test_valid_json_comes_back_byte_identical_without_running_the_repair_pass(mo
     monkeypatch.setattr(engine._Repairer, "run", boom)
     for text in ('{"a": 1}', '  [1, 2.50, 1e+10]  ', '"\\ud83d\\ude00"', '{\n  "中文": "😀"\n}', "null", "-0.0"):
         result = heal(text)
-        assert (result.text, result.status, result.repairs) == (text, "skipped", [])
+        assert (result.text, result.status, len(result.repairs)) == (text, "skipped", 0)
 
 
 def test_numbers_and_string_contents_are_copied_verbatim():

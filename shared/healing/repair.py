@@ -18,8 +18,9 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal, Sequence
 
 import orjson
 
@@ -44,7 +45,7 @@ class Repair:
 class HealResult:
     text: str
     status: Status
-    repairs: list[Repair] = field(default_factory=list)
+    repairs: Sequence[Repair] = ()
 
 
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
@@ -88,14 +89,22 @@ def heal(text: str) -> HealResult:
 
 def _valid(text: str) -> bool:
     try:
+        orjson.loads(text)
+        return True
+    except orjson.JSONDecodeError:
+        pass
+    try:  # what orjson refuses but JSON allows: a lone surrogate escape (never NaN or Infinity)
         json.loads(text, parse_constant=_reject)
         return True
     except (ValueError, RecursionError):
-        try:  # Python's parser recurses; orjson's limit is lower still. Deep but valid output is fine.
-            orjson.loads(text)
-            return True
-        except orjson.JSONDecodeError:
-            return False
+        return False
+
+
+def _decode(string_token: str) -> str:
+    try:
+        return orjson.loads(string_token)
+    except orjson.JSONDecodeError:
+        return json.loads(string_token)
 
 
 def _reject(name: str) -> None:
@@ -344,7 +353,7 @@ class _Repairer:
                 del self.out[start:]
                 self.note("dangling_key_removed", self.n, removed=removed)
                 return None
-            return json.loads(self.out[-1]) if len(self.out) > start else ""
+            return _decode(self.out[-1]) if len(self.out) > start else ""
         if self._ellipsis():
             return None
         word = re.compile(r"[^\s:,{}\[\]\"']+").match(self.src, self.i)
@@ -486,9 +495,14 @@ class _Repairer:
         self.i += 1
         parts: list[str] = ['"']
         seg = self.i
-        while self.i < n:
-            c = src[self.i]
-            if c == close_q or (open_q in "\u201c\u201d" and c in "\u201c\u201d" and c == close_q):
+        special = _special(close_q)
+        while True:
+            m = special.search(src, self.i)
+            if m is None:
+                break
+            self.i = m.start()
+            c = m.group()
+            if c == close_q:
                 if close_q == '"' and not key and not self._ends_string():
                     parts.append(src[seg:self.i] + '\\"')  # an unescaped quote inside the text
                     self.note("quote_escaped", self.i, inserted="\\")
@@ -507,16 +521,12 @@ class _Repairer:
                 continue
             if c == '"':  # a double quote inside a single- or curly-quoted string
                 parts.append(src[seg:self.i] + '\\"')
-                self.i += 1
-                seg = self.i
-                continue
-            if c < " ":
+            else:
                 parts.append(src[seg:self.i] + _CONTROL.get(c, f"\\u{ord(c):04x}"))
                 self.note("control_character_escaped", self.i)
-                self.i += 1
-                seg = self.i
-                continue
             self.i += 1
+            seg = self.i
+        self.i = n
         parts.append(src[seg:n])
         text = _trim_partial_escape("".join(parts))
         self.out.append(text + '"')
@@ -580,6 +590,13 @@ class _Repairer:
                 self.note("trailing_text_removed", self.i, removed=rest)
         if not self.out:
             raise _Hopeless
+
+
+@lru_cache(maxsize=8)
+def _special(close_q: str) -> re.Pattern[str]:
+    """What ends a run of plain string characters: the closing quote, a backslash, a double quote (inside
+    other quotes) or a control character."""
+    return re.compile("[" + re.escape(close_q + '"') + "\\\\\\x00-\\x1f]")
 
 
 _CONTROL = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
