@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Iterator
 import pytest
 
 if TYPE_CHECKING:
+    from tests.fakes.anthropic_upstream import FakeAnthropic
     from tests.fakes.openai_upstream import FakeUpstream
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,6 +113,14 @@ def fake_upstream() -> Iterator["FakeUpstream"]:
         yield up
 
 
+@pytest.fixture(scope="session")
+def fake_anthropic() -> Iterator["FakeAnthropic"]:
+    from tests.fakes.anthropic_upstream import FakeAnthropic
+
+    with FakeAnthropic() as up:
+        yield up
+
+
 def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -160,11 +169,14 @@ class LocalProcess:
 
 
 @pytest.fixture(scope="session")
-def local_stack(tmp_path_factory, fake_upstream) -> Iterator[LocalProcess]:
+def local_stack(tmp_path_factory, fake_upstream, fake_anthropic) -> Iterator[LocalProcess]:
+    import yaml
+
+    parts = [yaml.safe_load(fake.catalog_yaml()) for fake in (fake_upstream, fake_anthropic)]
     config = tmp_path_factory.mktemp("config") / "switchyard.yaml"
-    config.write_text(fake_upstream.catalog_yaml())
+    config.write_text(yaml.safe_dump({key: [x for part in parts for x in part[key]] for key in ("providers", "models")}))
     stack = LocalProcess(tmp_path_factory.mktemp("state"),
                          {"SWITCHYARD_CONFIG": str(config), "FAKE_VENDOR_KEY": "vendor-secret-123",
-                          "SWITCHYARD_KEEPALIVE_SECONDS": "0.2"}).start()
+                          "FAKE_ANTHROPIC_KEY": "anthropic-secret-456", "SWITCHYARD_KEEPALIVE_SECONDS": "0.2"}).start()
     yield stack
     stack.stop()

@@ -169,3 +169,27 @@ def test_keys_and_usage_survive_a_restart(tmp_path):
     finally:
         again.stop()
     assert "new inference key" not in again.output
+
+
+WEATHER = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}}}}]
+
+
+def test_anthropic_through_the_sdk_tool_round_trip_and_exact_streamed_cost(local_stack, fake_anthropic):
+    client = sdk(local_stack)
+    first = client.chat.completions.create(model="anthropic-fake/claude-tool", messages=HI, tools=WEATHER)
+    call = first.choices[0].message.tool_calls[0]
+    assert first.choices[0].finish_reason == "tool_calls" and call.function.name == "get_weather"
+    assert fake_anthropic.requests[-1]["headers"]["x-api-key"] == "anthropic-secret-456"
+    done = client.chat.completions.create(model="anthropic-fake/claude-tool", tools=WEATHER, messages=[
+        *HI, first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "sunny"}])
+    assert done.choices[0].message.content == "It is sunny."
+
+    whole = client.chat.completions.create(model="anthropic-fake/claude-ok", messages=HI)
+    chunks = list(client.chat.completions.create(model="anthropic-fake/claude-ok", messages=HI, stream=True))
+    streamed = chunks[-1].usage
+    assert (streamed.prompt_tokens, streamed.completion_tokens) == (whole.usage.prompt_tokens,
+                                                                     whole.usage.completion_tokens) == (29, 9)
+    assert streamed.model_extra["cost"] == whole.usage.model_extra["cost"] == pytest.approx((29 * 3 + 9 * 15) / 1e6)
+    assert generation(local_stack, chunks[0].id)["native_tokens_cached"] == 5

@@ -7,6 +7,7 @@ from typing import Any, AsyncIterator, Protocol
 
 from shared.catalog import Endpoint
 from shared.chat.schema import ChatRequest
+from shared.providers.http import ConnectError, ReadTimeout, TransportError
 from shared.errors import (BadRequestError, PayloadTooLargeError, RateLimitedError, SwitchyardError,
                            UpstreamError, UpstreamTimeoutError)
 
@@ -79,4 +80,14 @@ def upstream_error(status: int, message: str, *, provider: str, code: str | None
         err.metadata["error_type"] = "provider_overloaded"
     elif status in (401, 403):
         err.metadata["error_type"] = "provider_auth_failed"
+    return err
+
+
+def transport_error(e: TransportError, provider: str) -> SwitchyardError:
+    """A failure below HTTP (connect, reset, silence) as our error."""
+    if isinstance(e, ReadTimeout):
+        return UpstreamTimeoutError(f"{provider} did not answer in time", metadata={"provider_name": provider})
+    err = UpstreamError(f"Could not reach {provider}: {e}", metadata={"provider_name": provider})
+    if isinstance(e, ConnectError):
+        err.metadata["error_type"] = "provider_unavailable"
     return err

@@ -17,9 +17,9 @@ from shared.aws.secrets import vendor_key
 from shared.catalog import Endpoint
 from shared.chat.schema import ChatRequest
 from shared.config import get_settings
-from shared.errors import SwitchyardError, UpstreamError, UpstreamTimeoutError
-from shared.providers.base import Completion, Usage, upstream_error
-from shared.providers.http import ConnectError, ReadTimeout, Response, TransportError, client
+from shared.errors import SwitchyardError, UpstreamError
+from shared.providers.base import Completion, Usage, transport_error, upstream_error
+from shared.providers.http import Response, TransportError, client
 
 
 _HEADERS_SECONDS = 300  # how long a resolved vendor key is reused (rotations show up after this)
@@ -53,7 +53,7 @@ async def _post(endpoint: Endpoint, body: dict[str, Any]) -> Response:
                                       connect_timeout=s.connect_timeout_seconds, first_byte_timeout=first_byte,
                                       idle_timeout=first_byte)
     except TransportError as e:
-        raise _transport_error(e, endpoint.provider.id) from e
+        raise transport_error(e, endpoint.provider.id) from e
 
 
 def _error_from(status: int, raw: bytes, headers: dict[str, str], endpoint: Endpoint) -> SwitchyardError:
@@ -81,15 +81,6 @@ def _redact(message: str, endpoint: Endpoint) -> str:
     return message
 
 
-def _transport_error(e: TransportError, provider: str) -> SwitchyardError:
-    if isinstance(e, ReadTimeout):
-        return UpstreamTimeoutError(f"{provider} did not answer in time", metadata={"provider_name": provider})
-    err = UpstreamError(f"Could not reach {provider}: {e}", metadata={"provider_name": provider})
-    if isinstance(e, ConnectError):
-        err.metadata["error_type"] = "provider_unavailable"
-    return err
-
-
 class OpenAIProvider:
     async def complete(self, request: ChatRequest, endpoint: Endpoint) -> Completion:
         body = request.upstream_body(endpoint.upstream_model)
@@ -99,7 +90,7 @@ class OpenAIProvider:
         try:
             raw = await resp.read()
         except TransportError as e:
-            raise _transport_error(e, provider) from e
+            raise transport_error(e, provider) from e
         if resp.status >= 400:
             raise _error_from(resp.status, raw, resp.headers, endpoint)
         try:
@@ -137,7 +128,7 @@ class OpenAIProvider:
                 if isinstance(chunk, dict):
                     yield chunk
         except TransportError as e:
-            raise _transport_error(e, provider) from e
+            raise transport_error(e, provider) from e
         finally:
             await chunks.aclose()  # releases the connection (reused only if the response ended cleanly)
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.server import FakeServer
 
 USAGE = {"prompt_tokens": 13, "completion_tokens": 7, "total_tokens": 20,
          "prompt_tokens_details": {"cached_tokens": 4}, "completion_tokens_details": {"reasoning_tokens": 2}}
@@ -32,14 +33,7 @@ def _chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> byte
     return b"data: " + json.dumps(body).encode() + b"\n\n"
 
 
-class FakeUpstream:
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.port = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-
+class FakeUpstream(FakeServer):
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
@@ -54,26 +48,8 @@ class FakeUpstream:
         return (f"providers:\n  - {{id: fakevendor, kind: openai, base_url: '{self.base_url}', "
                 f"api_key_env: FAKE_VENDOR_KEY}}\nmodels:\n{models}")
 
-    def __enter__(self) -> "FakeUpstream":
-        self._thread.start()
-        self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._loop:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-
-    def _serve(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._chat)
-        runner = web.AppRunner(app, access_log=None)
-        self._loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._ready.set()
-        self._loop.run_forever()
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
