@@ -1,0 +1,271 @@
+"""The `gemini` kind: Google's Gemini API (generateContent / streamGenerateContent) behind the OpenAI shape.
+
+Translated both ways: system and developer messages → `systemInstruction`; user/assistant turns → `contents`
+with `user`/`model` roles (consecutive same-role turns merged); text and image parts (data URLs → inlineData,
+other URLs → fileData); assistant `tool_calls` → `functionCall` parts and `tool` messages → `functionResponse`
+parts (named after the call they answer); tools → `functionDeclarations`; tool_choice → `toolConfig`;
+temperature, top_p, max tokens, stop, seed, n → `generationConfig`; JSON mode → `responseMimeType`
+application/json (+ `responseJsonSchema`). `finishReason` maps to `finish_reason` (SAFETY, RECITATION and the
+other blocking reasons → content_filter; the original kept as `native_finish_reason`). Usage from
+`usageMetadata`: prompt = promptTokenCount, completion = candidates + thoughts, cached = cachedContentTokenCount,
+reasoning = thoughtsTokenCount; the final chunk of a stream carries the full counts, so streamed and
+unstreamed usage agree. Not translated (knowingly): logprobs, presence/frequency penalties (dropped).
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any, AsyncIterator
+
+import orjson
+
+from shared.aws.secrets import vendor_key
+from shared.catalog import Endpoint
+from shared.chat.schema import ChatRequest, ImagePart, Message, TextPart, ToolChoiceFunction
+from shared.config import get_settings
+from shared.errors import BadRequestError, SwitchyardError, UpstreamError
+from shared.providers.base import Completion, Usage, transport_error, upstream_error
+from shared.providers.http import Response, TransportError, client
+
+DEFAULT_URL = "https://generativelanguage.googleapis.com"
+BLOCKED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "LANGUAGE"}
+FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "FINISH_REASON_UNSPECIFIED": "stop", "OTHER": "stop",
+          "MALFORMED_FUNCTION_CALL": "stop"}
+
+
+def _part(part: Any) -> dict[str, Any] | None:
+    if isinstance(part, TextPart):
+        return {"text": part.text}
+    if isinstance(part, ImagePart):
+        url = part.image_url.url
+        if url.startswith("data:"):
+            header, _, data = url.partition(",")
+            mime = header[5:].split(";")[0] or "image/png"
+            if ";base64" not in header:
+                data = base64.b64encode(data.encode()).decode()
+            return {"inlineData": {"mimeType": mime, "data": data}}
+        return {"fileData": {"fileUri": url}}
+    return None
+
+
+def _parts(message: Message, call_names: dict[str, str]) -> list[dict[str, Any]]:
+    if message.role == "tool":
+        name = call_names.get(message.tool_call_id or "", message.name or "tool")
+        try:
+            response = orjson.loads(message.text())
+        except orjson.JSONDecodeError:
+            response = message.text()
+        return [{"functionResponse": {"name": name, "response": response if isinstance(response, dict)
+                                      else {"result": response}}}]
+    parts: list[dict[str, Any]] = []
+    if isinstance(message.content, str):
+        if message.content:
+            parts.append({"text": message.content})
+    else:
+        parts.extend(p for p in (_part(x) for x in message.content or ()) if p)
+    for call in message.tool_calls or ():
+        call_names[call.id] = call.function.name
+        try:
+            args = orjson.loads(call.function.arguments or "{}")
+        except orjson.JSONDecodeError:
+            raise BadRequestError(f"tool call {call.id} has arguments that are not JSON",
+                                  metadata={"field": "messages.tool_calls.function.arguments"}) from None
+        parts.append({"functionCall": {"name": call.function.name, "args": args}})
+    return parts
+
+
+def build_request(request: ChatRequest, endpoint: Endpoint) -> dict[str, Any]:
+    system: list[dict[str, Any]] = []
+    contents: list[dict[str, Any]] = []
+    call_names: dict[str, str] = {}
+    for m in request.messages:
+        if m.role in ("system", "developer"):
+            system.append({"text": m.text()})
+            continue
+        role = "model" if m.role == "assistant" else "user"
+        parts = _parts(m, call_names)
+        if contents and contents[-1]["role"] == role:
+            contents[-1]["parts"].extend(parts)
+        else:
+            contents.append({"role": role, "parts": parts})
+    config: dict[str, Any] = {}
+    for ours, theirs in (("temperature", "temperature"), ("top_p", "topP"), ("seed", "seed")):
+        if getattr(request, ours) is not None:
+            config[theirs] = getattr(request, ours)
+    if request.output_limit:
+        config["maxOutputTokens"] = request.output_limit
+    if request.stop:
+        config["stopSequences"] = [request.stop] if isinstance(request.stop, str) else request.stop
+    if request.n > 1:
+        config["candidateCount"] = request.n
+    if request.wants_json:
+        config["responseMimeType"] = "application/json"
+        if request.json_schema is not None:
+            config["responseJsonSchema"] = request.json_schema
+    body: dict[str, Any] = {"contents": contents}
+    if system:
+        body["systemInstruction"] = {"parts": system}
+    if config:
+        body["generationConfig"] = config
+    if request.tools:
+        body["tools"] = [{"functionDeclarations": [
+            {"name": t.function.name, "description": t.function.description or "",
+             **({"parameters": t.function.parameters} if t.function.parameters else {})} for t in request.tools]}]
+    choice = request.tool_choice
+    if isinstance(choice, ToolChoiceFunction):
+        body["toolConfig"] = {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [choice.function.name]}}
+    elif choice in ("auto", "required", "none"):
+        body["toolConfig"] = {"functionCallingConfig": {"mode": {"auto": "AUTO", "required": "ANY", "none": "NONE"}[choice]}}
+    return body
+
+
+def usage_of(u: dict[str, Any]) -> Usage:
+    thoughts = int(u.get("thoughtsTokenCount") or 0)
+    return Usage(int(u.get("promptTokenCount") or 0), int(u.get("candidatesTokenCount") or 0) + thoughts,
+                 cached_tokens=int(u.get("cachedContentTokenCount") or 0), reasoning_tokens=thoughts)
+
+
+def _finish(native: str | None, has_calls: bool) -> str | None:
+    if native is None:
+        return None
+    if native in BLOCKED:
+        return "content_filter"
+    return "tool_calls" if has_calls else FINISH.get(native, "stop")
+
+
+def _error(status: int, raw: bytes, headers: dict[str, str], endpoint: Endpoint) -> SwitchyardError:
+    message, code = raw[:500].decode("utf-8", "replace"), None
+    try:
+        err = orjson.loads(raw)
+        err = (err[0] if isinstance(err, list) else err).get("error") or {}
+        message, code = str(err.get("message") or message), err.get("status")
+    except (orjson.JSONDecodeError, AttributeError, IndexError):
+        pass
+    if status == 400 and "token" in message.lower() and ("exceed" in message.lower() or "too long" in message.lower()):
+        code = "context_length_exceeded"
+    return upstream_error(status, message, provider=endpoint.provider.id, code=code,
+                          retry_after=headers.get("retry-after"))
+
+
+class _Calls:
+    """Gemini sends function calls whole, without ids: number them per choice."""
+
+    def __init__(self) -> None:
+        self.count: dict[int, int] = {}
+
+    def convert(self, index: int, part: dict[str, Any]) -> dict[str, Any]:
+        n = self.count.get(index, 0)
+        self.count[index] = n + 1
+        call = part["functionCall"]
+        return {"index": n, "id": call.get("id") or f"call_{index}_{n}", "type": "function",
+                "function": {"name": call.get("name"), "arguments": orjson.dumps(call.get("args") or {}).decode()}}
+
+
+class GeminiProvider:
+    async def _post(self, request: ChatRequest, endpoint: Endpoint, *, stream: bool) -> Response:
+        s = get_settings()
+        first_byte = endpoint.config.timeout_seconds or s.first_byte_timeout_seconds
+        base = (endpoint.provider.base_url or DEFAULT_URL).rstrip("/")
+        action = "streamGenerateContent?alt=sse" if stream else "generateContent"
+        url = f"{base}/v1beta/models/{endpoint.upstream_model}:{action}"
+        headers = {"content-type": "application/json", **endpoint.provider.headers}
+        key = vendor_key(endpoint.provider.api_key_env, endpoint.provider.api_key_secret)
+        if key:
+            headers["x-goog-api-key"] = key
+        try:
+            return await client().request("POST", url, headers=headers,
+                                          body=orjson.dumps(build_request(request, endpoint)),
+                                          connect_timeout=s.connect_timeout_seconds, first_byte_timeout=first_byte,
+                                          idle_timeout=first_byte)
+        except TransportError as e:
+            raise transport_error(e, endpoint.provider.id) from e
+
+    def _choices(self, data: dict[str, Any], calls: _Calls, *, stream: bool) -> list[dict[str, Any]]:
+        choices = []
+        for position, candidate in enumerate(data.get("candidates") or ()):
+            index = candidate.get("index", position)
+            parts = (candidate.get("content") or {}).get("parts") or ()
+            text = "".join(p.get("text", "") for p in parts if "text" in p and not p.get("thought"))
+            tool_calls = [calls.convert(index, p) for p in parts if "functionCall" in p]
+            native = candidate.get("finishReason")
+            finish = _finish(native, bool(tool_calls) or bool(calls.count.get(index)))
+            message: dict[str, Any] = {"role": "assistant", "content": text if text or not tool_calls else None}
+            if tool_calls:
+                message["tool_calls"] = tool_calls if stream else [{k: v for k, v in c.items() if k != "index"}
+                                                                   for c in tool_calls]
+            key = "delta" if stream else "message"
+            if stream and not text:
+                message.pop("content")
+            choices.append({"index": index, key: message, "finish_reason": finish, "native_finish_reason": native,
+                            "logprobs": None})
+        return choices
+
+    async def complete(self, request: ChatRequest, endpoint: Endpoint) -> Completion:
+        resp = await self._post(request, endpoint, stream=False)
+        try:
+            raw = await resp.read()
+        except TransportError as e:
+            raise transport_error(e, endpoint.provider.id) from e
+        if resp.status >= 400:
+            raise _error(resp.status, raw, resp.headers, endpoint)
+        try:
+            data = orjson.loads(raw)
+            choices = self._choices(data, _Calls(), stream=False)
+        except (orjson.JSONDecodeError, AttributeError, TypeError):
+            raise UpstreamError(f"{endpoint.provider.id} returned a body that is not a GenerateContentResponse",
+                                metadata={"provider_name": endpoint.provider.id}) from None
+        if not choices:
+            feedback = data.get("promptFeedback") or {}
+            choices = [{"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "content_filter",
+                        "native_finish_reason": feedback.get("blockReason"), "logprobs": None}]
+        body = {"id": data.get("responseId"), "object": "chat.completion", "created": int(time.time()),
+                "model": data.get("modelVersion", endpoint.upstream_model), "choices": choices}
+        return Completion(body, usage_of(data.get("usageMetadata") or {}), choices[0]["finish_reason"],
+                          data.get("responseId"))
+
+    async def stream(self, request: ChatRequest, endpoint: Endpoint) -> AsyncIterator[dict[str, Any]]:
+        resp = await self._post(request, endpoint, stream=True)
+        chunks = resp.iter_chunks()
+        calls, usage, first = _Calls(), None, True
+        try:
+            if resp.status >= 400:
+                raise _error(resp.status, await resp.read(), resp.headers, endpoint)
+            pending = b""
+            async for block in chunks:
+                pending += block
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    line = line.strip()
+                    if not line.startswith(b"data:"):
+                        continue
+                    try:
+                        data = orjson.loads(line[5:])
+                    except orjson.JSONDecodeError:
+                        raise UpstreamError(f"{endpoint.provider.id} sent a stream event that is not JSON",
+                                            metadata={"provider_name": endpoint.provider.id}) from None
+                    if "error" in data:
+                        err = data["error"]
+                        raise upstream_error(int(err.get("code") or 502), str(err.get("message")),
+                                             provider=endpoint.provider.id, code=err.get("status"))
+                    usage = data.get("usageMetadata") or usage  # the last chunk carries the full counts
+                    chunk = {"id": data.get("responseId"), "object": "chat.completion.chunk",
+                             "created": int(time.time()), "model": data.get("modelVersion", endpoint.upstream_model),
+                             "choices": self._choices(data, calls, stream=True)}
+                    if first:
+                        for choice in chunk["choices"]:
+                            choice["delta"]["role"] = "assistant"
+                        first = False
+                    yield chunk
+        except TransportError as e:
+            raise transport_error(e, endpoint.provider.id) from e
+        finally:
+            await chunks.aclose()
+        if usage is not None:
+            u = usage_of(usage)
+            yield {"id": None, "object": "chat.completion.chunk", "created": int(time.time()),
+                   "model": endpoint.upstream_model, "choices": [],
+                   "usage": {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+                             "total_tokens": u.prompt_tokens + u.completion_tokens,
+                             "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
+                             "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens}}}

@@ -1,0 +1,81 @@
+"""A local fake of the Gemini API (models/{model}:generateContent and :streamGenerateContent?alt=sse),
+scripted by model name:
+
+  gemini-ok      "Hello from Gemini." (3 chunks when streamed; cumulative usageMetadata, full in the last)
+  gemini-tool    a functionCall (or, once a functionResponse came back, a text answer)
+  gemini-json    JSON text when generationConfig.responseMimeType is application/json
+  gemini-safety  finishReason SAFETY with no content;  gemini-429: RESOURCE_EXHAUSTED;  gemini-long: 400 token limit
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes.server import FakeServer
+
+USAGE = {"promptTokenCount": 17, "candidatesTokenCount": 6, "thoughtsTokenCount": 4, "cachedContentTokenCount": 2,
+         "totalTokenCount": 27}
+
+
+class FakeGemini(FakeServer):
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def catalog_yaml(self) -> str:
+        models = "".join(
+            f"  - {{id: gemini-fake/{name}, provider: fakegemini, upstream_model: {name}, context_length: 1048576, "
+            f"pricing: {{prompt: 1.25, completion: 10.0}}}}\n"
+            for name in ("gemini-ok", "gemini-tool", "gemini-json", "gemini-safety", "gemini-429", "gemini-long"))
+        return (f"providers:\n  - {{id: fakegemini, kind: gemini, base_url: '{self.base_url}', "
+                f"api_key_env: FAKE_GEMINI_KEY}}\nmodels:\n{models}")
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1beta/models/{call}", self._generate)
+
+    def _parts(self, model: str, body: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+        if model == "gemini-safety":
+            return [], "SAFETY"
+        if model == "gemini-tool":
+            last = body["contents"][-1]["parts"]
+            if any("functionResponse" in p for p in last):
+                return [{"text": "It is sunny."}], "STOP"
+            name = body["tools"][0]["functionDeclarations"][0]["name"]
+            return [{"functionCall": {"name": name, "args": {"city": "Paris"}}}], "STOP"
+        if model == "gemini-json" and body.get("generationConfig", {}).get("responseMimeType") == "application/json":
+            return [{"text": '{"name": "Ada", "n": 36}'}], "STOP"
+        return [{"text": "Hello from Gemini."}], "STOP"
+
+    async def _generate(self, request: web.Request) -> web.StreamResponse:
+        body = json.loads(await request.read())
+        model, _, action = request.match_info["call"].partition(":")
+        self.requests.append({"headers": dict(request.headers), "body": body, "action": action,
+                              "query": dict(request.query)})
+        if model == "gemini-429":
+            return web.json_response({"error": {"code": 429, "message": "Resource has been exhausted",
+                                                "status": "RESOURCE_EXHAUSTED"}}, status=429)
+        if model == "gemini-long":
+            return web.json_response({"error": {"code": 400, "status": "INVALID_ARGUMENT", "message":
+                                                "The input token count (1200000) exceeds the maximum number of "
+                                                "tokens allowed (1048576)."}}, status=400)
+        parts, finish = self._parts(model, body)
+        base = {"modelVersion": model, "responseId": "resp-fake01"}
+        if action == "generateContent":
+            candidate = {"content": {"role": "model", "parts": parts}, "finishReason": finish, "index": 0}
+            return web.json_response({**base, "candidates": [candidate], "usageMetadata": USAGE})
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        pieces = [{"text": w} for w in ("Hello", " from", " Gemini.")] if parts and "text" in parts[0] and \
+            model == "gemini-ok" else parts
+        for n, piece in enumerate(pieces or [None]):
+            last = n == max(len(pieces), 1) - 1
+            candidate: dict[str, Any] = {"content": {"role": "model", "parts": [piece] if piece else []}, "index": 0}
+            if last:
+                candidate["finishReason"] = finish
+            usage = USAGE if last else {"promptTokenCount": USAGE["promptTokenCount"], "totalTokenCount": 17}
+            await resp.write(b"data: " + json.dumps({**base, "candidates": [candidate],
+                                                     "usageMetadata": usage}).encode() + b"\r\n\r\n")
+        return resp
