@@ -116,3 +116,24 @@ def test_a_model_whose_provider_has_no_credentials_is_503(tmp_path, monkeypatch)
     with pytest.raises(NoProviderError) as e:
         ChatService(catalog, meter=None, settings=get_settings()).route(req("paid/model"))  # type: ignore[arg-type]
     assert e.value.status == 503 and e.value.metadata["providers"] == ["paid"]
+
+
+@pytest.mark.parametrize("api_version, path, query", [
+    ("2024-10-21", "/openai/deployments/ok/chat/completions", {"api-version": "2024-10-21"}),
+    (None, "/openai/v1/chat/completions", {}),
+])
+def test_azure_deployments_api_version_and_api_key_header(fake_upstream, tmp_path, monkeypatch, api_version, path, query):
+    from shared.providers.openai import AzureProvider
+
+    monkeypatch.setenv("AZURE_KEY", "azure-secret-000")
+    version = f", api_version: '{api_version}'" if api_version else ""
+    config = tmp_path / "c.yaml"
+    config.write_text(f"providers: [{{id: azure-{api_version or 'v1'}, kind: azure, "
+                      f"base_url: 'http://127.0.0.1:{fake_upstream.port}', api_key_env: AZURE_KEY{version}}}]\n"
+                      f"models: [{{id: azure/gpt, provider: azure-{api_version or 'v1'}, upstream_model: ok}}]\n")
+    ep = load_catalog(config).get("azure/gpt").endpoints[0]
+    done = run(AzureProvider().complete(req("azure/gpt"), ep))
+    sent = fake_upstream.requests[-1]
+    assert sent["path"] == path and sent["query"] == query
+    assert sent["headers"]["api-key"] == "azure-secret-000" and "Authorization" not in sent["headers"]
+    assert done.body["choices"][0]["message"]["content"] == "Hello from the fake upstream."

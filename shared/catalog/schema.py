@@ -49,6 +49,7 @@ class ProviderConfig(Strict):
     base_url: Annotated[str, Field(pattern=r"^https?://")] | None = None
     api_key_env: str | None = None  # env var holding the vendor key (local and Lambda)
     api_key_secret: str | None = None  # Secrets Manager id holding the vendor key (AWS)
+    api_version: str | None = None  # azure: an api-version such as 2024-10-21, or "v1" (the default)
     headers: dict[str, str] = {}
 
     @model_validator(mode="after")

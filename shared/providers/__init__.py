@@ -5,13 +5,13 @@ from __future__ import annotations
 from shared.providers.anthropic import AnthropicProvider
 from shared.providers.gemini import GeminiProvider
 from shared.providers.base import Completion, Provider, Usage, upstream_error
-from shared.providers.openai import OpenAIProvider
+from shared.providers.openai import AzureProvider, OpenAIProvider
 from shared.providers.sim import SimProvider
 
 __all__ = ["Completion", "Provider", "Usage", "adapter_for", "upstream_error"]
 
 _ADAPTERS: dict[str, Provider] = {"openai": OpenAIProvider(), "anthropic": AnthropicProvider(),
-                                  "gemini": GeminiProvider(), "sim": SimProvider()}
+                                  "gemini": GeminiProvider(), "azure": AzureProvider(), "sim": SimProvider()}
 
 
 def adapter_for(kind: str) -> Provider | None:

@@ -26,34 +26,9 @@ _HEADERS_SECONDS = 300  # how long a resolved vendor key is reused (rotations sh
 _headers_cache: dict[str, tuple[float, dict[str, str]]] = {}
 
 
-def _headers(endpoint: Endpoint) -> dict[str, str]:
-    p = endpoint.provider
-    cached = _headers_cache.get(p.id)
-    if cached is not None and cached[0] > time.monotonic():
-        return cached[1]
-    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream", **p.headers}
-    key = vendor_key(p.api_key_env, p.api_key_secret)
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    _headers_cache[p.id] = (time.monotonic() + _HEADERS_SECONDS, headers)
-    return headers
-
-
 @lru_cache(maxsize=1024)
 def _chat_url(base_url: str) -> str:
     return base_url.rstrip("/") + "/chat/completions"
-
-
-async def _post(endpoint: Endpoint, body: dict[str, Any]) -> Response:
-    s = get_settings()
-    first_byte = endpoint.config.timeout_seconds or s.first_byte_timeout_seconds
-    try:
-        return await client().request("POST", _chat_url(endpoint.provider.base_url),  # type: ignore[arg-type]
-                                      headers=_headers(endpoint), body=orjson.dumps(body),
-                                      connect_timeout=s.connect_timeout_seconds, first_byte_timeout=first_byte,
-                                      idle_timeout=first_byte)
-    except TransportError as e:
-        raise transport_error(e, endpoint.provider.id) from e
 
 
 def _error_from(status: int, raw: bytes, headers: dict[str, str], endpoint: Endpoint) -> SwitchyardError:
@@ -74,19 +49,45 @@ def _error_from(status: int, raw: bytes, headers: dict[str, str], endpoint: Endp
 
 def _redact(message: str, endpoint: Endpoint) -> str:
     """Vendors echo the key they were sent in auth errors; it must never reach our caller or our logs."""
-    auth = _headers(endpoint).get("Authorization", "")
-    key = auth.removeprefix("Bearer ")
+    key = vendor_key(endpoint.provider.api_key_env, endpoint.provider.api_key_secret) or ""
     if len(key) >= 8:
         message = message.replace(key, "[redacted]").replace(key[:8], "[redacted]")
     return message
 
 
 class OpenAIProvider:
+    auth_header, auth_prefix = "Authorization", "Bearer "
+
+    def url(self, endpoint: Endpoint) -> str:
+        return _chat_url(endpoint.provider.base_url)  # type: ignore[arg-type]
+
+    def headers(self, endpoint: Endpoint) -> dict[str, str]:
+        p = endpoint.provider
+        cached = _headers_cache.get(p.id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream", **p.headers}
+        key = vendor_key(p.api_key_env, p.api_key_secret)
+        if key:
+            headers[self.auth_header] = self.auth_prefix + key
+        _headers_cache[p.id] = (time.monotonic() + _HEADERS_SECONDS, headers)
+        return headers
+
+    async def _post(self, endpoint: Endpoint, body: dict[str, Any]) -> Response:
+        s = get_settings()
+        first_byte = endpoint.config.timeout_seconds or s.first_byte_timeout_seconds
+        try:
+            return await client().request("POST", self.url(endpoint), headers=self.headers(endpoint),
+                                          body=orjson.dumps(body), connect_timeout=s.connect_timeout_seconds,
+                                          first_byte_timeout=first_byte, idle_timeout=first_byte)
+        except TransportError as e:
+            raise transport_error(e, endpoint.provider.id) from e
+
     async def complete(self, request: ChatRequest, endpoint: Endpoint) -> Completion:
         body = request.upstream_body(endpoint.upstream_model)
         body["stream"] = False
         provider = endpoint.provider.id
-        resp = await _post(endpoint, body)
+        resp = await self._post(endpoint, body)
         try:
             raw = await resp.read()
         except TransportError as e:
@@ -108,7 +109,7 @@ class OpenAIProvider:
         body["stream"] = True
         body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}
         provider = endpoint.provider.id
-        resp = await _post(endpoint, body)
+        resp = await self._post(endpoint, body)
         chunks = resp.iter_chunks()
         try:
             if resp.status >= 400:
@@ -154,3 +155,19 @@ def _event(line: bytes, provider: str) -> dict[str, Any] | None:
         raise UpstreamError(f"{provider} failed mid-stream: {str(err.get('message'))[:300]}",
                             metadata={"provider_name": provider, "upstream_code": err.get("code")})
     return chunk
+
+
+class AzureProvider(OpenAIProvider):
+    """The `azure` kind: Azure OpenAI. The same wire format at deployment URLs with an api-version
+    (`/openai/deployments/{upstream_model}/chat/completions?api-version=…`), or at the version-less
+    `/openai/v1/chat/completions` when the provider's api_version is "v1" (the default); the key goes in
+    the `api-key` header."""
+
+    auth_header, auth_prefix = "api-key", ""
+
+    def url(self, endpoint: Endpoint) -> str:
+        p = endpoint.provider
+        base = (p.base_url or "").rstrip("/")
+        if (p.api_version or "v1") == "v1":
+            return f"{base}/openai/v1/chat/completions"
+        return f"{base}/openai/deployments/{endpoint.upstream_model}/chat/completions?api-version={p.api_version}"

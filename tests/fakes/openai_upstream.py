@@ -50,13 +50,15 @@ class FakeUpstream(FakeServer):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/openai/v1/chat/completions", self._chat)  # Azure OpenAI, version-less
+        app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._chat)  # Azure OpenAI
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         body = json.loads(raw)
         self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body,
-                              "at": time.time()})
-        model = body["model"]
+                              "query": dict(request.query), "at": time.time()})
+        model = request.match_info.get("deployment") or body["model"]
         if model == "error-429":
             return web.json_response({"error": {"message": "slow down", "type": "rate_limit", "code": "rate_limited"}},
                                      status=429, headers={"Retry-After": "11"})
