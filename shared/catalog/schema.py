@@ -50,6 +50,7 @@ class ProviderConfig(Strict):
     api_key_env: str | None = None  # env var holding the vendor key (local and Lambda)
     api_key_secret: str | None = None  # Secrets Manager id holding the vendor key (AWS)
     api_version: str | None = None  # azure: an api-version such as 2024-10-21, or "v1" (the default)
+    region: str | None = None  # bedrock: the AWS region (default: the function's own)
     headers: dict[str, str] = {}
 
     @model_validator(mode="after")
