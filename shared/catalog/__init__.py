@@ -22,6 +22,7 @@ __all__ = ["Catalog", "CatalogError", "CatalogModel", "Endpoint", "Pricing", "Pr
            "get_catalog", "load_catalog"]
 
 BUILTIN = Path(__file__).with_name("builtin.yaml")
+MODELS = Path(__file__).with_name("models.yaml")  # generated from genai-prices by infra/build_catalog.py
 
 
 class CatalogError(ValueError):
@@ -149,7 +150,7 @@ def _read(path: Path) -> CatalogFile:
 
 def load_catalog(config: Path | None = None) -> Catalog:
     """Built-in catalog, then the operator's file: its providers and models add to or replace built-in ones."""
-    files = [_read(BUILTIN)] + ([_read(config)] if config else [])
+    files = [_read(BUILTIN), _read(MODELS)] + ([_read(config)] if config else [])
     providers: dict[str, ProviderConfig] = {}
     models: list[ModelConfig] = []
     for f in files:

@@ -22,10 +22,12 @@ class Strict(BaseModel):
 
 
 class Pricing(Strict):
-    """USD per 1M tokens."""
+    """USD per 1M tokens. Cached prompt tokens cost `cache_read` (when the vendor prices them apart)."""
 
     prompt: NonNegative = 0.0
     completion: NonNegative = 0.0
+    cache_read: NonNegative | None = None
+    cache_write: NonNegative | None = None
 
 
 class SimBehaviour(Strict):

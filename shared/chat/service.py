@@ -115,7 +115,8 @@ class ChatService:
             event.prompt_tokens, event.completion_tokens = usage.prompt_tokens, usage.completion_tokens
             event.cached_tokens, event.reasoning_tokens = usage.cached_tokens, usage.reasoning_tokens
             event.usage_estimated = usage.estimated
-            event.cost = cost_of(route.endpoint.pricing, usage.prompt_tokens, usage.completion_tokens)
+            event.cost = cost_of(route.endpoint.pricing, usage.prompt_tokens, usage.completion_tokens,
+                                 usage.cached_tokens)
         event.latency_ms = ctx.elapsed_ms()
         self.meter.record(event)
 
@@ -137,7 +138,7 @@ class ChatService:
         return {
             "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
             "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-            "cost": cost_of(route.endpoint.pricing, usage.prompt_tokens, usage.completion_tokens),
+            "cost": cost_of(route.endpoint.pricing, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens),
             "is_byok": False,
             "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
             "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},

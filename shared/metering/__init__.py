@@ -31,9 +31,12 @@ Status = Literal["completed", "failed", "cancelled"]
 _MAX_ACTIONS = 100  # TransactWriteItems' limit: one put per event plus one update per (key, period)
 
 
-def cost_of(pricing: Pricing, prompt_tokens: int, completion_tokens: int) -> float:
-    """USD for a call at per-1M-token prices; zero tokens cost nothing."""
-    return round((prompt_tokens * pricing.prompt + completion_tokens * pricing.completion) / 1_000_000, 12)
+def cost_of(pricing: Pricing, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float:
+    """USD for a call at per-1M-token prices, cached prompt tokens at the cache-read price where there is one;
+    zero tokens cost nothing."""
+    cached = min(cached_tokens, prompt_tokens) if pricing.cache_read is not None else 0
+    prompt = (prompt_tokens - cached) * pricing.prompt + cached * (pricing.cache_read or 0.0)
+    return round((prompt + completion_tokens * pricing.completion) / 1_000_000, 12)
 
 
 @dataclass(slots=True)
