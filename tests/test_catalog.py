@@ -45,3 +45,36 @@ def test_a_catalog_model_without_credentials_is_503_through_the_gateway(client, 
     assert resp.status_code == 503 and resp.json()["error"]["metadata"]["providers"] == ["openrouter"]
     listed = client.get("/api/v1/models").json()["data"]
     assert len(listed) >= 120
+
+
+def test_models_filters(client):
+    every = client.get("/api/v1/models").json()["data"]
+    tools = client.get("/api/v1/models?supported_parameters=tools,response_format").json()["data"]
+    assert 0 < len(tools) <= len(every) and all({"tools", "response_format"} <= set(m["supported_parameters"])
+                                                for m in tools)
+    assert client.get("/api/v1/models?supported_parameters=no_such_param").json()["data"] == []
+    assert len(client.get("/api/v1/models?output_modalities=text").json()["data"]) == len(every)
+    assert client.get("/api/v1/models?output_modalities=audio").json()["data"] == []
+
+
+def test_endpoints_report_uptime_and_latency_from_usage_records(client, keys, gateway, monkeypatch):
+    monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
+    headers = {"Authorization": f"Bearer {keys['dev']}"}
+    for _ in range(4):
+        client.post("/api/v1/chat/completions", headers=headers,
+                    json={"model": "sim/flaky", "messages": [{"role": "user", "content": "hi"}]})
+    gateway.meter.flush()
+    data = client.get("/api/v1/models/sim/flaky/endpoints").json()["data"]
+    (endpoint,) = data["endpoints"]
+    assert data["id"] == "sim/flaky" and endpoint["provider_id"] == "sim" and endpoint["requests_last_30m"] == 4
+    records = list(gateway.meter.writer.usage.scan())
+    failed = sum(1 for r in records if r["status"] == "failed")
+    assert endpoint["uptime_last_30m"] == round(1 - failed / 4, 4)
+    if failed < 4:
+        assert set(endpoint["latency_last_30m"]) == {"p50", "p75", "p90", "p99"}
+    assert endpoint["pricing"]["prompt"] == "0.0000005" and endpoint["status"] == 0
+    quiet = client.get("/api/v1/models/sim/chat/endpoints").json()["data"]["endpoints"][0]
+    assert quiet["requests_last_30m"] == 0 and quiet["uptime_last_30m"] is None
+    assert client.get("/api/v1/models/nobody/nothing/endpoints").status_code == 404
+    catalog_model = client.get("/api/v1/models/openai/gpt-4o-mini/endpoints").json()["data"]["endpoints"][0]
+    assert catalog_model["provider_id"] == "openrouter" and catalog_model["kind"] == "openai"

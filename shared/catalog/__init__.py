@@ -44,6 +44,16 @@ class Endpoint:
     def pricing(self) -> Pricing:
         return self.config.pricing
 
+    def openrouter_pricing(self) -> dict[str, str]:
+        """Prices as OpenRouter lists them: USD per token, as decimal strings."""
+        p = self.pricing
+        out = {"prompt": _per_token(p.prompt), "completion": _per_token(p.completion), "request": "0", "image": "0"}
+        if p.cache_read is not None:
+            out["input_cache_read"] = _per_token(p.cache_read)
+        if p.cache_write is not None:
+            out["input_cache_write"] = _per_token(p.cache_write)
+        return out
+
     @property
     def has_credentials(self) -> bool:
         """True when the provider needs no key or its key is configured (env var or secret)."""
@@ -85,12 +95,7 @@ class CatalogModel:
                 "tokenizer": "Other",
                 "instruct_type": None,
             },
-            "pricing": {
-                "prompt": _per_token(top.pricing.prompt),
-                "completion": _per_token(top.pricing.completion),
-                "request": "0",
-                "image": "0",
-            },
+            "pricing": top.openrouter_pricing(),
             "top_provider": {
                 "context_length": c.context_length,
                 "max_completion_tokens": c.max_output,

@@ -76,6 +76,8 @@ class UsageEvent:
 
     def to_record(self, retention_days: int) -> dict[str, Any]:
         record = {name: getattr(self, name) for name in _FIELDS}
+        if not record["model"]:
+            del record["model"]  # an index key cannot be empty (a call refused before its model was known)
         record["created_at"] = round(self.created_at, 3)
         record["day"] = _day(int(self.created_at))
         record["expires_at"] = int(self.created_at) + retention_days * 86400

@@ -15,7 +15,7 @@ router = APIRouter(prefix="/api/v1", tags=["generation"])
 def _stats(r: dict[str, Any]) -> dict[str, Any]:
     """A usage record in OpenRouter's generation shape, plus our own fields."""
     return {
-        "id": r["id"], "model": r["model"], "provider_name": r.get("provider"), "upstream_id": r.get("upstream_id"),
+        "id": r["id"], "model": r.get("model"), "provider_name": r.get("provider"), "upstream_id": r.get("upstream_id"),
         "created_at": r["created_at"], "total_cost": r.get("cost", 0), "usage": r.get("cost", 0),
         "tokens_prompt": r.get("prompt_tokens", 0), "tokens_completion": r.get("completion_tokens", 0),
         "native_tokens_prompt": r.get("prompt_tokens", 0), "native_tokens_completion": r.get("completion_tokens", 0),

@@ -1,11 +1,53 @@
-from fastapi import APIRouter
+import asyncio
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from functions.gateway.state import gateway
+from shared.metering.stats import WINDOW_SECONDS, endpoint_stats, recent_calls
 
 router = APIRouter(prefix="/api/v1", tags=["models"])
 
 
+def _split(value: str | None) -> set[str]:
+    return {v.strip() for v in (value or "").split(",") if v.strip()}
+
+
 @router.get("/models", summary="The model catalog in OpenRouter's shape")
-async def list_models() -> Response:
-    return Response(gateway().catalog.models_json, media_type="application/json")
+async def list_models(
+    supported_parameters: Annotated[str | None, Query(description="comma-separated: models supporting all")] = None,
+    output_modalities: Annotated[str | None, Query(description="comma-separated, or 'all'")] = None,
+) -> Response:
+    catalog = gateway().catalog
+    params, modalities = _split(supported_parameters), _split(output_modalities) - {"all"}
+    if not params and not modalities:
+        return Response(catalog.models_json, media_type="application/json")
+    models = [m.to_openrouter() for m in catalog
+              if params <= set(m.config.supported_parameters)
+              and (not modalities or modalities & set(m.config.output_modalities))]
+    return Response(orjson.dumps({"data": models}), media_type="application/json")
+
+
+@router.get("/models/{author}/{slug}/endpoints", summary="Each provider endpoint of a model, with recent health")
+async def model_endpoints(author: str, slug: str) -> dict:
+    g = gateway()
+    model = g.catalog.get(f"{author}/{slug}")
+    stats = endpoint_stats(await asyncio.to_thread(recent_calls, g.settings.usage_table, model.id))
+    listed = model.to_openrouter()
+    endpoints = []
+    for e in model.endpoints:
+        health = stats.get(e.provider.id, {})
+        endpoints.append({
+            "name": f"{e.provider.name or e.provider.id} | {model.id}",
+            "provider_name": e.provider.name or e.provider.id, "provider_id": e.provider.id, "kind": e.provider.kind,
+            "context_length": e.config.context_length, "max_completion_tokens": e.config.max_output,
+            "pricing": e.openrouter_pricing(), "supported_parameters": list(e.config.supported_parameters),
+            "status": 0 if e.has_credentials else -1, "available": e.has_credentials,
+            "window_seconds": WINDOW_SECONDS, "requests_last_30m": health.get("requests", 0),
+            "uptime_last_30m": health.get("uptime"), "latency_last_30m": health.get("latency"),
+            "time_to_first_token_last_30m": health.get("time_to_first_token"),
+        })
+    return {"data": {k: listed[k] for k in ("id", "name", "created", "description", "architecture")}
+            | {"endpoints": endpoints}}
