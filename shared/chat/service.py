@@ -20,7 +20,7 @@ import orjson
 from shared.catalog import Catalog, CatalogModel, Endpoint
 from shared.chat.schema import ChatRequest
 from shared.config import Settings
-from shared.errors import NoProviderError, SwitchyardError, UpstreamError, UpstreamTimeoutError
+from shared.errors import ModelNotFoundError, NoProviderError, SwitchyardError, UpstreamError, UpstreamTimeoutError
 from shared.healing.completion import HealReport, heal_completion
 from shared.healing.repair import HealResult
 from shared.healing.stream import StreamHealer
@@ -28,6 +28,7 @@ from shared.metering import Meter, UsageEvent, cost_of
 from shared.providers import Provider, Usage, adapter_for
 
 KEEPALIVE = b": SWITCHYARD PROCESSING\n\n"
+VARIANTS = ("free", "floor", "nitro")
 DONE = b"data: [DONE]\n\n"
 
 
@@ -80,24 +81,41 @@ class ChatService:
         self.meter = meter
         self.settings = settings
         self._routes: dict[str, Route] = {}
+        self.throughput: dict[tuple[str, str], float] = {}  # (provider, model) → tokens/s, moving average
 
     def route(self, request: ChatRequest) -> Route:
         model_id = request.model_ids[0]
         route = self._routes.get(model_id)
         if route is None:
-            route = self._routes[model_id] = self._resolve(model_id)
+            route = self._resolve(model_id)
+            if not model_id.endswith(":nitro"):  # nitro follows live throughput; the rest is fixed per process
+                self._routes[model_id] = route
         return route
 
     def _resolve(self, model_id: str) -> Route:
-        """The first endpoint whose wire format is implemented and whose credentials are configured
-        (env vars and secret ids are fixed for a process's life, so the answer is cached)."""
-        model = self.catalog.get(model_id)
-        for endpoint in model.endpoints:
-            adapter = adapter_for(endpoint.provider.kind)
-            if adapter is not None and endpoint.has_credentials:
-                return Route(model, endpoint, adapter)
-        raise NoProviderError(f"No provider of {model.id!r} is available",
-                              metadata={"model": model.id, "providers": [e.provider.id for e in model.endpoints]})
+        """The first usable endpoint (wire format implemented, credentials configured), in the order a variant
+        asks for: `:free` only free endpoints, `:floor` cheapest first, `:nitro` fastest measured first."""
+        variant = None
+        try:
+            model = self.catalog.get(model_id)
+        except ModelNotFoundError:
+            base, _, variant = model_id.rpartition(":")
+            if variant not in VARIANTS or not base:
+                raise
+            model = self.catalog.get(base)
+        usable = [(e, a) for e in model.endpoints if (a := adapter_for(e.provider.kind)) and e.has_credentials]
+        if variant == "free":
+            usable = [(e, a) for e, a in usable if e.pricing.prompt == 0 and e.pricing.completion == 0]
+        elif variant == "floor":
+            usable.sort(key=lambda ea: ea[0].pricing.prompt + ea[0].pricing.completion)
+        elif variant == "nitro":
+            usable.sort(key=lambda ea: -self.throughput.get((ea[0].provider.id, model.id), 0.0))
+        if not usable:
+            raise NoProviderError(f"No {variant + ' ' if variant else ''}provider of {model.id!r} is available",
+                                  metadata={"model": model.id, "variant": variant,
+                                            "providers": [e.provider.id for e in model.endpoints]})
+        endpoint, adapter = usable[0]
+        return Route(model, endpoint, adapter)
 
     def _event(self, ctx: CallContext, request: ChatRequest | None, route: Route | None, *,
                streamed: bool) -> UsageEvent:
@@ -118,6 +136,13 @@ class ChatService:
             event.cost = cost_of(route.endpoint.pricing, usage.prompt_tokens, usage.completion_tokens,
                                  usage.cached_tokens)
         event.latency_ms = ctx.elapsed_ms()
+        if route is not None and event.status == "completed" and event.ttft_ms is not None:
+            # streamed: tokens over the generation time; unstreamed: over the whole call (no first-token time)
+            seconds = ((event.latency_ms - event.ttft_ms) if event.streamed else event.latency_ms) / 1000
+            if seconds > 0 and event.completion_tokens:
+                key = (route.endpoint.provider.id, route.model.id)
+                rate = event.completion_tokens / seconds
+                self.throughput[key] = rate if key not in self.throughput else 0.8 * self.throughput[key] + 0.2 * rate
         self.meter.record(event)
 
     @staticmethod
