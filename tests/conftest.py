@@ -114,6 +114,22 @@ def fake_upstream() -> Iterator["FakeUpstream"]:
 
 
 @pytest.fixture(scope="session")
+def fake_gemini():
+    from tests.fakes.gemini_upstream import FakeGemini
+
+    with FakeGemini() as up:
+        yield up
+
+
+@pytest.fixture(scope="session")
+def fake_bedrock():
+    from tests.fakes.bedrock_upstream import FakeBedrock
+
+    with FakeBedrock() as up:
+        yield up
+
+
+@pytest.fixture(scope="session")
 def fake_anthropic() -> Iterator["FakeAnthropic"]:
     from tests.fakes.anthropic_upstream import FakeAnthropic
 
@@ -169,14 +185,16 @@ class LocalProcess:
 
 
 @pytest.fixture(scope="session")
-def local_stack(tmp_path_factory, fake_upstream, fake_anthropic) -> Iterator[LocalProcess]:
+def local_stack(tmp_path_factory, fake_upstream, fake_anthropic, fake_gemini, fake_bedrock) -> Iterator[LocalProcess]:
     import yaml
 
-    parts = [yaml.safe_load(fake.catalog_yaml()) for fake in (fake_upstream, fake_anthropic)]
+    fakes = (fake_upstream, fake_anthropic, fake_gemini, fake_bedrock)
+    parts = [yaml.safe_load(fake.catalog_yaml()) for fake in fakes]
     config = tmp_path_factory.mktemp("config") / "switchyard.yaml"
     config.write_text(yaml.safe_dump({key: [x for part in parts for x in part[key]] for key in ("providers", "models")}))
     stack = LocalProcess(tmp_path_factory.mktemp("state"),
                          {"SWITCHYARD_CONFIG": str(config), "FAKE_VENDOR_KEY": "vendor-secret-123",
-                          "FAKE_ANTHROPIC_KEY": "anthropic-secret-456", "SWITCHYARD_KEEPALIVE_SECONDS": "0.2"}).start()
+                          "FAKE_ANTHROPIC_KEY": "anthropic-secret-456", "FAKE_GEMINI_KEY": "gemini-secret-789",
+                          "SWITCHYARD_KEEPALIVE_SECONDS": "0.2"}).start()
     yield stack
     stack.stop()

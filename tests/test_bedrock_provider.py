@@ -15,14 +15,6 @@ WEATHER = [{"type": "function", "function": {"name": "get_weather", "description
                                               "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
 
 
-@pytest.fixture(scope="module")
-def fake_bedrock():
-    from tests.fakes.bedrock_upstream import FakeBedrock
-
-    with FakeBedrock() as up:
-        yield up
-
-
 @pytest.fixture
 def catalog(fake_bedrock, tmp_path):
     _client.cache_clear()

@@ -175,6 +175,23 @@ WEATHER = [{"type": "function", "function": {"name": "get_weather", "parameters"
     "type": "object", "properties": {"city": {"type": "string"}}}}}]
 
 
+@pytest.mark.parametrize("prefix", ["anthropic-fake/claude-tool", "gemini-fake/gemini-tool", "bedrock-fake/bedrock-tool"])
+def test_tool_call_round_trip_through_the_sdk_on_every_adapter(local_stack, prefix):
+    client = sdk(local_stack)
+    first = client.chat.completions.create(model=prefix, messages=HI, tools=WEATHER)
+    call = first.choices[0].message.tool_calls[0]
+    assert first.choices[0].finish_reason == "tool_calls" and call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
+    done = client.chat.completions.create(model=prefix, tools=WEATHER, messages=[
+        *HI, first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "sunny"}])
+    assert done.choices[0].message.content == "It is sunny."
+    streamed = list(client.chat.completions.create(model=prefix, messages=HI, tools=WEATHER, stream=True))
+    arguments = "".join(tc.function.arguments or "" for c in streamed if c.choices
+                        for tc in c.choices[0].delta.tool_calls or [])
+    assert json.loads(arguments) == {"city": "Paris"} and streamed[-1].usage.completion_tokens > 0
+
+
 def test_anthropic_through_the_sdk_tool_round_trip_and_exact_streamed_cost(local_stack, fake_anthropic):
     client = sdk(local_stack)
     first = client.chat.completions.create(model="anthropic-fake/claude-tool", messages=HI, tools=WEATHER)

@@ -16,14 +16,6 @@ WEATHER = [{"type": "function", "function": {"name": "get_weather", "description
                                               "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
 
 
-@pytest.fixture(scope="module")
-def fake_gemini():
-    from tests.fakes.gemini_upstream import FakeGemini
-
-    with FakeGemini() as up:
-        yield up
-
-
 @pytest.fixture
 def catalog(fake_gemini, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_GEMINI_KEY", "gemini-secret-789")
