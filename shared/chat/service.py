@@ -263,13 +263,15 @@ class _Stream:
                 self._close(error)
                 raise error
 
-    def _relabel(self, chunk: dict[str, Any]) -> bytes | None:
+    def _relabel(self, chunk: dict[str, Any]) -> tuple[bytes | None, bool]:
+        """The chunk as our SSE frame (None for a usage-only chunk), and whether it finishes a choice."""
         usage = chunk.pop("usage", None)
         if usage:
             self.usage = Usage.from_openai(usage)
         choices = chunk.get("choices")
         if not choices:
-            return None
+            return None, False
+        finishing = False
         for c in choices:
             delta = c.get("delta") or {}
             content = delta.get("content")
@@ -285,17 +287,18 @@ class _Stream:
                     self.healers.setdefault((index, call.get("index", 0)), StreamHealer()).feed(arguments)
             if c.get("finish_reason"):
                 self.event.finish_reason = c["finish_reason"]
+                finishing = True
         if self.event.ttft_ms is None:
             self.event.ttft_ms = self.ctx.elapsed_ms()
         chunk.update(id=self.ctx.request_id, model=self.route.model.id, provider=self.route.endpoint.provider.id,
                      object="chat.completion.chunk")
-        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+        return b"data: " + orjson.dumps(chunk) + b"\n\n", finishing
 
     def _heal_frames(self, report: HealReport) -> list[bytes]:
-        """The deltas that close what each healer saw (appended after everything the upstream sent)."""
+        """The deltas that close what each healer saw: after all the upstream's content, before its finish chunks."""
         frames = []
         truncated = self.event.finish_reason == "length"
-        for (index, call), healer in sorted(self.healers.items(), key=lambda kv: (kv[0][0], kv[0][1] or -1)):
+        for (index, call), healer in sorted(self.healers.items(), key=lambda kv: (kv[0][0], -1 if kv[0][1] is None else kv[0][1])):
             suffix, status, repairs = healer.finish(truncated=truncated)
             where = f"choices[{index}]." + ("delta.content" if call is None else f"delta.tool_calls[{call}].arguments")
             report.add(where, HealResult(suffix, status, repairs))
@@ -333,10 +336,10 @@ class _Stream:
                     chunk = self._take()
                 except StopAsyncIteration:
                     break
-                frame = self._relabel(chunk)
+                frame, finishing = self._relabel(chunk)
                 if frame is None:
                     continue
-                if self.healers is not None and b'"finish_reason":"' in frame:
+                if self.healers is not None and finishing:
                     held.append(frame)  # healing deltas must come before the choice finishes
                 else:
                     yield frame
