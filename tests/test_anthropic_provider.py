@@ -1,15 +1,12 @@
 """The `anthropic` adapter against a fake Messages API: what we send, what the client gets, streamed and not."""
 
-import asyncio
-
 import orjson
 import pytest
 
-from shared.catalog import load_catalog
 from shared.chat.schema import parse_chat_request
 from shared.errors import BadRequestError, RateLimitedError, UpstreamError
-from shared.providers import http
 from shared.providers.anthropic import AnthropicProvider
+from tests.support import catalog_from, collect as _collect, run
 
 provider = AnthropicProvider()
 WEATHER = [{"type": "function", "function": {"name": "get_weather", "description": "Weather by city",
@@ -19,18 +16,9 @@ WEATHER = [{"type": "function", "function": {"name": "get_weather", "description
 @pytest.fixture
 def catalog(fake_anthropic, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_ANTHROPIC_KEY", "anthropic-secret-456")
-    path = tmp_path / "c.yaml"
-    path.write_text(fake_anthropic.catalog_yaml())
-    return load_catalog(path)
+    return catalog_from(fake_anthropic.catalog_yaml(), tmp_path)
 
 
-def run(coro):
-    async def go():
-        try:
-            return await coro
-        finally:
-            await http.close()
-    return asyncio.run(go())
 
 
 def req(model="claude-ok", messages=None, **fields):
@@ -43,9 +31,7 @@ def endpoint(catalog, model="claude-ok"):
 
 
 def collect(request, ep):
-    async def go():
-        return [c async for c in provider.stream(request, ep)]
-    return run(go())
+    return _collect(provider, request, ep)
 
 
 def test_the_request_is_translated_to_the_messages_api(catalog, fake_anthropic):

@@ -5,10 +5,10 @@ import asyncio
 import orjson
 import pytest
 
-from shared.catalog import load_catalog
 from shared.chat.schema import parse_chat_request
 from shared.errors import BadRequestError, RateLimitedError
 from shared.providers.bedrock import BedrockProvider, _client
+from tests.support import catalog_from, collect as _collect
 
 provider = BedrockProvider()
 WEATHER = [{"type": "function", "function": {"name": "get_weather", "description": "Weather by city",
@@ -18,9 +18,7 @@ WEATHER = [{"type": "function", "function": {"name": "get_weather", "description
 @pytest.fixture
 def catalog(fake_bedrock, tmp_path):
     _client.cache_clear()
-    path = tmp_path / "c.yaml"
-    path.write_text(fake_bedrock.catalog_yaml())
-    return load_catalog(path)
+    return catalog_from(fake_bedrock.catalog_yaml(), tmp_path)
 
 
 def req(model="bedrock-ok", messages=None, **fields):
@@ -33,9 +31,7 @@ def endpoint(catalog, model="bedrock-ok"):
 
 
 def collect(request, ep):
-    async def go():
-        return [c async for c in provider.stream(request, ep)]
-    return asyncio.run(go())
+    return _collect(provider, request, ep)
 
 
 def test_the_request_is_translated_and_signed(catalog, fake_bedrock):

@@ -1,15 +1,12 @@
 """The `gemini` adapter against a fake Gemini API: what we send, what the client gets, streamed and not."""
 
-import asyncio
-
 import orjson
 import pytest
 
-from shared.catalog import load_catalog
 from shared.chat.schema import parse_chat_request
 from shared.errors import BadRequestError, RateLimitedError
-from shared.providers import http
 from shared.providers.gemini import GeminiProvider
+from tests.support import catalog_from, collect as _collect, run
 
 provider = GeminiProvider()
 WEATHER = [{"type": "function", "function": {"name": "get_weather", "description": "Weather by city",
@@ -19,18 +16,9 @@ WEATHER = [{"type": "function", "function": {"name": "get_weather", "description
 @pytest.fixture
 def catalog(fake_gemini, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_GEMINI_KEY", "gemini-secret-789")
-    path = tmp_path / "c.yaml"
-    path.write_text(fake_gemini.catalog_yaml())
-    return load_catalog(path)
+    return catalog_from(fake_gemini.catalog_yaml(), tmp_path)
 
 
-def run(coro):
-    async def go():
-        try:
-            return await coro
-        finally:
-            await http.close()
-    return asyncio.run(go())
 
 
 def req(model="gemini-ok", messages=None, **fields):
@@ -43,9 +31,7 @@ def endpoint(catalog, model="gemini-ok"):
 
 
 def collect(request, ep):
-    async def go():
-        return [c async for c in provider.stream(request, ep)]
-    return run(go())
+    return _collect(provider, request, ep)
 
 
 def test_the_request_is_translated(catalog, fake_gemini):

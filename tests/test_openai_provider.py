@@ -8,8 +8,8 @@ import pytest
 from shared.catalog import load_catalog
 from shared.chat.schema import parse_chat_request
 from shared.errors import BadRequestError, RateLimitedError, UpstreamError, UpstreamTimeoutError
-from shared.providers import http
 from shared.providers.openai import OpenAIProvider
+from tests.support import catalog_from, run
 
 provider = OpenAIProvider()
 
@@ -17,18 +17,9 @@ provider = OpenAIProvider()
 @pytest.fixture
 def catalog(fake_upstream, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_VENDOR_KEY", "vendor-secret-123")
-    path = tmp_path / "c.yaml"
-    path.write_text(fake_upstream.catalog_yaml())
-    return load_catalog(path)
+    return catalog_from(fake_upstream.catalog_yaml(), tmp_path)
 
 
-def run(coro):
-    async def go():
-        try:
-            return await coro
-        finally:
-            await http.close()
-    return asyncio.run(go())
 
 
 def req(model="fake/ok", **fields):

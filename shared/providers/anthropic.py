@@ -26,7 +26,8 @@ from shared.catalog import Endpoint
 from shared.chat.schema import ChatRequest, ImagePart, Message, TextPart, ToolChoiceFunction
 from shared.config import get_settings
 from shared.errors import BadRequestError, SwitchyardError, UpstreamError
-from shared.providers.base import Completion, Usage, transport_error, upstream_error
+from shared.providers.base import (call_arguments, Completion, Usage, assistant_choice, read_ok, sse_lines, tool_call,
+                                   transport_error, upstream_error)
 from shared.providers.http import Response, TransportError, client
 
 VERSION = "2023-06-01"
@@ -64,11 +65,7 @@ def _blocks(message: Message) -> list[dict[str, Any]]:
             elif isinstance(part, ImagePart):
                 blocks.append(_image(part.image_url.url))
     for call in message.tool_calls or ():
-        try:
-            arguments = orjson.loads(call.function.arguments or "{}")
-        except orjson.JSONDecodeError:
-            raise BadRequestError(f"tool call {call.id} has arguments that are not JSON",
-                                  metadata={"field": "messages.tool_calls.function.arguments"}) from None
+        arguments = call_arguments(call)
         blocks.append({"type": "tool_use", "id": call.id, "name": call.function.name, "input": arguments})
     return blocks
 
@@ -168,13 +165,7 @@ class AnthropicProvider:
             raise transport_error(e, endpoint.provider.id) from e
 
     async def complete(self, request: ChatRequest, endpoint: Endpoint) -> Completion:
-        resp = await self._post(request, endpoint, stream=False)
-        try:
-            raw = await resp.read()
-        except TransportError as e:
-            raise transport_error(e, endpoint.provider.id) from e
-        if resp.status >= 400:
-            raise _error(resp.status, raw, resp.headers, endpoint)
+        raw = await read_ok(await self._post(request, endpoint, stream=False), endpoint, _error)
         try:
             data = orjson.loads(raw)
             blocks = data["content"]
@@ -189,21 +180,12 @@ class AnthropicProvider:
                 if block.get("name") == JSON_TOOL and request.json_schema is not None:
                     text.append(orjson.dumps(block.get("input")).decode())
                 else:
-                    calls.append({"id": block.get("id"), "type": "function",
-                                  "function": {"name": block.get("name"),
-                                               "arguments": orjson.dumps(block.get("input", {})).decode()}})
+                    calls.append(tool_call(block.get("id"), block.get("name"), block.get("input", {})))
         native = data.get("stop_reason")
-        finish = FINISH.get(native or "", "stop")
-        if request.json_schema is not None and finish == "tool_calls" and not calls:
-            finish = "stop"  # the forced answer tool is the answer, not a call for the client
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(text) if text or not calls else None}
-        if calls:
-            message["tool_calls"] = calls
+        choice = assistant_choice(text, calls, FINISH.get(native or "", "stop"), native)
         body = {"id": data.get("id"), "object": "chat.completion", "created": int(time.time()),
-                "model": data.get("model", endpoint.upstream_model),
-                "choices": [{"index": 0, "message": message, "finish_reason": finish,
-                             "native_finish_reason": native, "logprobs": None}]}
-        return Completion(body, usage_of(data.get("usage") or {}), finish, data.get("id"))
+                "model": data.get("model", endpoint.upstream_model), "choices": [choice]}
+        return Completion(body, usage_of(data.get("usage") or {}), choice["finish_reason"], data.get("id"))
 
     async def stream(self, request: ChatRequest, endpoint: Endpoint) -> AsyncIterator[dict[str, Any]]:
         resp = await self._post(request, endpoint, stream=True)
@@ -212,15 +194,11 @@ class AnthropicProvider:
         try:
             if resp.status >= 400:
                 raise _error(resp.status, await resp.read(), resp.headers, endpoint)
-            pending = b""
-            async for block in chunks:
-                pending += block
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    for chunk in translator.line(line):
-                        yield chunk
-                    if translator.done:
-                        return
+            async for line in sse_lines(chunks):
+                for chunk in translator.line(line):
+                    yield chunk
+                if translator.done:
+                    return
         except TransportError as e:
             raise transport_error(e, endpoint.provider.id) from e
         finally:

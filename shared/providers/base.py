@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Protocol
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Protocol
+
+import orjson
 
 from shared.catalog import Endpoint
 from shared.chat.schema import ChatRequest
 from shared.providers.http import ConnectError, ReadTimeout, TransportError
+
+if TYPE_CHECKING:
+    from shared.providers.http import Response
 from shared.errors import (BadRequestError, PayloadTooLargeError, RateLimitedError, SwitchyardError,
                            UpstreamError, UpstreamTimeoutError)
 
@@ -91,3 +96,50 @@ def transport_error(e: TransportError, provider: str) -> SwitchyardError:
     if isinstance(e, ConnectError):
         err.metadata["error_type"] = "provider_unavailable"
     return err
+
+
+async def read_ok(resp: "Response", endpoint: Endpoint,
+                  error: Callable[[int, bytes, dict[str, str], Endpoint], SwitchyardError]) -> bytes:
+    """A response's whole body; the vendor's error (in our vocabulary) when the status says it failed."""
+    try:
+        raw = await resp.read()
+    except TransportError as e:
+        raise transport_error(e, endpoint.provider.id) from e
+    if resp.status >= 400:
+        raise error(resp.status, raw, resp.headers, endpoint)
+    return raw
+
+
+async def sse_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The lines of an SSE body as they arrive (a line split across reads is joined first)."""
+    pending = b""
+    async for block in chunks:
+        pending += block
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield line
+    if pending.strip():
+        yield pending
+
+
+def tool_call(call_id: str | None, name: str | None, arguments: Any) -> dict[str, Any]:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": orjson.dumps(arguments).decode()}}
+
+
+def assistant_choice(text: list[str], calls: list[dict[str, Any]], finish: str, native: str | None) -> dict[str, Any]:
+    """One OpenAI choice from translated parts. A forced JSON-answer tool (text, no calls) finishes as stop."""
+    if finish == "tool_calls" and not calls:
+        finish = "stop"
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(text) if text or not calls else None}
+    if calls:
+        message["tool_calls"] = calls
+    return {"index": 0, "message": message, "finish_reason": finish, "native_finish_reason": native, "logprobs": None}
+
+
+def call_arguments(call: Any) -> Any:
+    """A history tool call's arguments as JSON (vendors that take objects); 400 when they are not JSON."""
+    try:
+        return orjson.loads(call.function.arguments or "{}")
+    except orjson.JSONDecodeError:
+        raise BadRequestError(f"tool call {call.id} has arguments that are not JSON",
+                              metadata={"field": "messages.tool_calls.function.arguments"}) from None

@@ -33,7 +33,7 @@ from shared.catalog import Endpoint
 from shared.chat.schema import ChatRequest, ImagePart, Message, TextPart, ToolChoiceFunction
 from shared.config import get_settings
 from shared.errors import BadRequestError, SwitchyardError, UpstreamError, UpstreamTimeoutError
-from shared.providers.base import Completion, Usage, upstream_error
+from shared.providers.base import call_arguments, Completion, Usage, assistant_choice, tool_call, upstream_error
 
 JSON_TOOL = "json_answer"
 FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
@@ -89,11 +89,7 @@ def _blocks(message: Message) -> list[dict[str, Any]]:
                                           metadata={"field": "messages.content.image_url"})
                 blocks.append({"image": {"format": _FORMATS[media], "source": {"bytes": base64.b64decode(data)}}})
     for call in message.tool_calls or ():
-        try:
-            arguments = orjson.loads(call.function.arguments or "{}")
-        except orjson.JSONDecodeError:
-            raise BadRequestError(f"tool call {call.id} has arguments that are not JSON",
-                                  metadata={"field": "messages.tool_calls.function.arguments"}) from None
+        arguments = call_arguments(call)
         blocks.append({"toolUse": {"toolUseId": call.id, "name": call.function.name, "input": arguments}})
     return blocks
 
@@ -185,22 +181,13 @@ class BedrockProvider:
                 if use.get("name") == JSON_TOOL and request.json_schema is not None:
                     text.append(orjson.dumps(use.get("input")).decode())
                 else:
-                    calls.append({"id": use.get("toolUseId"), "type": "function",
-                                  "function": {"name": use.get("name"),
-                                               "arguments": orjson.dumps(use.get("input", {})).decode()}})
+                    calls.append(tool_call(use.get("toolUseId"), use.get("name"), use.get("input", {})))
         native = data.get("stopReason")
-        finish = FINISH.get(native or "", "stop")
-        if finish == "tool_calls" and not calls:
-            finish = "stop"  # the forced answer tool is the answer
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(text) if text or not calls else None}
-        if calls:
-            message["tool_calls"] = calls
+        choice = assistant_choice(text, calls, FINISH.get(native or "", "stop"), native)
         request_id = (data.get("ResponseMetadata") or {}).get("RequestId")
         body = {"id": request_id, "object": "chat.completion", "created": int(time.time()),
-                "model": endpoint.upstream_model,
-                "choices": [{"index": 0, "message": message, "finish_reason": finish,
-                             "native_finish_reason": native, "logprobs": None}]}
-        return Completion(body, usage_of(data.get("usage") or {}), finish, request_id)
+                "model": endpoint.upstream_model, "choices": [choice]}
+        return Completion(body, usage_of(data.get("usage") or {}), choice["finish_reason"], request_id)
 
     async def stream(self, request: ChatRequest, endpoint: Endpoint) -> AsyncIterator[dict[str, Any]]:
         params = build_request(request, endpoint)

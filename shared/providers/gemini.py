@@ -24,8 +24,8 @@ from shared.aws.secrets import vendor_key
 from shared.catalog import Endpoint
 from shared.chat.schema import ChatRequest, ImagePart, Message, TextPart, ToolChoiceFunction
 from shared.config import get_settings
-from shared.errors import BadRequestError, SwitchyardError, UpstreamError
-from shared.providers.base import Completion, Usage, transport_error, upstream_error
+from shared.errors import SwitchyardError, UpstreamError
+from shared.providers.base import call_arguments, Completion, Usage, read_ok, sse_lines, transport_error, upstream_error
 from shared.providers.http import Response, TransportError, client
 
 DEFAULT_URL = "https://generativelanguage.googleapis.com"
@@ -66,11 +66,7 @@ def _parts(message: Message, call_names: dict[str, str]) -> list[dict[str, Any]]
         parts.extend(p for p in (_part(x) for x in message.content or ()) if p)
     for call in message.tool_calls or ():
         call_names[call.id] = call.function.name
-        try:
-            args = orjson.loads(call.function.arguments or "{}")
-        except orjson.JSONDecodeError:
-            raise BadRequestError(f"tool call {call.id} has arguments that are not JSON",
-                                  metadata={"field": "messages.tool_calls.function.arguments"}) from None
+        args = call_arguments(call)
         parts.append({"functionCall": {"name": call.function.name, "args": args}})
     return parts
 
@@ -202,13 +198,7 @@ class GeminiProvider:
         return choices
 
     async def complete(self, request: ChatRequest, endpoint: Endpoint) -> Completion:
-        resp = await self._post(request, endpoint, stream=False)
-        try:
-            raw = await resp.read()
-        except TransportError as e:
-            raise transport_error(e, endpoint.provider.id) from e
-        if resp.status >= 400:
-            raise _error(resp.status, raw, resp.headers, endpoint)
+        raw = await read_ok(await self._post(request, endpoint, stream=False), endpoint, _error)
         try:
             data = orjson.loads(raw)
             choices = self._choices(data, _Calls(), stream=False)
@@ -231,32 +221,28 @@ class GeminiProvider:
         try:
             if resp.status >= 400:
                 raise _error(resp.status, await resp.read(), resp.headers, endpoint)
-            pending = b""
-            async for block in chunks:
-                pending += block
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    line = line.strip()
-                    if not line.startswith(b"data:"):
-                        continue
-                    try:
-                        data = orjson.loads(line[5:])
-                    except orjson.JSONDecodeError:
-                        raise UpstreamError(f"{endpoint.provider.id} sent a stream event that is not JSON",
-                                            metadata={"provider_name": endpoint.provider.id}) from None
-                    if "error" in data:
-                        err = data["error"]
-                        raise upstream_error(int(err.get("code") or 502), str(err.get("message")),
-                                             provider=endpoint.provider.id, code=err.get("status"))
-                    usage = data.get("usageMetadata") or usage  # the last chunk carries the full counts
-                    chunk = {"id": data.get("responseId"), "object": "chat.completion.chunk",
-                             "created": int(time.time()), "model": data.get("modelVersion", endpoint.upstream_model),
-                             "choices": self._choices(data, calls, stream=True)}
-                    if first:
-                        for choice in chunk["choices"]:
-                            choice["delta"]["role"] = "assistant"
-                        first = False
-                    yield chunk
+            async for line in sse_lines(chunks):
+                line = line.strip()
+                if not line.startswith(b"data:"):
+                    continue
+                try:
+                    data = orjson.loads(line[5:])
+                except orjson.JSONDecodeError:
+                    raise UpstreamError(f"{endpoint.provider.id} sent a stream event that is not JSON",
+                                        metadata={"provider_name": endpoint.provider.id}) from None
+                if "error" in data:
+                    err = data["error"]
+                    raise upstream_error(int(err.get("code") or 502), str(err.get("message")),
+                                         provider=endpoint.provider.id, code=err.get("status"))
+                usage = data.get("usageMetadata") or usage  # the last chunk carries the full counts
+                chunk = {"id": data.get("responseId"), "object": "chat.completion.chunk",
+                         "created": int(time.time()), "model": data.get("modelVersion", endpoint.upstream_model),
+                         "choices": self._choices(data, calls, stream=True)}
+                if first:
+                    for choice in chunk["choices"]:
+                        choice["delta"]["role"] = "assistant"
+                    first = False
+                yield chunk
         except TransportError as e:
             raise transport_error(e, endpoint.provider.id) from e
         finally:

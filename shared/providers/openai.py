@@ -18,7 +18,7 @@ from shared.catalog import Endpoint
 from shared.chat.schema import ChatRequest
 from shared.config import get_settings
 from shared.errors import SwitchyardError, UpstreamError
-from shared.providers.base import Completion, Usage, transport_error, upstream_error
+from shared.providers.base import Completion, Usage, read_ok, sse_lines, transport_error, upstream_error
 from shared.providers.http import Response, TransportError, client
 
 
@@ -87,13 +87,7 @@ class OpenAIProvider:
         body = request.upstream_body(endpoint.upstream_model)
         body["stream"] = False
         provider = endpoint.provider.id
-        resp = await self._post(endpoint, body)
-        try:
-            raw = await resp.read()
-        except TransportError as e:
-            raise transport_error(e, provider) from e
-        if resp.status >= 400:
-            raise _error_from(resp.status, raw, resp.headers, endpoint)
+        raw = await read_ok(await self._post(endpoint, body), endpoint, _error_from)
         try:
             data = orjson.loads(raw)
             choices = data["choices"]
@@ -114,19 +108,11 @@ class OpenAIProvider:
         try:
             if resp.status >= 400:
                 raise _error_from(resp.status, await resp.read(), resp.headers, endpoint)
-            pending = b""
-            async for block in chunks:
-                pending += block
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    chunk = _event(line, provider)
-                    if chunk is _DONE:
-                        return
-                    if chunk is not None:
-                        yield chunk
-            if pending.strip():
-                chunk = _event(pending, provider)
-                if isinstance(chunk, dict):
+            async for line in sse_lines(chunks):
+                chunk = _event(line, provider)
+                if chunk is _DONE:
+                    return
+                if chunk is not None:
                     yield chunk
         except TransportError as e:
             raise transport_error(e, provider) from e
