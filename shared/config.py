@@ -19,6 +19,8 @@ class Settings(BaseSettings):
                              validation_alias=AliasChoices("USAGE_TABLE", "SWITCHYARD_USAGE_TABLE"))
     counters_table: str = Field("switchyard-counters",
                                 validation_alias=AliasChoices("COUNTERS_TABLE", "SWITCHYARD_COUNTERS_TABLE"))
+    catalog_table: str = Field("switchyard-catalog",
+                               validation_alias=AliasChoices("CATALOG_TABLE", "SWITCHYARD_CATALOG_TABLE"))
     data_bucket: str = Field("switchyard-data", validation_alias=AliasChoices("DATA_BUCKET", "SWITCHYARD_DATA_BUCKET"))
 
     # The key pepper: a literal (local stack, tests) or a Secrets Manager secret id (AWS).

@@ -21,7 +21,7 @@ def test_cfn_lint_reports_no_error():
 def test_tables_have_on_demand_billing_pitr_and_ttl_where_records_expire():
     resources = load()["Resources"]
     tables = {k: v["Properties"] for k, v in resources.items() if v["Type"] == "AWS::DynamoDB::Table"}
-    assert set(tables) == {"KeysTable", "UsageTable", "CountersTable"}
+    assert set(tables) == {"KeysTable", "UsageTable", "CountersTable", "CatalogTable"}
     for props in tables.values():
         assert props["BillingMode"] == "PAY_PER_REQUEST"
         assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
@@ -47,7 +47,7 @@ def test_functions_are_wired_to_the_api_the_policy_and_the_makefile_build():
 def test_the_gateway_environment_names_every_resource():
     names = {**{k: k for k in table_specs()}, **bucket_names()}
     env = gateway_environment(names)
-    assert {"KEYS_TABLE", "USAGE_TABLE", "COUNTERS_TABLE", "DATA_BUCKET"} <= set(env)
+    assert {"KEYS_TABLE", "USAGE_TABLE", "COUNTERS_TABLE", "CATALOG_TABLE", "DATA_BUCKET"} <= set(env)
 
 
 def test_lambda_requirements_are_derived_from_the_lock():

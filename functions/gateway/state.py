@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from shared.aws.secrets import pepper
-from shared.catalog import Catalog, get_catalog
+from shared.catalog import Catalog
+from shared.catalog.source import CatalogSource, CatalogStore
 from shared.chat.service import ChatService
 from shared.config import Settings, get_settings
 from shared.keys import Authenticator, KeyStore
@@ -16,19 +17,23 @@ from shared.metering import Meter, UsageWriter
 @dataclass(frozen=True, slots=True)
 class Gateway:
     settings: Settings
-    catalog: Catalog
+    catalogs: CatalogSource
     keys: KeyStore
     auth: Authenticator
     meter: Meter
     chat: ChatService
 
+    @property
+    def catalog(self) -> Catalog:
+        return self.catalogs.current
+
 
 @lru_cache(maxsize=1)
 def gateway() -> Gateway:
     settings = get_settings()
-    catalog = get_catalog()
+    catalogs = CatalogSource(settings.config, CatalogStore(settings.catalog_table))
     keys = KeyStore(settings.keys_table, settings.counters_table, pepper)
     auth = Authenticator(keys, ttl=settings.key_cache_seconds)
     writer = UsageWriter(settings.usage_table, settings.counters_table, settings.usage_retention_days)
     meter = Meter(writer, interval=settings.meter_flush_seconds, on_record=lambda e: auth.add_spend(e.key_id, e.cost))
-    return Gateway(settings, catalog, keys, auth, meter, ChatService(catalog, meter, settings))
+    return Gateway(settings, catalogs, keys, auth, meter, ChatService(catalogs, meter, settings))

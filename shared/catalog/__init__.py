@@ -155,15 +155,17 @@ def _read(path: Path) -> CatalogFile:
         raise CatalogError(f"catalog file {path}: {e}") from e
 
 
-def load_catalog(config: Path | None = None) -> Catalog:
-    """Built-in catalog, then the operator's file: its providers and models add to or replace built-in ones."""
-    files = [_read(BUILTIN), _read(MODELS)] + ([_read(config)] if config else [])
+def load_catalog(config: Path | None = None, overrides: CatalogFile | None = None,
+                 hidden: frozenset[str] = frozenset()) -> Catalog:
+    """Built-in catalog, then the operator's file, then overrides (from the catalog table): each adds to or
+    replaces what came before; `hidden` model ids are left out."""
+    files = [_read(BUILTIN), _read(MODELS)] + ([_read(config)] if config else []) + ([overrides] if overrides else [])
     providers: dict[str, ProviderConfig] = {}
     models: list[ModelConfig] = []
     for f in files:
         providers.update({p.id: p for p in f.providers})
         models.extend(f.models)
-    return Catalog(list(providers.values()), models)
+    return Catalog(list(providers.values()), [m for m in models if m.id not in hidden])
 
 
 @lru_cache(maxsize=1)

@@ -18,6 +18,7 @@ from typing import Any, AsyncIterator
 import orjson
 
 from shared.catalog import Catalog, CatalogModel, Endpoint
+from shared.catalog.source import CatalogSource
 from shared.chat.schema import ChatRequest
 from shared.config import Settings
 from shared.errors import ModelNotFoundError, NoProviderError, SwitchyardError, UpstreamError, UpstreamTimeoutError
@@ -76,14 +77,25 @@ class Route:
 
 
 class ChatService:
-    def __init__(self, catalog: Catalog, meter: Meter, settings: Settings) -> None:
-        self.catalog = catalog
+    def __init__(self, catalog: Catalog | CatalogSource, meter: Meter, settings: Settings) -> None:
+        self.source = catalog if isinstance(catalog, CatalogSource) else None
+        self._catalog = catalog if isinstance(catalog, Catalog) else catalog.current
         self.meter = meter
         self.settings = settings
         self._routes: dict[str, Route] = {}
         self.throughput: dict[tuple[str, str], float] = {}  # (provider, model) → tokens/s, moving average
 
+    @property
+    def catalog(self) -> Catalog:
+        """The current catalog; a refreshed catalog drops the cached routes."""
+        if self.source is not None:
+            self.source.maybe_refresh()
+            if self.source.current is not self._catalog:
+                self._catalog, self._routes = self.source.current, {}
+        return self._catalog
+
     def route(self, request: ChatRequest) -> Route:
+        self.catalog  # noqa: B018 (picks up a refreshed catalog before the route cache is read)
         model_id = request.model_ids[0]
         route = self._routes.get(model_id)
         if route is None:

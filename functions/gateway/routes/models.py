@@ -20,7 +20,9 @@ async def list_models(
     supported_parameters: Annotated[str | None, Query(description="comma-separated: models supporting all")] = None,
     output_modalities: Annotated[str | None, Query(description="comma-separated, or 'all'")] = None,
 ) -> Response:
-    catalog = gateway().catalog
+    g = gateway()
+    g.catalogs.maybe_refresh()
+    catalog = g.catalog
     params, modalities = _split(supported_parameters), _split(output_modalities) - {"all"}
     if not params and not modalities:
         return Response(catalog.models_json, media_type="application/json")

@@ -1,0 +1,58 @@
+"""Operators add providers and models, and hide models, through the API: stored in DynamoDB, no deploy."""
+
+import pytest
+
+
+def admin(keys):
+    return {"Authorization": f"Bearer {keys['admin']}"}
+
+
+def test_add_a_provider_and_a_model_then_call_it(client, keys):
+    resp = client.put("/api/v1/catalog/providers", headers=admin(keys), json={"id": "team-sim", "kind": "sim"})
+    assert resp.status_code == 200
+    resp = client.put("/api/v1/catalog/models", headers=admin(keys), json={
+        "id": "acme/helper", "provider": "team-sim", "context_length": 4096,
+        "pricing": {"prompt": 0.1, "completion": 0.2}, "sim": {}})
+    assert resp.status_code == 200 and resp.json()["data"]["pricing"]["prompt"] == "0.0000001"
+    assert any(m["id"] == "acme/helper" for m in client.get("/api/v1/models").json()["data"])
+    answer = client.post("/api/v1/chat/completions", headers={"Authorization": f"Bearer {keys['dev']}"},
+                         json={"model": "acme/helper", "messages": [{"role": "user", "content": "hi"}]})
+    assert answer.status_code == 200 and answer.json()["provider"] == "team-sim"
+
+
+def test_hide_and_show_a_model(client, keys):
+    headers = {"Authorization": f"Bearer {keys['dev']}"}
+    body = {"model": "sim/fast", "messages": [{"role": "user", "content": "hi"}]}
+    assert client.patch("/api/v1/catalog/models/sim/fast", headers=admin(keys), json={"hidden": True}).status_code == 200
+    assert all(m["id"] != "sim/fast" for m in client.get("/api/v1/models").json()["data"])
+    assert client.post("/api/v1/chat/completions", headers=headers, json=body).status_code == 404
+    client.patch("/api/v1/catalog/models/sim/fast", headers=admin(keys), json={"hidden": False})
+    assert client.post("/api/v1/chat/completions", headers=headers, json=body).status_code == 200
+
+
+@pytest.mark.parametrize("path, method, body, status", [
+    ("/api/v1/catalog/models", "put", {"id": "acme/x", "provider": "nobody"}, 400),
+    ("/api/v1/catalog/models", "put", {"id": "no-slash", "provider": "sim"}, 400),
+    ("/api/v1/catalog/providers", "put", {"id": "up", "kind": "openai"}, 400),  # openai needs a base_url
+    ("/api/v1/catalog/models/nobody/nothing", "patch", {"hidden": True}, 404),
+])
+def test_bad_changes_are_refused(client, keys, path, method, body, status):
+    resp = getattr(client, method)(path, headers=admin(keys), json=body)
+    assert resp.status_code == status and resp.json()["error"]["code"] == status
+
+
+def test_only_management_keys_change_the_catalog(client, keys):
+    resp = client.put("/api/v1/catalog/providers", headers={"Authorization": f"Bearer {keys['dev']}"},
+                      json={"id": "x", "kind": "sim"})
+    assert resp.status_code == 403
+
+
+def test_another_process_sees_the_change_after_its_refresh(client, keys, gateway):
+    from shared.catalog.source import CatalogSource
+
+    other = CatalogSource(gateway.settings.config, gateway.catalogs.store, ttl=0)
+    other.maybe_refresh()
+    assert "acme/late" not in {m.id for m in other.current}
+    client.put("/api/v1/catalog/models", headers=admin(keys), json={"id": "acme/late", "provider": "sim", "sim": {}})
+    other.refresh_now()
+    assert "acme/late" in {m.id for m in other.current}
