@@ -128,3 +128,16 @@ def test_azure_deployments_api_version_and_api_key_header(fake_upstream, tmp_pat
     assert sent["path"] == path and sent["query"] == query
     assert sent["headers"]["api-key"] == "azure-secret-000" and "Authorization" not in sent["headers"]
     assert done.body["choices"][0]["message"]["content"] == "Hello from the fake upstream."
+
+
+@pytest.mark.parametrize("status, message, code", [
+    (400, "Your request was rejected as a result of our safety system.", "content_policy_violation"),
+    (400, "The response was filtered due to the prompt triggering Azure OpenAI's content management policy.",
+     "content_filter"),
+])
+def test_content_refusals_have_their_own_error_type(status, message, code):
+    from shared.providers.base import upstream_error
+
+    error = upstream_error(status, message, provider="p", code=code)
+    assert error.status == 400 and error.metadata["error_type"] == "content_policy_violation"
+    assert upstream_error(400, "bad temperature", provider="p").metadata["error_type"] == "invalid_request"

@@ -55,6 +55,8 @@ class Provider(Protocol):
         ...
 
 
+_POLICY_CODES = {"content_policy_violation", "content_filter", "SAFETY", "PROHIBITED_CONTENT"}
+_POLICY_HINTS = ("content policy", "content management policy", "safety system", "flagged as potentially")
 _CONTEXT_HINTS = ("context_length", "context length", "maximum context", "too many tokens", "prompt is too long")
 
 
@@ -68,6 +70,10 @@ def upstream_error(status: int, message: str, *, provider: str, code: str | None
     if status == 400 and (code == "context_length_exceeded" or any(h in text.lower() for h in _CONTEXT_HINTS)):
         err: SwitchyardError = BadRequestError(text, metadata=meta)
         err.metadata["error_type"] = "context_length_exceeded"
+        return err
+    if status in (400, 403, 422) and (code in _POLICY_CODES or any(h in text.lower() for h in _POLICY_HINTS)):
+        err = BadRequestError(f"{provider} refused the content: {text}", metadata=meta)
+        err.metadata["error_type"] = "content_policy_violation"
         return err
     if status in (400, 422):
         return BadRequestError(f"{provider} rejected the request: {text}", metadata=meta)
