@@ -141,3 +141,19 @@ def test_content_refusals_have_their_own_error_type(status, message, code):
     error = upstream_error(status, message, provider="p", code=code)
     assert error.status == 400 and error.metadata["error_type"] == "content_policy_violation"
     assert upstream_error(400, "bad temperature", provider="p").metadata["error_type"] == "invalid_request"
+
+
+def test_azure_streams_with_usage(fake_upstream, tmp_path, monkeypatch):
+    from shared.providers.openai import AzureProvider
+    from tests.support import collect
+
+    monkeypatch.setenv("AZURE_KEY", "azure-secret-000")
+    catalog = catalog_from(f"providers: [{{id: az-stream, kind: azure, base_url: 'http://127.0.0.1:{fake_upstream.port}', "
+                           "api_key_env: AZURE_KEY, api_version: '2024-10-21'}]\n"
+                           "models: [{id: azure/stream, provider: az-stream, upstream_model: ok}]\n", tmp_path)
+    chunks = collect(AzureProvider(), req("azure/stream"), catalog.get("azure/stream").endpoints[0])
+    sent = fake_upstream.requests[-1]
+    assert sent["path"] == "/openai/deployments/ok/chat/completions" and sent["body"]["stream"] is True
+    assert sent["body"]["stream_options"] == {"include_usage": True}
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == "Hello from the fake upstream." and chunks[-1]["usage"]["completion_tokens"] == 7
