@@ -72,3 +72,36 @@ def test_failed_writes_keep_events_for_the_next_flush(gateway):
     assert meter.flush() == 0 and meter.backlog == 1 and meter.failures == 1
     writer.fail = False
     assert meter.flush() == 1 and counters(gateway)["requests"] == 1
+
+
+def test_one_event_dynamodb_refuses_cannot_hold_back_the_others(gateway, caplog):
+    class Picky(UsageWriter):
+        def write(self, events):
+            if any(e.id == "gen-bad" for e in events):
+                raise StorageError("refused", metadata={"aws_code": "ValidationException"})
+            return super().write(events)
+
+    meter = Meter(Picky(gateway.settings.usage_table, gateway.settings.counters_table, 30), interval=0.01)
+    for i in (1, 2):
+        meter.record(event(i))
+    meter.record(UsageEvent(id="gen-bad", key_id="k1", created_at=time.time(), model="m", lab="l"))
+    meter.record(event(3))
+    with caplog.at_level("ERROR", logger="switchyard.metering"):
+        assert meter.flush() == 4
+    assert meter.backlog == 0 and meter.dropped == 1 and "gen-bad" in caplog.text
+    assert counters(gateway)["requests"] == 3  # the three good events, each once
+
+
+def test_passing_failures_keep_the_rest_pending_during_a_one_by_one_pass(gateway):
+    class Flaky(UsageWriter):
+        def write(self, events):
+            if len(events) > 1:
+                raise StorageError("refused", metadata={"reasons": ["ValidationError"]})
+            if events[0].id == "gen-2":
+                raise StorageError("throttled", metadata={"aws_code": "ThrottlingException"})
+            return super().write(events)
+
+    meter = Meter(Flaky(gateway.settings.usage_table, gateway.settings.counters_table, 30), interval=0.01)
+    for i in (1, 2, 3):
+        meter.record(event(i))
+    assert meter.flush() == 1 and meter.backlog == 2 and meter.dropped == 0

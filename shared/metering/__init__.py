@@ -135,8 +135,15 @@ class UsageWriter:
             duplicates = [ev for ev, reason in zip(events, e.reasons) if reason == "ConditionalCheckFailed"]
             if not duplicates:
                 raise StorageError("usage transaction cancelled", metadata={"reasons": e.reasons}) from e
-            rest = [ev for ev in events if ev not in duplicates]
+            seen = {ev.id for ev in duplicates}
+            rest = [ev for ev in events if ev.id not in seen]
             return duplicates + (self.write(rest) if rest else [])
+
+
+def _refused(error: StorageError) -> bool:
+    """DynamoDB refused the request itself (an item it will never accept), as opposed to a passing failure."""
+    return error.metadata.get("aws_code") == "ValidationException" or \
+        "ValidationError" in error.metadata.get("reasons", ())
 
 
 def _next_batch(pending: Any) -> list[UsageEvent]:
@@ -166,6 +173,7 @@ class Meter:
         self._task: asyncio.Task[None] | None = None
         self.written = 0
         self.failures = 0
+        self.dropped = 0  # events DynamoDB refused outright: logged one by one, never silently
 
     def record(self, event: UsageEvent) -> None:
         with self._lock:
@@ -183,7 +191,9 @@ class Meter:
         return len(self._pending)
 
     def flush(self) -> int:
-        """Write everything pending now (blocking). Events that fail stay pending for the next flush."""
+        """Write everything pending now (blocking). Events that fail for a passing reason stay pending for the
+        next flush; a batch DynamoDB refuses is written one event at a time, so one bad event cannot hold back
+        the others (the bad one is logged and dropped)."""
         written = 0
         with self._flushing:
             while True:
@@ -193,15 +203,35 @@ class Meter:
                     return written
                 try:
                     self.writer.write(batch)
+                    done = batch
                 except StorageError as e:
-                    self.failures += 1
-                    log.warning("usage write failed (%s); %d events kept for retry", e.message, len(self._pending))
-                    return written
+                    if not _refused(e):
+                        self.failures += 1
+                        log.warning("usage write failed (%s); %d events kept for retry", e.message, self.backlog)
+                        return written
+                    done = self._one_by_one(batch)
                 with self._lock:
-                    for e in batch:
-                        self._pending.pop(e.id, None)
-                written += len(batch)
-                self.written += len(batch)
+                    for event in done:
+                        self._pending.pop(event.id, None)
+                written += len(done)
+                self.written += len(done)
+                if len(done) < len(batch):  # a passing failure stopped the one-by-one pass
+                    return written
+
+    def _one_by_one(self, batch: list[UsageEvent]) -> list[UsageEvent]:
+        """The events of a refused batch that were written or dropped, in order, until a passing failure."""
+        done = []
+        for event in batch:
+            try:
+                self.writer.write([event])
+            except StorageError as e:
+                if not _refused(e):
+                    self.failures += 1
+                    return done
+                self.dropped += 1
+                log.error("usage record %s refused by DynamoDB and dropped (%s)", event.id, e.message)
+            done.append(event)
+        return done
 
     def start(self) -> None:
         """Flush in the background on the running loop (uvicorn). Not used on Lambda."""
