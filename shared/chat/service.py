@@ -95,26 +95,26 @@ class ChatService:
         return self._catalog
 
     def route(self, request: ChatRequest) -> Route:
-        self.catalog  # noqa: B018 (picks up a refreshed catalog before the route cache is read)
+        catalog = self.catalog  # first: a refreshed catalog empties the route cache
         model_id = request.model_ids[0]
         route = self._routes.get(model_id)
         if route is None:
-            route = self._resolve(model_id)
+            route = self._resolve(catalog, model_id)
             if not model_id.endswith(":nitro"):  # nitro follows live throughput; the rest is fixed per process
                 self._routes[model_id] = route
         return route
 
-    def _resolve(self, model_id: str) -> Route:
+    def _resolve(self, catalog: Catalog, model_id: str) -> Route:
         """The first usable endpoint (wire format implemented, credentials configured), in the order a variant
         asks for: `:free` only free endpoints, `:floor` cheapest first, `:nitro` fastest measured first."""
         variant = None
         try:
-            model = self.catalog.get(model_id)
+            model = catalog.get(model_id)
         except ModelNotFoundError:
             base, _, variant = model_id.rpartition(":")
             if variant not in VARIANTS or not base:
                 raise
-            model = self.catalog.get(base)
+            model = catalog.get(base)
         usable = [(e, a) for e in model.endpoints if (a := adapter_for(e.provider.kind)) and e.has_credentials]
         if variant == "free":
             usable = [(e, a) for e, a in usable if e.pricing.prompt == 0 and e.pricing.completion == 0]

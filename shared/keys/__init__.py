@@ -13,7 +13,7 @@ from shared.aws.dynamodb import ConditionFailedError, Table, batch_get
 from shared.errors import AuthenticationError, ForbiddenError, InsufficientCreditsError, NotFoundError
 from shared.keys.tokens import KeyKind, ParsedKey, label, new_key, parse_key, secret_hash
 
-__all__ = ["ApiKey", "Authenticator", "KeyStore", "counter_key", "periods"]
+__all__ = ["ApiKey", "Authenticator", "KeyStore", "counter_key", "periods", "periods_of_day"]
 
 
 def now_iso() -> str:
@@ -22,7 +22,12 @@ def now_iso() -> str:
 
 def periods(at: datetime) -> tuple[str, str]:
     """The counter sort keys a call at `at` adds to besides 'total': its UTC month and day."""
-    return f"month#{at:%Y-%m}", f"day#{at:%Y-%m-%d}"
+    return periods_of_day(f"{at:%Y-%m-%d}")
+
+
+def periods_of_day(day: str) -> tuple[str, str]:
+    """The month and day counter sort keys of a UTC day written YYYY-MM-DD (metering writes, KeyStore reads)."""
+    return f"month#{day[:7]}", f"day#{day}"
 
 
 def counter_key(key_id: str) -> str:

@@ -23,7 +23,7 @@ from shared.aws.dynamodb import Table, TransactionConflictError
 from shared.aws.dynamodb_json import item, transact_write
 from shared.catalog import Pricing
 from shared.errors import StorageError
-from shared.keys import counter_key
+from shared.keys import counter_key, periods_of_day
 
 log = logging.getLogger("switchyard.metering")
 
@@ -107,7 +107,7 @@ class UsageWriter:
         totals: dict[tuple[str, str], list[float]] = {}
         for e in events:
             day = _day(int(e.created_at))
-            for period in ("total", f"month#{day[:7]}", f"day#{day}"):
+            for period in ("total", *periods_of_day(day)):
                 t = totals.setdefault((e.key_id, period), [0.0, 0, 0, 0])
                 t[0] += e.cost
                 t[1] += 1

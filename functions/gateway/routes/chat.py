@@ -5,6 +5,7 @@ from fastapi import APIRouter, Request
 from fastapi.routing import APIRoute
 from starlette.responses import Response, StreamingResponse
 
+from functions.gateway.deps import inference_key
 from functions.gateway.state import gateway
 from shared.chat.schema import ChatRequest, parse_chat_request
 from shared.chat.service import CallContext
@@ -26,12 +27,13 @@ _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 def _context(request: Request, key: ApiKey) -> CallContext:
     h = request.headers
+    referer = h.get("http-referer") or h.get("referer")
     return CallContext(
         key_id=key.key_id,
-        app_title=(h.get("x-title") or None) and h["x-title"][:200],
-        app_referer=(h.get("http-referer") or h.get("referer") or None) and (h.get("http-referer") or h["referer"])[:500],
+        app_title=h.get("x-title", "")[:200] or None,
+        app_referer=referer[:500] if referer else None,
         client_ip=request.client.host if request.client else None,
-        user_agent=(h.get("user-agent") or "")[:300] or None,
+        user_agent=h.get("user-agent", "")[:300] or None,
     )
 
 
@@ -39,9 +41,8 @@ def _context(request: Request, key: ApiKey) -> CallContext:
              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                  "schema": ChatRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}})
 async def chat_completions(request: Request) -> Response:
-    g = gateway()
-    key = await g.auth.authenticate(request.headers.get("authorization"), kind="inference")  # hot path: no Depends
-    service = g.chat
+    key = await inference_key(request)  # called directly: RawRoute solves no dependencies on the hot path
+    service = gateway().chat
     ctx = _context(request, key)
     try:
         chat = parse_chat_request(await request.body())
