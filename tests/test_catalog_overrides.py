@@ -56,3 +56,13 @@ def test_another_process_sees_the_change_after_its_refresh(client, keys, gateway
     client.put("/api/v1/catalog/models", headers=admin(keys), json={"id": "acme/late", "provider": "sim", "sim": {}})
     other.refresh_now()
     assert "acme/late" in {m.id for m in other.current}
+
+
+def test_one_bad_stored_override_cannot_keep_the_others_out(client, keys, gateway):
+    from shared.catalog.schema import ModelConfig
+
+    client.put("/api/v1/catalog/models", headers=admin(keys), json={"id": "acme/good", "provider": "sim", "sim": {}})
+    gateway.catalogs.store.put_model(ModelConfig(id="acme/orphan", provider="gone"))  # written around the API
+    catalog = gateway.catalogs.refresh_now()
+    ids = {m.id for m in catalog}
+    assert "acme/good" in ids and "acme/orphan" not in ids

@@ -81,8 +81,14 @@ class CatalogSource:
         self._next = time.monotonic() + self.ttl
 
     def refresh_now(self) -> Catalog:
-        """Reload at once (after a change made through this process); raises CatalogError for a bad override."""
+        """Reload at once (after a change made through this process). An override model whose provider is
+        unknown is skipped (and logged), so that one bad entry cannot keep all the others out."""
         overrides, hidden = self.store.load()
+        known = set(self.current.providers) | {p.id for p in overrides.providers}
+        for m in overrides.models:
+            if m.provider not in known:
+                log.warning("catalog override %s names unknown provider %s: skipped", m.id, m.provider)
+        overrides = CatalogFile(providers=overrides.providers, models=[m for m in overrides.models if m.provider in known])
         self.current = load_catalog(self.config, overrides, hidden)
         self._loaded, self._next = True, time.monotonic() + self.ttl
         return self.current
