@@ -89,13 +89,11 @@ def _reset_caches() -> None:
     from shared.aws import reset_clients
     from shared.aws.dynamodb_json import json_client
     from shared.aws.secrets import pepper
-    from shared.catalog import get_catalog
     from shared.config import get_settings
 
     reset_clients()
     json_client.cache_clear()
     get_settings.cache_clear()
-    get_catalog.cache_clear()
     pepper.cache_clear()
     if "functions.gateway.state" in sys.modules:
         sys.modules["functions.gateway.state"].gateway.cache_clear()

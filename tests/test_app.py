@@ -74,7 +74,8 @@ def test_upstream_failures_map_to_documented_statuses(client, keys):
 
 
 def test_every_call_is_metered_once_with_status(client, keys, gateway):
-    ok = client.post("/api/v1/chat/completions", json=CHAT, headers=bearer(keys["dev"])).json()
+    secret_prompt = {**CHAT, "messages": [{"role": "user", "content": "zq-private-prompt-7731"}]}
+    ok = client.post("/api/v1/chat/completions", json=secret_prompt, headers=bearer(keys["dev"])).json()
     client.post("/api/v1/chat/completions", json={**CHAT, "model": "sim/down"}, headers=bearer(keys["dev"]))
     client.post("/api/v1/chat/completions", content=b"{", headers=bearer(keys["dev"]))
     gateway.meter.flush()
@@ -83,7 +84,9 @@ def test_every_call_is_metered_once_with_status(client, keys, gateway):
     assert sorted(r.get("error_code", 0) for r in records) == [0, 400, 502]
     done = next(r for r in records if r["id"] == ok["id"])
     assert done["cost"] == pytest.approx(ok["usage"]["cost"]) and done["completion_tokens"] > 0
-    assert "hi" not in orjson.dumps(records).decode().replace("hit", "")  # no prompt text anywhere
+    stored = orjson.dumps(records).decode()
+    assert "zq-private-prompt-7731" not in stored  # no prompt text anywhere
+    assert ok["choices"][0]["message"]["content"][:40] not in stored  # nor completion text
     assert keys["dev"] not in orjson.dumps(records).decode()
 
 

@@ -3,12 +3,13 @@ import asyncio
 import orjson
 import pytest
 
-from shared.catalog import get_catalog
+from shared.catalog import load_catalog
 from shared.chat.schema import parse_chat_request
 from shared.errors import RateLimitedError, UpstreamError
 from shared.providers.sim import SimProvider, count_tokens
 
 sim = SimProvider()
+CATALOG = load_catalog()
 
 
 def req(**fields):
@@ -17,7 +18,7 @@ def req(**fields):
 
 
 def endpoint(model="sim/fast"):
-    return get_catalog().get(model).endpoints[0]
+    return CATALOG.get(model).endpoints[0]
 
 
 async def collect(request, ep):

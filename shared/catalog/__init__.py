@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property
 from pathlib import Path
 
 import orjson
@@ -15,11 +15,10 @@ import yaml
 from pydantic import ValidationError
 
 from shared.catalog.schema import CatalogFile, ModelConfig, Pricing, ProviderConfig, SimBehaviour
-from shared.config import get_settings
 from shared.errors import ModelNotFoundError
 
 __all__ = ["Catalog", "CatalogError", "CatalogModel", "Endpoint", "Pricing", "ProviderConfig", "SimBehaviour",
-           "get_catalog", "load_catalog"]
+           "load_catalog"]
 
 # libyaml's loader: models.yaml parses in ~9 ms instead of ~70 (it is on the Lambda cold-start path)
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -166,8 +165,3 @@ def load_catalog(config: Path | None = None, overrides: CatalogFile | None = Non
         providers.update({p.id: p for p in f.providers})
         models.extend(f.models)
     return Catalog(list(providers.values()), [m for m in models if m.id not in hidden])
-
-
-@lru_cache(maxsize=1)
-def get_catalog() -> Catalog:
-    return load_catalog(get_settings().config)
