@@ -128,3 +128,17 @@ def test_an_error_event_mid_stream_and_unsupported_n(catalog):
     assert e.value.metadata["error_type"] == "provider_overloaded"
     with pytest.raises(BadRequestError):
         run(provider.complete(req(n=2), endpoint(catalog)))
+
+
+def test_a_catalog_model_reaches_anthropic_directly_by_its_api_name(fake_anthropic, tmp_path, monkeypatch):
+    """The built-in `anthropic` provider (pointed at the fake) serves the generated catalog's Claude models."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "anthropic-direct-789")
+    catalog = catalog_from("providers:\n  - {id: anthropic, kind: anthropic, base_url: '%s', "
+                           "api_key_env: ANTHROPIC_API_KEY}\n" % fake_anthropic.base_url, tmp_path)
+    direct = catalog.get("anthropic/claude-haiku-4.5").endpoints[0]
+    request = parse_chat_request(orjson.dumps({"model": "anthropic/claude-haiku-4.5",
+                                               "messages": [{"role": "user", "content": "hi"}]}))
+    done = run(provider.complete(request, direct))
+    sent = fake_anthropic.requests[-1]
+    assert sent["body"]["model"] == "claude-haiku-4-5" and sent["headers"]["x-api-key"] == "anthropic-direct-789"
+    assert done.body["choices"][0]["message"]["content"] == "Hello from Claude."

@@ -1,14 +1,18 @@
 """The model catalog: generated from genai-prices, large enough, priced, and honest about availability."""
 
-import yaml
+import datetime as dt
+from decimal import Decimal
 
-from infra.build_catalog import OUT, entries
+from infra.build_catalog import DIRECT, OUT, built_on, entries, pricing_of, render
 from shared.catalog import Pricing, load_catalog
 from shared.metering import cost_of
 
+DIRECT_PROVIDERS = {provider for provider, _ in DIRECT.values()}
 
-def test_models_yaml_is_what_genai_prices_says_today():
-    assert yaml.safe_load(OUT.read_text())["models"] == entries(), "re-run: python -m infra.build_catalog"
+
+def test_models_json_is_what_genai_prices_says_on_its_price_date():
+    text = OUT.read_text()
+    assert text == render(entries(built_on(text)), built_on(text)), "re-run: python -m infra.build_catalog"
 
 
 def test_at_least_120_models_from_at_least_10_labs_with_prices_and_context():
@@ -20,7 +24,40 @@ def test_at_least_120_models_from_at_least_10_labs_with_prices_and_context():
     for m in real:
         listed = m.to_openrouter()
         assert listed["context_length"] > 0 and float(listed["pricing"]["prompt"]) >= 0
-        assert listed["name"] and listed["providers"] == ["openrouter"]
+        assert listed["name"] and listed["providers"][-1] == "openrouter"
+        assert set(listed["providers"][:-1]) <= DIRECT_PROVIDERS
+    assert "meta-llama" in {m.author for m in real}
+    assert sum(len(m.endpoints) == 2 for m in real) >= 50  # a direct endpoint besides OpenRouter's
+
+
+def test_direct_endpoints_use_the_vendors_api_name_and_price():
+    model = load_catalog().get("anthropic/claude-haiku-4.5")
+    direct, openrouter = model.endpoints
+    assert (direct.provider.id, direct.provider.kind, direct.upstream_model) == ("anthropic", "anthropic",
+                                                                                "claude-haiku-4-5")
+    assert openrouter.upstream_model == "anthropic/claude-haiku-4.5"
+    assert direct.pricing.prompt == 1.0 and direct.pricing.cache_read == 0.1
+
+
+def test_facts_fill_what_genai_prices_lacks():
+    catalog = load_catalog()
+    assert catalog.get("meta-llama/llama-3.3-70b-instruct").config.context_length == 131072
+    assert catalog.get("openai/gpt-4o-mini").config.max_output == 16384
+    assert "image" in catalog.get("anthropic/claude-haiku-4.5").config.input_modalities
+    assert "image" in catalog.get("google/gemini-2.5-flash-image").config.output_modalities
+    assert "tools" not in catalog.get("perplexity/sonar").config.supported_parameters
+    o3 = catalog.get("openai/o3").config.supported_parameters
+    assert "reasoning" in o3 and "temperature" not in o3
+
+
+def test_a_dated_price_applies_from_its_date_only():
+    from genai_prices.types import ConditionalPrice, ModelPrice, StartDateConstraint
+
+    prices = [ConditionalPrice(constraint=None, prices=ModelPrice(input_mtok=Decimal(1), output_mtok=Decimal(2))),
+              ConditionalPrice(constraint=StartDateConstraint(start_date=dt.date(2026, 12, 1)),
+                               prices=ModelPrice(input_mtok=Decimal(3), output_mtok=Decimal(4)))]
+    assert pricing_of(prices, dt.date(2026, 11, 30)) == {"prompt": 1.0, "completion": 2.0}
+    assert pricing_of(prices, dt.date(2026, 12, 1)) == {"prompt": 3.0, "completion": 4.0}
 
 
 def test_cached_prompt_tokens_cost_the_cache_read_price():
@@ -32,17 +69,22 @@ def test_cached_prompt_tokens_cost_the_cache_read_price():
 
 def test_availability_follows_the_provider_credentials(monkeypatch):
     monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
-    model = next(m for m in load_catalog() if m.author == "anthropic")
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    model = load_catalog().get("anthropic/claude-haiku-4.5")
     assert model.to_openrouter()["available"] is False
     monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-test")
+    assert model.to_openrouter()["available"] is True
+    monkeypatch.delenv("OPENROUTER_API_KEY")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
     assert model.to_openrouter()["available"] is True
 
 
 def test_a_catalog_model_without_credentials_is_503_through_the_gateway(client, keys, monkeypatch):
     monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     resp = client.post("/api/v1/chat/completions", headers={"Authorization": f"Bearer {keys['dev']}"},
                        json={"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
-    assert resp.status_code == 503 and resp.json()["error"]["metadata"]["providers"] == ["openrouter"]
+    assert resp.status_code == 503 and resp.json()["error"]["metadata"]["providers"] == ["openai", "openrouter"]
     listed = client.get("/api/v1/models").json()["data"]
     assert len(listed) >= 120
 
@@ -54,7 +96,10 @@ def test_models_filters(client):
                                                 for m in tools)
     assert client.get("/api/v1/models?supported_parameters=no_such_param").json()["data"] == []
     assert len(client.get("/api/v1/models?output_modalities=text").json()["data"]) == len(every)
-    assert client.get("/api/v1/models?output_modalities=audio").json()["data"] == []
+    audio = client.get("/api/v1/models?output_modalities=audio").json()["data"]
+    assert {m["id"] for m in audio} == {"openai/gpt-audio", "openai/gpt-audio-mini"}
+    images = client.get("/api/v1/models?output_modalities=image").json()["data"]
+    assert images and all("image" in m["architecture"]["output_modalities"] for m in images)
 
 
 def test_endpoints_report_uptime_and_latency_from_usage_records(client, keys, gateway, monkeypatch):
@@ -77,4 +122,4 @@ def test_endpoints_report_uptime_and_latency_from_usage_records(client, keys, ga
     assert quiet["requests_last_30m"] == 0 and quiet["uptime_last_30m"] is None
     assert client.get("/api/v1/models/nobody/nothing/endpoints").status_code == 404
     catalog_model = client.get("/api/v1/models/openai/gpt-4o-mini/endpoints").json()["data"]["endpoints"][0]
-    assert catalog_model["provider_id"] == "openrouter" and catalog_model["kind"] == "openai"
+    assert catalog_model["provider_id"] == "openai" and catalog_model["kind"] == "openai"
