@@ -27,6 +27,7 @@ from shared.healing.repair import HealResult
 from shared.healing.stream import StreamHealer
 from shared.metering import Meter, UsageEvent, cost_of
 from shared.providers import Provider, Usage, adapter_for
+from shared.tokenizer import count_messages, count_text
 
 KEEPALIVE = b": SWITCHYARD PROCESSING\n\n"
 VARIANTS = ("free", "floor", "nitro")
@@ -43,9 +44,11 @@ def first_byte_timeout(endpoint: Endpoint, settings: Settings) -> float:
     return endpoint.config.timeout_seconds or settings.first_byte_timeout_seconds
 
 
-def estimate_tokens(text: str) -> int:
-    """A vendor-neutral estimate (4 characters a token), used only when the upstream gives no usage."""
-    return (len(text) + 3) // 4
+def counted_usage(request: ChatRequest, route: "Route", completion_text: str) -> Usage:
+    """Usage counted by us, for an upstream that sent none: tiktoken for OpenAI-family models, else an estimate."""
+    model = route.endpoint.upstream_model
+    prompt = count_messages(((m.role, m.text(), m.name) for m in request.messages), model)
+    return Usage(prompt, count_text(completion_text, model) if completion_text else 0, estimated=True)
 
 
 @dataclass(slots=True)
@@ -195,9 +198,8 @@ class ChatService:
             done = await route.adapter.complete(request, route.endpoint)  # adapters enforce their timeouts
             usage = done.usage
             if usage.estimated:
-                usage = Usage(sum(estimate_tokens(m.text()) for m in request.messages),
-                              sum(estimate_tokens(str(c.get("message", {}).get("content") or ""))
-                                  for c in done.body.get("choices", [])), estimated=True)
+                usage = counted_usage(request, route, "".join(str((c.get("message") or {}).get("content") or "")
+                                                              for c in done.body.get("choices", [])))
             event.ttft_ms = ctx.elapsed_ms()
             event.finish_reason, event.upstream_id = done.finish_reason, done.upstream_id
             body = done.body
@@ -241,7 +243,7 @@ class _Stream:
         self.upstream = route.adapter.stream(request, route.endpoint)
         self.next: asyncio.Future[dict[str, Any]] | None = None
         self.usage: Usage | None = None
-        self.text_chars = 0
+        self.text: list[str] = []  # what was generated, for counting tokens if the upstream sends no usage
         # Healing by appending only: one state tracker per choice's content and per tool call's arguments.
         self.healers: dict[tuple[int, int | None], StreamHealer] | None = \
             {} if request.heal_content or request.heal_tool_arguments else None
@@ -289,12 +291,12 @@ class _Stream:
             content = delta.get("content")
             index = c.get("index", 0)
             if content:
-                self.text_chars += len(content)
+                self.text.append(content)
                 if self.healers is not None and self.request.heal_content:
                     self.healers.setdefault((index, None), StreamHealer()).feed(content)
             for call in delta.get("tool_calls") or ():
                 arguments = (call.get("function") or {}).get("arguments") or ""
-                self.text_chars += len(arguments)
+                self.text.append(arguments)
                 if arguments and self.healers is not None and self.request.heal_tool_arguments:
                     self.healers.setdefault((index, call.get("index", 0)), StreamHealer()).feed(arguments)
             if c.get("finish_reason"):
@@ -321,10 +323,9 @@ class _Stream:
         return frames
 
     def _final_usage(self) -> Usage:
-        if self.usage is not None:
-            return self.usage
-        prompt = sum(estimate_tokens(m.text()) for m in self.request.messages)
-        return Usage(prompt, estimate_tokens("x" * self.text_chars) if self.text_chars else 0, estimated=True)
+        if self.usage is None:
+            self.usage = counted_usage(self.request, self.route, "".join(self.text))
+        return self.usage
 
     def _frame(self, **fields: Any) -> bytes:
         body = {"id": self.ctx.request_id, "object": "chat.completion.chunk", "created": self.created,

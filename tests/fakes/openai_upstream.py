@@ -9,6 +9,7 @@ it is scripted per upstream model name:
   garbage       200 with a body that is not JSON
   mid-error     a stream that sends one chunk then an error event
   long-stream   a stream of 200 chunks, 20 ms apart (for client disconnects)
+  *no-usage     an `ok` answer that never reports usage, streamed (even with include_usage) or not
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class FakeUpstream(FakeServer):
             f"  - {{id: fake/{name}, provider: fakevendor, upstream_model: {name}, context_length: 8192, "
             f"pricing: {{prompt: 1.0, completion: 2.0}}}}\n"
             for name in ("ok", "slow-stream", "error-401", "error-429", "error-500", "error-context", "garbage",
-                         "mid-error", "long-stream"))
+                         "mid-error", "long-stream", "gpt-4o-no-usage", "no-usage"))
         return (f"providers:\n  - {{id: fakevendor, kind: openai, base_url: '{self.base_url}', "
                 f"api_key_env: FAKE_VENDOR_KEY}}\nmodels:\n{models}")
 
@@ -73,13 +74,14 @@ class FakeUpstream(FakeServer):
                                                 "code": "invalid_api_key"}}, status=401)
         if model == "garbage":
             return web.Response(text="<html>oops</html>", content_type="text/html")
+        usage = not model.endswith("no-usage")
         if not body.get("stream"):
             return web.json_response({
                 "id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": model,
                 "system_fingerprint": "fp_fake",
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(TEXT)},
                              "finish_reason": "stop"}],
-                "usage": USAGE})
+                **({"usage": USAGE} if usage else {})})
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         if model == "slow-stream":
@@ -95,7 +97,7 @@ class FakeUpstream(FakeServer):
                 await asyncio.sleep(0.02)
             await resp.write(_chunk(model, {"content": piece}))
         await resp.write(_chunk(model, {}, "stop"))
-        if (body.get("stream_options") or {}).get("include_usage"):
+        if usage and (body.get("stream_options") or {}).get("include_usage"):
             await resp.write(b"data: " + json.dumps({"id": "chatcmpl-fake", "object": "chat.completion.chunk",
                                                      "created": 1, "model": model, "choices": [],
                                                      "usage": USAGE}).encode() + b"\n\n")
