@@ -123,3 +123,12 @@ def test_endpoints_report_uptime_and_latency_from_usage_records(client, keys, ga
     assert client.get("/api/v1/models/nobody/nothing/endpoints").status_code == 404
     catalog_model = client.get("/api/v1/models/openai/gpt-4o-mini/endpoints").json()["data"]["endpoints"][0]
     assert catalog_model["provider_id"] == "openai" and catalog_model["kind"] == "openai"
+
+
+def test_the_endpoints_route_answers_for_every_model(client, gateway):
+    for model in gateway.catalog:
+        resp = client.get(f"/api/v1/models/{model.id}/endpoints")
+        assert resp.status_code == 200, model.id
+        listed = resp.json()["data"]["endpoints"]
+        assert [e["provider_id"] for e in listed] == [e.provider.id for e in model.endpoints]
+        assert all(e["context_length"] > 0 and "prompt" in e["pricing"] for e in listed)
