@@ -36,6 +36,16 @@ class Settings(BaseSettings):
     connect_timeout_seconds: Annotated[float, Field(gt=0)] = 5.0
     first_byte_timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
     total_timeout_seconds: Annotated[float, Field(gt=0)] = 600.0
+    # Resilience: after every candidate failed, the whole plan is retried (jittered exponential backoff,
+    # honouring Retry-After up to max_retry_wait_seconds) at most max_retries times. Breakers: see routing/breaker.py.
+    max_retries: Annotated[int, Field(ge=0, le=5)] = 1
+    retry_backoff_seconds: Annotated[float, Field(ge=0)] = 0.2
+    max_retry_wait_seconds: Annotated[float, Field(ge=0)] = 5.0
+    breaker_consecutive_failures: Annotated[int, Field(ge=1)] = 5
+    breaker_error_rate: Annotated[float, Field(gt=0, le=1)] = 0.5
+    breaker_min_calls: Annotated[int, Field(ge=1)] = 20
+    breaker_window_seconds: Annotated[float, Field(gt=0)] = 60.0
+    breaker_cooldown_seconds: Annotated[float, Field(gt=0)] = 30.0
     usage_retention_days: Annotated[int, Field(gt=0)] = 400
     meter_flush_seconds: Annotated[float, Field(gt=0)] = 0.05
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -31,7 +31,7 @@ def provider_for(service, model):
 
 
 def test_plain_floor_and_free(service):
-    assert provider_for(service, "acme/m") == "sim-pricey"  # catalog order
+    assert provider_for(service, "acme/m") == "sim-free"  # default: inverse-square price weighting
     assert provider_for(service, "acme/m:floor") == "sim-free"
     assert provider_for(service, "acme/m:free") == "sim-free"
     with pytest.raises(NoProviderError) as e:

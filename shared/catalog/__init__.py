@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from shared.catalog.schema import CatalogFile, ModelConfig, Pricing, ProviderConfig, SimBehaviour
 from shared.errors import ModelNotFoundError
+from shared.routing.policy import Policies, RoutePolicy
 
 __all__ = ["Catalog", "CatalogError", "CatalogModel", "Endpoint", "Pricing", "ProviderConfig", "SimBehaviour",
            "load_catalog"]
@@ -116,7 +117,8 @@ def _per_token(per_million: float) -> str:
 
 
 class Catalog:
-    def __init__(self, providers: list[ProviderConfig], models: list[ModelConfig]) -> None:
+    def __init__(self, providers: list[ProviderConfig], models: list[ModelConfig],
+                 routes: list[RoutePolicy] | None = None) -> None:
         self.providers = {p.id: p for p in providers}
         grouped: dict[str, list[Endpoint]] = {}
         for m in models:
@@ -127,6 +129,10 @@ class Catalog:
             group[:] = [e for e in group if e.provider.id != m.provider]  # a later entry overrides
             group.append(Endpoint(provider, m))
         self._models = {mid: CatalogModel(mid, tuple(eps)) for mid, eps in grouped.items()}
+        self.policies = Policies(routes or [])  # compiled once here, never per request
+
+    def __contains__(self, model_id: str) -> bool:
+        return model_id in self._models
 
     def get(self, model_id: str) -> CatalogModel:
         try:
@@ -163,7 +169,10 @@ def load_catalog(config: Path | None = None, overrides: CatalogFile | None = Non
     files = [_read(BUILTIN), _read(MODELS)] + ([_read(config)] if config else []) + ([overrides] if overrides else [])
     providers: dict[str, ProviderConfig] = {}
     models: list[ModelConfig] = []
+    routes: dict[str, RoutePolicy] = {}
     for f in files:
         providers.update({p.id: p for p in f.providers})
         models.extend(f.models)
-    return Catalog(list(providers.values()), [m for m in models if m.id not in hidden])
+        routes.update({r.id: r for r in f.routes})
+    return Catalog(list(providers.values()), [m for m in models if m.id not in hidden],
+                   [r for r in routes.values() if r.id not in hidden])

@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from shared.routing.policy import RoutePolicy
+
 ProviderKind = Literal["openai", "anthropic", "gemini", "bedrock", "azure", "sim"]
 Modality = Literal["text", "image", "audio", "file", "video"]
 NonNegative = Annotated[float, Field(ge=0)]
@@ -54,6 +56,8 @@ class ProviderConfig(Strict):
     api_version: str | None = None  # azure: an api-version such as 2024-10-21, or "v1" (the default)
     region: str | None = None  # bedrock: the AWS region (default: the function's own)
     headers: dict[str, str] = {}
+    # "deny": the provider neither stores nor trains on prompts (OpenRouter's `data_collection`); unknown → "allow"
+    data_collection: Literal["allow", "deny"] = "allow"
 
     @model_validator(mode="after")
     def _needs_url(self) -> "ProviderConfig":
@@ -82,3 +86,4 @@ class ModelConfig(Strict):
 class CatalogFile(Strict):
     providers: list[ProviderConfig] = []
     models: list[ModelConfig] = []
+    routes: list[RoutePolicy] = []  # routing policies (virtual models): see shared/routing/policy.py

@@ -19,30 +19,34 @@ from pydantic import ValidationError
 from shared.aws.dynamodb import Table
 from shared.catalog import Catalog, CatalogError, load_catalog
 from shared.catalog.schema import CatalogFile, ModelConfig, ProviderConfig
+from shared.routing.policy import RoutePolicy
 from shared.errors import StorageError
 
 log = logging.getLogger("switchyard.catalog")
 
 
 class CatalogStore:
-    """Overrides in the catalog table: (pk "provider", sk id), (pk "model", sk "model|provider"), (pk "hidden", sk id)."""
+    """Overrides in the catalog table: (pk "provider", sk id), (pk "model", sk "model|provider"), (pk "hidden", sk id),
+    (pk "route", sk policy id)."""
 
     def __init__(self, table: str) -> None:
         self.table = Table(table)
 
     def load(self) -> tuple[CatalogFile, frozenset[str]]:
-        providers, models, hidden = [], [], set()
+        providers, models, routes, hidden = [], [], [], set()
         for item in self.table.scan():
             try:
                 if item["pk"] == "provider":
                     providers.append(ProviderConfig.model_validate(orjson.loads(item["spec"])))
                 elif item["pk"] == "model":
                     models.append(ModelConfig.model_validate(orjson.loads(item["spec"])))
+                elif item["pk"] == "route":
+                    routes.append(RoutePolicy.model_validate(orjson.loads(item["spec"])))
                 elif item["pk"] == "hidden":
                     hidden.add(item["sk"])
             except (ValidationError, orjson.JSONDecodeError, KeyError):
                 log.warning("skipping an invalid catalog override %s/%s", item.get("pk"), item.get("sk"))
-        return CatalogFile(providers=providers, models=models), frozenset(hidden)
+        return CatalogFile(providers=providers, models=models, routes=routes), frozenset(hidden)
 
     def put_provider(self, provider: ProviderConfig) -> None:
         self.table.put({"pk": "provider", "sk": provider.id, "spec": provider.model_dump_json(exclude_none=True)})
@@ -53,6 +57,12 @@ class CatalogStore:
 
     def delete_model(self, model_id: str, provider: str) -> None:
         self.table.delete({"pk": "model", "sk": f"{model_id}|{provider}"})
+
+    def put_route(self, route: RoutePolicy) -> None:
+        self.table.put({"pk": "route", "sk": route.id, "spec": route.model_dump_json(exclude_defaults=True)})
+
+    def delete_route(self, route_id: str) -> None:
+        self.table.delete({"pk": "route", "sk": route_id})
 
     def set_hidden(self, model_id: str, hidden: bool) -> None:
         if hidden:
@@ -88,7 +98,8 @@ class CatalogSource:
         for m in overrides.models:
             if m.provider not in known:
                 log.warning("catalog override %s names unknown provider %s: skipped", m.id, m.provider)
-        overrides = CatalogFile(providers=overrides.providers, models=[m for m in overrides.models if m.provider in known])
+        overrides = CatalogFile(providers=overrides.providers, models=[m for m in overrides.models if m.provider in known],
+                                routes=overrides.routes)
         self.current = load_catalog(self.config, overrides, hidden)
         self._loaded, self._next = True, time.monotonic() + self.ttl
         return self.current

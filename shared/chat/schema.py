@@ -137,12 +137,38 @@ class StreamOptions(_Model):
     include_usage: bool | None = None
 
 
+class MaxPrice(_Model):
+    """The most the caller will pay, in USD per 1M tokens (OpenRouter's `provider.max_price`)."""
+
+    prompt: Annotated[float, Field(ge=0)] | None = None
+    completion: Annotated[float, Field(ge=0)] | None = None
+
+
+ProviderSlug = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class ProviderPreferences(_Model):
+    """OpenRouter's `provider` object: which endpoints may serve the call, and in what order."""
+
+    order: Annotated[list[ProviderSlug], Field(max_length=32)] | None = None
+    allow_fallbacks: StrictBool = True
+    only: Annotated[list[ProviderSlug], Field(max_length=64)] | None = None
+    ignore: Annotated[list[ProviderSlug], Field(max_length=64)] | None = None
+    sort: Literal["price", "latency", "throughput"] | None = None
+    max_price: MaxPrice | None = None
+    require_parameters: StrictBool = False
+    data_collection: Literal["allow", "deny"] = "allow"
+
+
 NEVER_FORWARDED = frozenset({
     "api_base", "base_url", "api_key", "api_version", "endpoint", "url", "custom_llm_provider",
     "extra_headers", "headers", "organization",
 })
-GATEWAY_FIELDS = frozenset({"models", "provider", "route", "plugins", "transforms", "heal_json", "usage"})
+GATEWAY_FIELDS = frozenset({"models", "provider", "route", "plugins", "transforms", "heal_json", "usage",
+                            "session_id"})
 _NOT_UPSTREAM = NEVER_FORWARDED | GATEWAY_FIELDS | {"model"}
+_PARAMETERS = ("tools", "tool_choice", "response_format", "temperature", "top_p", "max_tokens", "stop", "seed",
+               "frequency_penalty", "presence_penalty")
 _TYPE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
 
 
@@ -164,6 +190,8 @@ class ChatRequest(_Model):
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
     user: Annotated[str, Field(max_length=256)] | None = None
+    session_id: Annotated[str, Field(max_length=256)] | None = None  # keeps a sticky split on one model
+    provider: ProviderPreferences | None = None
     heal_json: StrictBool | None = None  # None: heal when the request asks for JSON
     plugins: Annotated[list[Plugin], Field(max_length=16)] | None = None
     frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
@@ -203,6 +231,27 @@ class ChatRequest(_Model):
     def json_schema(self) -> dict[str, Any] | None:
         fmt = self.response_format
         return fmt.json_schema.schema_ if fmt and fmt.type == "json_schema" and fmt.json_schema else None
+
+    def parameters(self) -> set[str]:
+        """The parameters this request uses, named as `supported_parameters` names them."""
+        used = {name for name in _PARAMETERS if getattr(self, name) is not None}
+        if self.max_completion_tokens is not None:
+            used.add("max_tokens")
+        if self.response_format is not None and self.response_format.type == "json_schema":
+            used.add("structured_outputs")
+        return used
+
+    def without(self, parameters: set[str]) -> "ChatRequest":
+        """A copy with these parameters dropped (for an endpoint that does not support them)."""
+        fields = {name: None for name in parameters if name in _PARAMETERS}
+        if "max_tokens" in parameters:
+            fields["max_completion_tokens"] = None
+        if "structured_outputs" in parameters and "response_format" not in parameters:
+            fields["response_format"] = None
+        copy = self.model_copy(update=fields)
+        raw = self.__pydantic_private__["_raw"]
+        copy._raw = {k: v for k, v in raw.items() if k not in fields} if raw else {}
+        return copy
 
     def upstream_body(self, upstream_model: str) -> dict[str, Any]:
         """What an OpenAI-compatible upstream receives: the client's own fields as sent (validated above),

@@ -1,4 +1,4 @@
-"""Chat completions: resolve the model, call its provider, shape the answer, meter the call exactly once.
+"""Chat completions: plan the call (shared/routing), try its candidates, shape the answer, meter it exactly once.
 
 Streams: the first upstream chunk is awaited briefly before anything is sent, so that an upstream that fails
 at once still gets a proper HTTP status. An upstream silent for longer commits the 200 and keeps the
@@ -17,7 +17,7 @@ from typing import Any, AsyncIterator
 
 import orjson
 
-from shared.catalog import Catalog, CatalogModel, Endpoint
+from shared.catalog import Catalog, Endpoint
 from shared.catalog.source import CatalogSource
 from shared.chat.schema import ChatRequest
 from shared.config import Settings
@@ -26,7 +26,11 @@ from shared.healing.completion import HealReport, heal_completion
 from shared.healing.repair import HealResult
 from shared.healing.stream import StreamHealer
 from shared.metering import Meter, UsageEvent, cost_of
-from shared.providers import Provider, Usage, adapter_for
+from shared.providers import Usage
+from shared.routing import providers as provider_routing
+from shared.routing.breaker import BreakerPolicy, Breakers
+from shared.routing.plan import Plan
+from shared.routing.providers import Candidate
 from shared.tokenizer import count_messages, count_text
 
 KEEPALIVE = b": SWITCHYARD PROCESSING\n\n"
@@ -44,7 +48,7 @@ def first_byte_timeout(endpoint: Endpoint, settings: Settings) -> float:
     return endpoint.config.timeout_seconds or settings.first_byte_timeout_seconds
 
 
-def counted_usage(request: ChatRequest, route: "Route", completion_text: str) -> Usage:
+def counted_usage(request: ChatRequest, route: Candidate, completion_text: str) -> Usage:
     """Usage counted by us, for an upstream that sent none: tiktoken for OpenAI-family models, else an estimate."""
     model = route.endpoint.upstream_model
     prompt = count_messages(((m.role, m.text(), m.name) for m in request.messages), model)
@@ -56,6 +60,7 @@ class CallContext:
     """Who is calling and from where; everything the usage record needs besides the answer."""
 
     key_id: str
+    key_tags: tuple[str, ...] = ()
     request_id: str = field(default_factory=new_request_id)
     app_title: str | None = None
     app_referer: str | None = None
@@ -72,11 +77,7 @@ class CallContext:
         return round((time.perf_counter() - self.started) * 1000, 3)
 
 
-@dataclass(slots=True)
-class Route:
-    model: CatalogModel
-    endpoint: Endpoint
-    adapter: Provider
+Route = Candidate  # one model served by one endpoint through one adapter
 
 
 class ChatService:
@@ -85,31 +86,29 @@ class ChatService:
         self._catalog = catalog if isinstance(catalog, Catalog) else catalog.current
         self.meter = meter
         self.settings = settings
-        self._routes: dict[str, Route] = {}
+        self._usable: dict[str, list[Candidate]] = {}  # model id → its candidates when nothing varies per call
         self.throughput: dict[tuple[str, str], float] = {}  # (provider, model) → tokens/s, moving average
+        self.latency: dict[tuple[str, str], float] = {}  # (provider, model) → ms to first token, moving average
+        self.breakers = Breakers(BreakerPolicy(
+            consecutive=settings.breaker_consecutive_failures, error_rate=settings.breaker_error_rate,
+            min_calls=settings.breaker_min_calls, window=settings.breaker_window_seconds,
+            cooldown=settings.breaker_cooldown_seconds))
 
     @property
     def catalog(self) -> Catalog:
-        """The current catalog; a refreshed catalog drops the cached routes."""
+        """The current catalog; a refreshed catalog drops the cached candidates."""
         if self.source is not None:
             self.source.maybe_refresh()
             if self.source.current is not self._catalog:
-                self._catalog, self._routes = self.source.current, {}
+                self._catalog, self._usable = self.source.current, {}
         return self._catalog
 
-    def route(self, request: ChatRequest) -> Route:
-        catalog = self.catalog  # first: a refreshed catalog empties the route cache
-        model_id = request.model_ids[0]
-        route = self._routes.get(model_id)
-        if route is None:
-            route = self._resolve(catalog, model_id)
-            if not model_id.endswith(":nitro"):  # nitro follows live throughput; the rest is fixed per process
-                self._routes[model_id] = route
-        return route
-
-    def _resolve(self, catalog: Catalog, model_id: str) -> Route:
-        """The first usable endpoint (wire format implemented, credentials configured), in the order a variant
-        asks for: `:free` only free endpoints, `:floor` cheapest first, `:nitro` fastest measured first."""
+    def candidates(self, model_id: str, request: ChatRequest) -> list[Candidate]:
+        """The endpoints of one model that may serve this request, in the order to try them."""
+        catalog = self.catalog
+        fixed = request.provider is None and not request.tools and request.response_format is None
+        if fixed and (cached := self._usable.get(model_id)) is not None and len(cached) <= 1:
+            return cached  # the hot path: one endpoint, nothing to weigh
         variant = None
         try:
             model = catalog.get(model_id)
@@ -118,30 +117,33 @@ class ChatService:
             if variant not in VARIANTS or not base:
                 raise
             model = catalog.get(base)
-        usable = [(e, a) for e in model.endpoints if (a := adapter_for(e.provider.kind)) and e.has_credentials]
-        if variant == "free":
-            usable = [(e, a) for e, a in usable if e.pricing.prompt == 0 and e.pricing.completion == 0]
-        elif variant == "floor":
-            usable.sort(key=lambda ea: ea[0].pricing.prompt + ea[0].pricing.completion)
-        elif variant == "nitro":
-            usable.sort(key=lambda ea: -self.throughput.get((ea[0].provider.id, model.id), 0.0))
-        if not usable:
-            raise NoProviderError(f"No {variant + ' ' if variant else ''}provider of {model.id!r} is available",
+        found = provider_routing.order(model, request, request.provider, variant=variant, breakers=self.breakers,
+                                       latency=self.latency.get, throughput=lambda k: self.throughput.get(k, 0.0))
+        if not found:
+            prefs = request.provider
+            why = "" if prefs is None else " matching the provider preferences"
+            raise NoProviderError(f"No {variant + ' ' if variant else ''}provider of {model.id!r} is available{why}",
                                   metadata={"model": model.id, "variant": variant,
                                             "providers": [e.provider.id for e in model.endpoints]})
-        endpoint, adapter = usable[0]
-        return Route(model, endpoint, adapter)
+        if fixed and variant is None:
+            self._usable[model_id] = found
+        return found
+
+    def route(self, request: ChatRequest) -> Route:
+        """The first candidate for a request (what a call would try first)."""
+        return Plan(self, request, CallContext(key_id="")).first()
 
     def _event(self, ctx: CallContext, request: ChatRequest | None, route: Route | None, *,
                streamed: bool) -> UsageEvent:
-        model_id = route.model.id if route else (request.model_ids[0] if request and request.model_ids else "")
-        return UsageEvent(
+        model_id = request.model_ids[0] if request and request.model_ids else ""
+        event = UsageEvent(
             id=ctx.request_id, key_id=ctx.key_id, created_at=ctx.created, model=model_id,
-            lab=model_id.split("/", 1)[0] if "/" in model_id else "",
-            provider=route.endpoint.provider.id if route else None,
-            upstream_model=route.endpoint.upstream_model if route else None, app=ctx.app,
+            lab=model_id.split("/", 1)[0] if "/" in model_id else "", app=ctx.app,
             app_title=ctx.app_title, app_referer=ctx.app_referer, streamed=streamed,
             client_ip=ctx.client_ip, user_agent=ctx.user_agent)
+        if route is not None:
+            _label(event, route)
+        return event
 
     def _finish(self, event: UsageEvent, route: Route | None, ctx: CallContext, usage: Usage | None) -> None:
         if usage is not None and route is not None:
@@ -188,14 +190,40 @@ class ChatService:
     def _timeout(self, route: Route) -> float:
         return first_byte_timeout(route.endpoint, self.settings)
 
+    async def _attempt(self, plan: Plan, route: Route, request: ChatRequest):
+        """One upstream call, bounded by what is left of the call's total timeout."""
+        remaining = plan.remaining()
+        if remaining <= 0:
+            raise UpstreamTimeoutError("The call ran out of time", metadata={"provider_name": route.endpoint.provider.id})
+        try:
+            async with asyncio.timeout(remaining):
+                return await route.adapter.complete(request.without(route.drop) if route.drop else request,
+                                                    route.endpoint)  # adapters enforce connect/first-byte timeouts
+        except TimeoutError:
+            raise UpstreamTimeoutError(f"{route.endpoint.provider.id} did not answer in time",
+                                       metadata={"provider_name": route.endpoint.provider.id}) from None
+
     async def complete(self, request: ChatRequest, ctx: CallContext) -> dict[str, Any]:
         route: Route | None = None
+        plan: Plan | None = None
         event = self._event(ctx, request, None, streamed=False)
         usage: Usage | None = None
         try:
-            route = self.route(request)
-            event = self._event(ctx, request, route, streamed=False)
-            done = await route.adapter.complete(request, route.endpoint)  # adapters enforce their timeouts
+            plan = Plan(self, request, ctx)
+            _routed(event, plan)
+            route = plan.first()
+            while True:
+                _label(event, route)
+                try:
+                    done = await self._attempt(plan, route, request)
+                except SwitchyardError as e:
+                    following = await plan.next_after(route, e)
+                    if following is None:
+                        raise plan.final_error() from None
+                    route = following
+                    continue
+                plan.succeeded(route)
+                break
             usage = done.usage
             if usage.estimated:
                 usage = counted_usage(request, route, "".join(str((c.get("message") or {}).get("content") or "")
@@ -218,40 +246,68 @@ class ChatService:
                 event.status = "cancelled"
             raise
         finally:
+            if plan is not None:
+                event.attempts = plan.attempts or None
             self._finish(event, route, ctx, usage)
 
     async def open_stream(self, request: ChatRequest, ctx: CallContext) -> AsyncIterator[bytes]:
-        """Start the upstream stream; raise here (a plain HTTP error) if it fails before answering."""
+        """Start the upstream stream; raise here (a plain HTTP error) if every candidate fails before answering."""
         event = self._event(ctx, request, None, streamed=True)
         try:
-            route = self.route(request)
+            plan = Plan(self, request, ctx)
+            _routed(event, plan)
+            route = plan.first()
         except SwitchyardError as e:
             self._fail(event, e)
             self._finish(event, None, ctx, None)
             raise
-        stream = _Stream(self, request, ctx, route)
+        stream = _Stream(self, request, ctx, plan, route, event)
         await stream.start()
         return stream.sse()
 
 
 class _Stream:
-    """One streamed call: pulls upstream chunks, re-labels them, keeps the line alive, meters at the end."""
+    """One streamed call: pulls upstream chunks, re-labels them, keeps the line alive, meters at the end.
 
-    def __init__(self, service: ChatService, request: ChatRequest, ctx: CallContext, route: Route) -> None:
-        self.service, self.request, self.ctx, self.route = service, request, ctx, route
-        self.event = service._event(ctx, request, route, streamed=True)
+    Until the first data frame reaches the client, a failing candidate is replaced by the plan's next one
+    (keep-alive comments may have been sent: they carry no data). After that, an error ends the stream."""
+
+    def __init__(self, service: ChatService, request: ChatRequest, ctx: CallContext, plan: Plan, route: Route,
+                 event: UsageEvent) -> None:
+        self.service, self.request, self.ctx, self.plan = service, request, ctx, plan
+        self.event = event
+        self.healers: dict[tuple[int, int | None], StreamHealer] | None = None
+        self.created = int(ctx.created)
+        self.metered = False
+        self.sent = False  # a data frame reached the client: no more fallbacks
+        self.total_deadline = time.monotonic() + service.settings.total_timeout_seconds
+        self._open(route)
+
+    def _open(self, route: Route) -> None:
+        self.route = route
+        _label(self.event, route)
+        request = self.request.without(route.drop) if route.drop else self.request
         self.upstream = route.adapter.stream(request, route.endpoint)
         self.next: asyncio.Future[dict[str, Any]] | None = None
         self.usage: Usage | None = None
         self.text: list[str] = []  # what was generated, for counting tokens if the upstream sends no usage
         # Healing by appending only: one state tracker per choice's content and per tool call's arguments.
-        self.healers: dict[tuple[int, int | None], StreamHealer] | None = \
-            {} if request.heal_content or request.heal_tool_arguments else None
-        self.created = int(ctx.created)
-        self.metered = False
-        s = service.settings
-        self.first_byte_deadline = time.monotonic() + service._timeout(route)
-        self.total_deadline = time.monotonic() + s.total_timeout_seconds
+        self.healers = {} if self.request.heal_content or self.request.heal_tool_arguments else None
+        self.first_byte_deadline = min(time.monotonic() + self.service._timeout(route), self.total_deadline)
+        self.answered = False  # this candidate sent its first chunk
+
+    async def _fallback(self, error: SwitchyardError) -> bool:
+        """Before any data was sent: move to the plan's next candidate. False when there is none."""
+        if self.sent:
+            return False
+        if self.next is not None and not self.next.done():
+            self.next.cancel()
+        asyncio.ensure_future(_aclose(self.upstream))
+        following = await self.plan.next_after(self.route, error)
+        if following is None:
+            return False
+        self._open(following)
+        return True
 
     def _pull(self) -> asyncio.Future[dict[str, Any]]:
         if self.next is None:
@@ -268,14 +324,20 @@ class _Stream:
         return bool(done)
 
     async def start(self) -> None:
-        """Wait up to one keep-alive interval for the first chunk; errors that arrive by then are raised."""
-        window = min(self.service.settings.keepalive_seconds, self.first_byte_deadline - time.monotonic())
-        if await self._wait(window) and self.next is not None:
+        """Wait up to one keep-alive interval for the first chunk, falling back while candidates fail; an error
+        that ends the plan by then is raised (a plain HTTP error)."""
+        while True:
+            window = min(self.service.settings.keepalive_seconds, self.first_byte_deadline - time.monotonic())
+            if not await self._wait(window) or self.next is None:
+                return
             error = self.next.exception()
-            if isinstance(error, SwitchyardError):
-                self.next = None
-                self._close(error)
-                raise error
+            if not isinstance(error, SwitchyardError):
+                return
+            self.next = None
+            if not await self._fallback(error):
+                final = self.plan.final_error()
+                self._close(final)
+                raise final
 
     def _relabel(self, chunk: dict[str, Any]) -> tuple[bytes | None, bool]:
         """The chunk as our SSE frame (None for a usage-only chunk), and whether it finishes a choice."""
@@ -340,18 +402,29 @@ class _Stream:
                 first = self.event.ttft_ms is None
                 deadline = self.first_byte_deadline if first else self.total_deadline
                 if not await self._wait(min(keepalive, deadline - time.monotonic())):
-                    if time.monotonic() >= deadline:
-                        raise UpstreamTimeoutError(f"{self.route.endpoint.provider.id} went silent",
-                                                   metadata={"provider_name": self.route.endpoint.provider.id})
-                    yield KEEPALIVE
-                    continue
+                    if time.monotonic() < deadline:
+                        yield KEEPALIVE
+                        continue
+                    silent = UpstreamTimeoutError(f"{self.route.endpoint.provider.id} went silent",
+                                                  metadata={"provider_name": self.route.endpoint.provider.id})
+                    if await self._fallback(silent):
+                        continue
+                    raise silent
                 try:
                     chunk = self._take()
                 except StopAsyncIteration:
                     break
+                except SwitchyardError as e:
+                    if await self._fallback(e):
+                        continue
+                    raise
+                if not self.answered:
+                    self.answered = True
+                    self.plan.succeeded(self.route)
                 frame, finishing = self._relabel(chunk)
                 if frame is None:
                     continue
+                self.sent = True
                 if self.healers is not None and finishing:
                     held.append(frame)  # healing deltas must come before the choice finishes
                 else:
@@ -369,6 +442,7 @@ class _Stream:
             self._close(None)
         except SwitchyardError as e:
             # Bytes were sent: the status is committed, so the error travels as a final event.
+            self.plan.broke(self.route, e)
             yield self._frame(error={"code": e.status, "message": e.message, "metadata": e.metadata},
                               choices=[{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}])
             yield DONE
@@ -390,6 +464,7 @@ class _Stream:
         if not self.metered:
             self.event.status = "cancelled"
             self.metered = True
+            self.event.attempts = self.plan.attempts or None
             if self.next is not None and not self.next.done():
                 self.next.cancel()
             self.service._finish(self.event, self.route, self.ctx, self._final_usage())
@@ -398,6 +473,7 @@ class _Stream:
         if self.metered:
             return
         self.metered = True
+        self.event.attempts = self.plan.attempts or None
         if self.next is not None and not self.next.done():
             self.next.cancel()
         asyncio.ensure_future(_aclose(self.upstream))
@@ -406,6 +482,17 @@ class _Stream:
         if cancelled:
             self.event.status = "cancelled"
         self.service._finish(self.event, self.route, self.ctx, self._final_usage())
+
+
+def _label(event: UsageEvent, route: Route) -> None:
+    """The usage record names the model and endpoint that served (or, failing, the last one tried)."""
+    event.model, event.lab = route.model.id, route.model.author
+    event.provider, event.upstream_model = route.endpoint.provider.id, route.endpoint.upstream_model
+
+
+def _routed(event: UsageEvent, plan: Plan) -> None:
+    if plan.policy is not None:
+        event.route, event.route_rule = plan.policy.id, plan.rule
 
 
 def _record_healing(event: UsageEvent, report: HealReport) -> None:

@@ -48,6 +48,7 @@ class ApiKey:
     usage: float = 0.0
     usage_monthly: float = 0.0
     usage_daily: float = 0.0
+    tags: tuple[str, ...] = ()  # operator labels, matched by routing rules (`key_tag`)
 
     @property
     def limit_remaining(self) -> float | None:
@@ -61,7 +62,7 @@ class ApiKey:
             "usage": round(self.usage, 10), "usage_daily": round(self.usage_daily, 10),
             "usage_monthly": round(self.usage_monthly, 10),
             "is_management_key": self.kind == "management",
-            "created_at": self.created_at, "updated_at": self.updated_at,
+            "created_at": self.created_at, "updated_at": self.updated_at, "tags": list(self.tags),
         }
 
     @classmethod
@@ -69,7 +70,7 @@ class ApiKey:
         return cls(key_id=item["key_id"], kind=item["kind"], name=item.get("name", ""), label=item["label"],
                    secret_hash=item["secret_hash"], disabled=bool(item.get("disabled", False)),
                    limit=item.get("limit"), created_at=item.get("created_at", ""),
-                   updated_at=item.get("updated_at"))
+                   updated_at=item.get("updated_at"), tags=tuple(item.get("tags") or ()))
 
 
 class KeyStore:
@@ -80,10 +81,12 @@ class KeyStore:
         self.counters_table = counters_table
         self._pepper = pepper
 
-    def create(self, name: str, *, kind: KeyKind = "inference", limit: float | None = None) -> tuple[str, ApiKey]:
+    def create(self, name: str, *, kind: KeyKind = "inference", limit: float | None = None,
+               tags: tuple[str, ...] = ()) -> tuple[str, ApiKey]:
         token, parts = new_key(kind)
         key = ApiKey(key_id=parts.key_id, kind=kind, name=name, label=label(token),
-                     secret_hash=secret_hash(self._pepper(), parts.secret), limit=limit, created_at=now_iso())
+                     secret_hash=secret_hash(self._pepper(), parts.secret), limit=limit, created_at=now_iso(),
+                     tags=tags)
         self.keys.put(self._item(key), condition="attribute_not_exists(key_id)")
         return token, key
 
@@ -107,7 +110,7 @@ class KeyStore:
         return sorted(keys, key=lambda k: k.created_at, reverse=True)
 
     def update(self, key_id: str, *, name: str | None = None, disabled: bool | None = None,
-               limit: float | None = None, clear_limit: bool = False) -> ApiKey:
+               limit: float | None = None, clear_limit: bool = False, tags: tuple[str, ...] | None = None) -> ApiKey:
         sets, values = ["updated_at = :u"], {":u": now_iso()}
         removes = []
         if name is not None:
@@ -121,6 +124,9 @@ class KeyStore:
             values[":l"] = limit
         elif clear_limit:
             removes.append("#l")
+        if tags is not None:
+            sets.append("tags = :g")
+            values[":g"] = list(tags)
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         names = {"#n": "name", "#l": "limit"}
         names = {k: v for k, v in names.items() if k in expression}
@@ -144,7 +150,7 @@ class KeyStore:
     def _item(key: ApiKey) -> dict[str, Any]:
         return {"key_id": key.key_id, "kind": key.kind, "name": key.name, "label": key.label,
                 "secret_hash": key.secret_hash, "disabled": key.disabled, "limit": key.limit,
-                "created_at": key.created_at}
+                "created_at": key.created_at, **({"tags": list(key.tags)} if key.tags else {})}
 
 
 _UNAUTHORISED = "Missing or invalid API key"

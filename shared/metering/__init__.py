@@ -70,6 +70,9 @@ class UsageEvent:
     heal_repairs: int = 0
     heal_audit: list[dict[str, Any]] | None = None  # kinds, offsets, paths of the repairs: never content
     schema_valid: bool | None = None
+    route: str | None = None  # the routing policy the call named (a virtual model), if any
+    route_rule: str | None = None  # the policy's rule that chose the models
+    attempts: list[dict[str, Any]] | None = None  # every upstream attempt: provider, model, status, latency, error
     streamed: bool = False
     client_ip: str | None = None
     user_agent: str | None = None

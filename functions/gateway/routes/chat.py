@@ -30,6 +30,7 @@ def _context(request: Request, key: ApiKey) -> CallContext:
     referer = h.get("http-referer") or h.get("referer")
     return CallContext(
         key_id=key.key_id,
+        key_tags=key.tags,
         app_title=h.get("x-title", "")[:200] or None,
         app_referer=referer[:500] if referer else None,
         client_ip=request.client.host if request.client else None,

@@ -28,6 +28,11 @@ def _stats(r: dict[str, Any]) -> dict[str, Any]:
         "heal_status": r.get("heal_status"), "heal_repairs": r.get("heal_repairs", 0),
         "heal_audit": r.get("heal_audit") or [], "schema_valid": r.get("schema_valid"),
         "app": r.get("app"), "origin": r.get("app_referer"), "is_byok": False, "lab": r.get("lab"),
+        "route": r.get("route"), "route_rule": r.get("route_rule"),
+        "provider_responses": [
+            {"provider_name": a.get("provider"), "model": a.get("model"), "upstream_model": a.get("upstream_model"),
+             "status": a.get("status"), "latency": a.get("latency_ms"), "error_type": a.get("error_type"),
+             "retry_round": a.get("round", 0)} for a in r.get("attempts") or ()],
     }
 
 

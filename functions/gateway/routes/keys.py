@@ -13,12 +13,14 @@ from shared.keys import ApiKey
 router = APIRouter(prefix="/api/v1", tags=["keys"])
 
 Limit = Annotated[float, Field(ge=0, le=1_000_000)]
+Tags = Annotated[list[Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]], Field(max_length=16)]
 
 
 class CreateKey(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Annotated[str, Field(min_length=1, max_length=100)]
     limit: Limit | None = None
+    tags: Tags = []
 
 
 class UpdateKey(BaseModel):
@@ -26,6 +28,7 @@ class UpdateKey(BaseModel):
     name: Annotated[str, Field(min_length=1, max_length=100)] | None = None
     disabled: bool | None = None
     limit: Limit | None = None
+    tags: Tags | None = None
 
 
 Manager = Annotated[ApiKey, Depends(management_key)]
@@ -34,7 +37,8 @@ KeyHash = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$")]
 
 @router.post("/keys", status_code=201, summary="Create an inference key (its secret is shown once)")
 async def create_key(body: CreateKey, _: Manager) -> JSONResponse:
-    token, key = await asyncio.to_thread(gateway().keys.create, body.name, limit=body.limit)
+    token, key = await asyncio.to_thread(gateway().keys.create, body.name, limit=body.limit,
+                                      tags=tuple(dict.fromkeys(body.tags)))
     return JSONResponse({"data": key.to_api(), "key": token}, status_code=201)
 
 
@@ -57,7 +61,8 @@ async def update_key(key_hash: KeyHash, body: UpdateKey, _: Manager) -> dict:
     g = gateway()
     clear = "limit" in body.model_fields_set and body.limit is None
     key = await asyncio.to_thread(g.keys.update, key_hash, name=body.name, disabled=body.disabled,
-                                  limit=body.limit, clear_limit=clear)
+                                  limit=body.limit, clear_limit=clear,
+                                  tags=None if body.tags is None else tuple(dict.fromkeys(body.tags)))
     g.auth.forget(key_hash)
     return {"data": key.to_api()}
 

@@ -1,0 +1,281 @@
+"""Routing policies: virtual models (`acme/default`) whose rules send each request to a model, a weighted split
+or a fallback chain.
+
+A policy comes from `SWITCHYARD_CONFIG` (`routes:`) or the `/api/v1/routes` API (kept in the catalog table). It
+is compiled once, when the catalog loads, into plain predicates; a request only runs them. Rules are tried in
+order and the first whose conditions all hold decides; `default` decides when none does.
+
+    routes:
+      - id: acme/default
+        rules:
+          - {name: long, when: {prompt_tokens: "> 8192"}, then: {model: sim/long-context}}
+          - {name: legal, when: {keywords: [legal, contract]}, then: {model: sim/chat}}
+          - {when: {key_tag: [beta]}, then: {split: [{model: sim/chat, weight: 90}, {model: sim/fast, weight: 10}]}}
+        default: {model: sim/fast, fallbacks: [sim/chat]}
+        on_error: {context_length_exceeded: sim/long-context}
+
+Conditions: `prompt_tokens` (estimated at 4 characters a token: "> 8192", ">= 100", "< 50"), `keywords` (any of
+them, whole words, any case, in the messages), `regex` (searched in the messages), `app` (X-Title or
+HTTP-Referer), `key` (key hashes), `key_tag`, `model` (the requested model id, `*` globs; with `applies_to`).
+Actions: `model`, or `split` (weighted round robin; with `sticky`, the same `user`/`session_id` always gets the
+same model), each with `fallbacks`. The chosen model is followed by the split's other models, the action's
+fallbacks, then the policy's; `on_error` reroutes by error type (e.g. a longer-context model).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import re
+from typing import Annotated, Any, Callable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+ModelId = Annotated[str, Field(min_length=3, max_length=256, pattern=r"^[A-Za-z0-9._-]+/[A-Za-z0-9._:-]+$")]
+ErrorType = Literal["context_length_exceeded", "rate_limit_exceeded", "provider_overloaded", "provider_unavailable",
+                    "provider_error", "timeout", "content_policy_violation", "invalid_request", "provider_auth_failed",
+                    "model_not_found"]
+_COMPARISON = re.compile(r"^\s*(>=|<=|>|<|==)?\s*(\d+)\s*$")
+_WORD = re.compile(r"\w+")
+
+
+class When(Strict):
+    prompt_tokens: Annotated[str, Field(pattern=_COMPARISON.pattern)] | Annotated[int, Field(ge=0)] | None = None
+    keywords: Annotated[list[Annotated[str, Field(min_length=1, max_length=100)]], Field(min_length=1, max_length=500)] | None = None
+    regex: Annotated[str, Field(min_length=1, max_length=1000)] | None = None
+    app: Annotated[list[str], Field(min_length=1)] | None = None
+    key: Annotated[list[str], Field(min_length=1)] | None = None
+    key_tag: Annotated[list[str], Field(min_length=1)] | None = None
+    model: Annotated[list[str], Field(min_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> "When":
+        if not self.model_fields_set:
+            raise ValueError("a rule needs at least one condition")
+        if self.regex is not None:
+            try:
+                re.compile(self.regex)
+            except re.error as e:
+                raise ValueError(f"regex does not compile: {e}") from None
+        return self
+
+
+class Weighted(Strict):
+    model: ModelId
+    weight: Annotated[float, Field(gt=0, le=1_000_000)]
+
+
+class Action(Strict):
+    model: ModelId | None = None
+    split: Annotated[list[Weighted], Field(min_length=1, max_length=32)] | None = None
+    sticky: bool = True  # a split keeps each `user`/`session_id` on one model
+    fallbacks: Annotated[list[ModelId], Field(max_length=16)] = []
+
+    @model_validator(mode="after")
+    def _one_target(self) -> "Action":
+        if (self.model is None) == (self.split is None) and not (self.model is None and self.fallbacks):
+            raise ValueError("an action names one of: model, split, or (only) fallbacks")
+        return self
+
+    def models(self) -> list[str]:
+        return ([self.model] if self.model else []) + [w.model for w in self.split or ()] + list(self.fallbacks)
+
+
+class Rule(Strict):
+    name: Annotated[str, Field(max_length=100)] | None = None
+    when: When
+    then: Action
+
+
+class RoutePolicy(Strict):
+    id: ModelId
+    description: Annotated[str, Field(max_length=1000)] = ""
+    rules: Annotated[list[Rule], Field(max_length=1000)] = []
+    default: Action
+    fallbacks: Annotated[list[ModelId], Field(max_length=16)] = []
+    on_error: dict[ErrorType, ModelId] = {}
+    applies_to: Annotated[list[str], Field(max_length=100)] = []  # also route requests for these model ids (globs)
+    retries: Annotated[int, Field(ge=0, le=5)] | None = None  # overrides the gateway's retry budget
+
+    def models(self) -> set[str]:
+        out = set(self.default.models()) | set(self.fallbacks) | set(self.on_error.values())
+        for rule in self.rules:
+            out |= set(rule.then.models())
+        return out
+
+
+class RoutingInput:
+    """What rules look at, computed at most once per request and only when a rule asks."""
+
+    __slots__ = ("messages", "requested", "app_title", "app_referer", "key_id", "key_tags", "sticky_key",
+                 "_text", "_words", "_tokens")
+
+    def __init__(self, messages: list[Any], requested: str, *, app_title: str | None = None,
+                 app_referer: str | None = None, key_id: str = "", key_tags: tuple[str, ...] = (),
+                 sticky_key: str | None = None) -> None:
+        self.messages, self.requested = messages, requested
+        self.app_title, self.app_referer, self.key_id, self.key_tags = app_title, app_referer, key_id, key_tags
+        self.sticky_key = sticky_key
+        self._text: str | None = None
+        self._words: frozenset[str] | None = None
+        self._tokens: int | None = None
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            self._text = "\n".join(m.text() for m in self.messages).lower()
+        return self._text
+
+    @property
+    def words(self) -> frozenset[str]:
+        if self._words is None:
+            self._words = frozenset(_WORD.findall(self.text))
+        return self._words
+
+    @property
+    def tokens(self) -> int:
+        if self._tokens is None:
+            self._tokens = (len(self.text) + 3) // 4
+        return self._tokens
+
+
+Check = Callable[[RoutingInput], bool]
+
+
+def _tokens_check(spec: str | int) -> Check:
+    if isinstance(spec, int):
+        op, n = ">", spec
+    else:
+        found = _COMPARISON.match(spec)
+        assert found is not None  # validated by the schema
+        op, n = found.group(1) or ">", int(found.group(2))
+    compare = {">": int.__gt__, ">=": int.__ge__, "<": int.__lt__, "<=": int.__le__, "==": int.__eq__}[op]
+    return lambda r: compare(r.tokens, n)
+
+
+def _keywords_check(keywords: list[str]) -> Check:
+    """Single words are set lookups in the message's words; phrases are one compiled regex."""
+    words = frozenset(k.lower() for k in keywords if _WORD.fullmatch(k))
+    phrases = [k.lower() for k in keywords if not _WORD.fullmatch(k)]
+    pattern = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(p) for p in phrases) + r")(?!\w)") if phrases else None
+    if pattern is None:
+        return lambda r: not words.isdisjoint(r.words)
+    return lambda r: not words.isdisjoint(r.words) or pattern.search(r.text) is not None
+
+
+def _globs(patterns: list[str]) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
+
+
+def compile_when(when: When) -> tuple[Check, ...]:
+    checks: list[Check] = []
+    if when.key is not None:
+        keys = frozenset(when.key)
+        checks.append(lambda r: r.key_id in keys)
+    if when.key_tag is not None:
+        tags = frozenset(when.key_tag)
+        checks.append(lambda r: not tags.isdisjoint(r.key_tags))
+    if when.app is not None:
+        apps = frozenset(when.app)
+        checks.append(lambda r: r.app_title in apps or r.app_referer in apps)
+    if when.model is not None:
+        models = _globs(when.model)
+        checks.append(lambda r: models.match(r.requested) is not None)
+    if when.prompt_tokens is not None:
+        checks.append(_tokens_check(when.prompt_tokens))
+    if when.keywords is not None:
+        checks.append(_keywords_check(when.keywords))
+    if when.regex is not None:
+        pattern = re.compile(when.regex)
+        checks.append(lambda r: pattern.search(r.text) is not None)
+    return tuple(checks)  # cheapest first: the text is only read when a text condition is reached
+
+
+class CompiledAction:
+    """An action ready to pick: a fixed chain, or a weighted split (smooth weighted round robin, or a hash of
+    the sticky key) followed by the split's other models and the fallbacks."""
+
+    __slots__ = ("head", "split", "weights", "total", "current", "sticky", "tail", "salt")
+
+    def __init__(self, action: Action, salt: str) -> None:
+        self.head = (action.model,) if action.model else ()
+        self.split = tuple(w.model for w in action.split or ())
+        self.weights = tuple(w.weight for w in action.split or ())
+        self.total = sum(self.weights)
+        self.current = [0.0] * len(self.split)
+        self.sticky = action.sticky
+        self.tail = tuple(action.fallbacks)
+        self.salt = salt.encode()
+
+    def _pick(self, sticky_key: str | None) -> int:
+        if self.sticky and sticky_key:
+            digest = hashlib.blake2b(sticky_key.encode(), digest_size=8, key=self.salt[:64]).digest()
+            point = int.from_bytes(digest, "big") / 2**64 * self.total
+            for i, w in enumerate(self.weights):
+                point -= w
+                if point < 0:
+                    return i
+            return len(self.weights) - 1
+        current, best = self.current, 0  # nginx's smooth weighted round robin: exact shares, evenly spread
+        for i, w in enumerate(self.weights):
+            current[i] += w
+            if current[i] > current[best]:
+                best = i
+        current[best] -= self.total
+        return best
+
+    def chain(self, sticky_key: str | None) -> list[str]:
+        if not self.split:
+            return [*self.head, *self.tail]
+        chosen = self._pick(sticky_key)
+        rest = sorted((i for i in range(len(self.split)) if i != chosen), key=lambda i: -self.weights[i])
+        return [self.split[chosen], *(self.split[i] for i in rest), *self.tail]
+
+
+class CompiledPolicy:
+    __slots__ = ("id", "spec", "rules", "default", "fallbacks", "on_error", "retries")
+
+    def __init__(self, spec: RoutePolicy) -> None:
+        self.id, self.spec = spec.id, spec
+        self.rules = tuple((compile_when(r.when), CompiledAction(r.then, f"{spec.id}#{i}"), r.name or f"rule {i + 1}")
+                           for i, r in enumerate(spec.rules))
+        self.default = CompiledAction(spec.default, f"{spec.id}#default")
+        self.fallbacks = tuple(spec.fallbacks)
+        self.on_error = dict(spec.on_error)
+        self.retries = spec.retries
+
+    def decide(self, inp: RoutingInput) -> tuple[list[str], str]:
+        """The models to try, in order, and the name of the rule that chose them ("default" if none did)."""
+        for checks, action, name in self.rules:
+            for check in checks:
+                if not check(inp):
+                    break
+            else:
+                return _dedupe(action.chain(inp.sticky_key) + list(self.fallbacks)), name
+        return _dedupe(self.default.chain(inp.sticky_key) + list(self.fallbacks)), "default"
+
+
+def _dedupe(models: list[str]) -> list[str]:
+    return list(dict.fromkeys(models))
+
+
+class Policies:
+    """Every compiled policy of a catalog, by id, plus the globs of `applies_to`."""
+
+    def __init__(self, specs: list[RoutePolicy]) -> None:
+        self.by_id = {s.id: CompiledPolicy(s) for s in specs}
+        self._applies = [(_globs(p.spec.applies_to), p) for p in self.by_id.values() if p.spec.applies_to]
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+    def find(self, model_id: str) -> CompiledPolicy | None:
+        policy = self.by_id.get(model_id)
+        if policy is None and self._applies:
+            policy = next((p for globs, p in self._applies if globs.match(model_id)), None)
+        return policy
