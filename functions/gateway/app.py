@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from functions.gateway.routes import catalog, chat, generation, health, keys, models
+from functions.gateway.routes import catalog, chat, generation, health, keys, models, policies
 from functions.gateway.state import gateway
 from shared.errors import BadRequestError, PayloadTooLargeError, SwitchyardError
 from shared.providers import http
@@ -76,7 +76,8 @@ def create_app() -> FastAPI:
     app = FastAPI(title="Switchyard", version="0.1.0", lifespan=lifespan,
                   telemetry={"tracing": False, "metrics": False, "logs": False},
                   description="An OpenAI-compatible LLM gateway: keys, routing, metering and healing.")
-    for router in (health.router, chat.router, models.router, generation.router, keys.router, catalog.router):
+    for router in (health.router, chat.router, models.router, generation.router, keys.router, catalog.router,
+                   policies.router):
         app.include_router(router)
 
     @app.exception_handler(SwitchyardError)

@@ -155,8 +155,10 @@ class Catalog:
 def _read(path: Path) -> CatalogFile:
     try:
         text = path.read_bytes()
-        raw = (orjson.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=_LOADER)) or {}
-        raw = {k: v for k, v in raw.items() if k in ("providers", "models")}  # the generated file's header fields
+        if path.suffix == ".json":  # the generated file: its header fields are not catalog entries
+            raw = {k: v for k, v in orjson.loads(text).items() if k in ("providers", "models", "routes")}
+        else:
+            raw = yaml.load(text, Loader=_LOADER) or {}
         return CatalogFile.model_validate(raw)
     except (OSError, yaml.YAMLError, orjson.JSONDecodeError, ValidationError) as e:
         raise CatalogError(f"catalog file {path}: {e}") from e

@@ -222,7 +222,12 @@ class SimProvider:
     def _behaviour(self, endpoint: Endpoint) -> SimBehaviour:
         return endpoint.config.sim or _DEFAULT_BEHAVIOUR
 
-    async def _maybe_fail(self, b: SimBehaviour, endpoint: Endpoint) -> None:
+    async def _maybe_fail(self, b: SimBehaviour, endpoint: Endpoint, request: ChatRequest) -> None:
+        limit = endpoint.config.context_length
+        if (used := prompt_tokens(request.messages)) > limit:  # as OpenAI words it
+            raise upstream_error(400, f"This model's maximum context length is {limit} tokens. However, your "
+                                      f"messages resulted in {used} tokens.", provider=endpoint.provider.id,
+                                 code="context_length_exceeded")
         if b.error_rate and _CHAOS.random() < b.error_rate:
             retry = str(b.retry_after_seconds) if b.retry_after_seconds is not None else None
             raise upstream_error(b.error_status, "simulated upstream failure", provider=endpoint.provider.id,
@@ -236,7 +241,7 @@ class SimProvider:
 
     async def complete(self, request: ChatRequest, endpoint: Endpoint) -> Completion:
         b = self._behaviour(endpoint)
-        await self._maybe_fail(b, endpoint)
+        await self._maybe_fail(b, endpoint, request)
         answers = [_Answer(request, endpoint, i, b) for i in range(request.n)]
         completion_tokens = sum(a.tokens for a in answers)
         if b.tokens_per_second:
@@ -254,7 +259,7 @@ class SimProvider:
 
     async def stream(self, request: ChatRequest, endpoint: Endpoint) -> AsyncIterator[dict[str, Any]]:
         b = self._behaviour(endpoint)
-        await self._maybe_fail(b, endpoint)
+        await self._maybe_fail(b, endpoint, request)
         upstream_id = f"sim-{time.time_ns():x}"
         created = int(time.time())
 

@@ -10,6 +10,9 @@ it is scripted per upstream model name:
   mid-error     a stream that sends one chunk then an error event
   long-stream   a stream of 200 chunks, 20 ms apart (for client disconnects)
   *no-usage     an `ok` answer that never reports usage, streamed (even with include_usage) or not
+  reset         drops the connection without answering (a connection reset)
+  hang          answers after 5 s (its catalog entry times out after 0.3 s)
+  fail-once     503 on every other call, starting with the first (a transient failure)
 """
 
 from __future__ import annotations
@@ -45,7 +48,9 @@ class FakeUpstream(FakeServer):
             f"  - {{id: fake/{name}, provider: fakevendor, upstream_model: {name}, context_length: 8192, "
             f"pricing: {{prompt: 1.0, completion: 2.0}}}}\n"
             for name in ("ok", "slow-stream", "error-401", "error-429", "error-500", "error-context", "garbage",
-                         "mid-error", "long-stream", "gpt-4o-no-usage", "no-usage"))
+                         "mid-error", "long-stream", "gpt-4o-no-usage", "no-usage", "reset", "fail-once"))
+        models += ("  - {id: fake/hang, provider: fakevendor, upstream_model: hang, context_length: 8192, "
+                   "timeout_seconds: 0.3, pricing: {prompt: 1.0, completion: 2.0}}\n")
         return (f"providers:\n  - {{id: fakevendor, kind: openai, base_url: '{self.base_url}', "
                 f"api_key_env: FAKE_VENDOR_KEY}}\nmodels:\n{models}")
 
@@ -60,6 +65,15 @@ class FakeUpstream(FakeServer):
         self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body,
                               "query": dict(request.query), "at": time.time()})
         model = request.match_info.get("deployment") or body["model"]
+        if model == "reset":
+            request.transport.abort()
+            raise ConnectionResetError("dropped on purpose")
+        if model == "hang":
+            await asyncio.sleep(5)
+        if model == "fail-once":
+            self.calls["fail-once"] = self.calls.get("fail-once", 0) + 1
+            if self.calls["fail-once"] % 2:
+                return web.json_response({"error": {"message": "try again", "type": "server_error"}}, status=503)
         if model == "error-429":
             return web.json_response({"error": {"message": "slow down", "type": "rate_limit", "code": "rate_limited"}},
                                      status=429, headers={"Retry-After": "11"})

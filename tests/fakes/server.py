@@ -12,6 +12,7 @@ from aiohttp import web
 class FakeServer:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.calls: dict[str, int] = {}  # per-script call counts (scripts that change behaviour over calls)
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
