@@ -210,3 +210,29 @@ def test_anthropic_through_the_sdk_tool_round_trip_and_exact_streamed_cost(local
                                                                      whole.usage.completion_tokens) == (29, 9)
     assert streamed.model_extra["cost"] == whole.usage.model_extra["cost"] == pytest.approx((29 * 3 + 9 * 15) / 1e6)
     assert generation(local_stack, chunks[0].id)["native_tokens_cached"] == 5
+
+
+def test_a_policy_whose_first_model_always_fails_still_answers_and_generation_shows_both_attempts(local_stack):
+    """The routing acceptance: switchyard/fallback-demo tries sim/down (a 503 every time), then sim/fast."""
+    client = sdk(local_stack)
+    for stream in (False, True):
+        if stream:
+            chunks = list(client.chat.completions.create(model="switchyard/fallback-demo", messages=HI, stream=True))
+            gen_id, served = chunks[0].id, {c.model for c in chunks}
+            assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        else:
+            answer = client.chat.completions.create(model="switchyard/fallback-demo", messages=HI)
+            gen_id, served = answer.id, {answer.model}
+            assert answer.choices[0].message.content
+        assert served == {"sim/fast"}
+        stats = generation(local_stack, gen_id)
+        assert stats["model"] == "sim/fast" and stats["route"] == "switchyard/fallback-demo"
+        tried = [(r["model"], r["status"], r["error_type"]) for r in stats["provider_responses"]]
+        assert tried[0] == ("sim/down", 503, "provider_overloaded") and tried[-1] == ("sim/fast", 200, None)
+        assert stats["total_cost"] > 0 and stats["status"] == "completed"
+
+
+def test_request_level_models_fallback_through_the_sdk(local_stack):
+    answer = sdk(local_stack).chat.completions.create(model="sim/down", messages=HI,
+                                                      extra_body={"models": ["sim/chat"]})
+    assert answer.model == "sim/chat" and answer.model_extra["provider"] == "sim"
