@@ -25,6 +25,7 @@ test: install
 bench: install  # needs wrk (apt-get install -y wrk) and ../shared/bench/fake_upstream.py
 	$(UV) run --frozen --no-sync python -m benchmarks.gateway
 	$(UV) run --frozen --no-sync python -m benchmarks.parts
+	$(UV) run --frozen --no-sync python -m benchmarks.routing
 
 # The Lambda package's requirements, derived from the lock (a test checks they agree).
 requirements: $(UV)

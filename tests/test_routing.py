@@ -336,3 +336,51 @@ def test_stream_with_every_candidate_failing_is_a_plain_http_error(make):
     with pytest.raises(UpstreamError):
         run(go())
     assert service.meter.events[-1].status == "failed" and len(service.meter.events[-1].attempts) == 2
+
+
+# -- gates: skipping rules by their words never changes the decision --
+
+from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
+
+from shared.routing.policy import RoutePolicy, CompiledPolicy, RoutingInput, has_term, regex_gate  # noqa: E402
+
+VOCAB = ["legal", "contract", "Select", "from", "users", "c++", "e-mail", "naïve", "über", "a_b", "x1", "legal’s"]
+TEXT = st.lists(st.sampled_from(VOCAB + [" ", ", ", ".", "-", "’", "\n", "LEGAL", "para", "é", "_"]), max_size=30)
+TERM = st.sampled_from(VOCAB + ["breach of contract", "select from", "!!", "para legal", "é"])
+REGEX = st.sampled_from([r"\blegal\b", r"(?i)\bselect\b.+\bfrom\b", r"x\d", r"\bSelect\b", r"(?i)c\+\+",
+                         r"\bnaïve\b", r"legal|contract", r"(?i)\bE-MAIL\b", r"\ba_b\b"])
+
+
+class _Message:
+    def __init__(self, text):
+        self._text = text
+
+    def text(self):
+        return self._text
+
+
+def _reference(policy: CompiledPolicy, inp: RoutingInput) -> str:
+    for checks, _action, name, _gate in policy.rules:
+        if all(check(inp) for check in checks):
+            return name
+    return "default"
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(rules=st.lists(st.one_of(st.builds(lambda t: {"keywords": t}, st.lists(TERM, min_size=1, max_size=3)),
+                                st.builds(lambda r: {"regex": r}, REGEX)), min_size=1, max_size=8),
+       parts=TEXT)
+def test_gated_rules_decide_exactly_as_checking_every_rule(rules, parts):
+    spec = RoutePolicy.model_validate({"id": "t/p", "default": {"model": "a/b"}, "rules": [
+        {"name": f"r{i}", "when": when, "then": {"model": "a/b"}} for i, when in enumerate(rules)]})
+    policy = CompiledPolicy(spec)
+    text = "".join(parts)
+    gated = policy.decide(RoutingInput([_Message(text)], "t/p"))[1]
+    assert gated == _reference(policy, RoutingInput([_Message(text)], "t/p")), text
+
+
+def test_whole_word_terms_and_regex_gates():
+    assert has_term("is it legal?", "legal") and not has_term("paralegal", "legal")
+    assert has_term("a breach of contract.", "breach of contract") and has_term("c++ rocks", "c++")
+    assert regex_gate(r"(?i)\bSELECT\b.+\bfrom\b") == {b"select"} and regex_gate(r"legal|contract") is None
+    assert regex_gate(r"x\d") is None and regex_gate(r"\bnaïve\b") is None

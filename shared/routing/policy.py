@@ -27,7 +27,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import re
-from typing import Annotated, Any, Callable, Literal
+from typing import Annotated, Any, Callable, Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -40,8 +40,9 @@ ModelId = Annotated[str, Field(min_length=3, max_length=256, pattern=r"^[A-Za-z0
 ErrorType = Literal["context_length_exceeded", "rate_limit_exceeded", "provider_overloaded", "provider_unavailable",
                     "provider_error", "timeout", "content_policy_violation", "invalid_request", "provider_auth_failed",
                     "model_not_found"]
+_WORD_BYTES = bytes((c + 32 if 65 <= c <= 90 else c) if chr(c).isalnum() and c < 128 or c == 95 else 32
+                    for c in range(256))  # ASCII: word characters kept (lower-cased), the rest → spaces
 _COMPARISON = re.compile(r"^\s*(>=|<=|>|<|==)?\s*(\d+)\s*$")
-_WORD = re.compile(r"\w+")
 
 
 class When(Strict):
@@ -113,7 +114,7 @@ class RoutingInput:
     """What rules look at, computed at most once per request and only when a rule asks."""
 
     __slots__ = ("messages", "requested", "app_title", "app_referer", "key_id", "key_tags", "sticky_key",
-                 "_text", "_words", "_tokens")
+                 "_text", "_lower", "_words", "_tokens")
 
     def __init__(self, messages: list[Any], requested: str, *, app_title: str | None = None,
                  app_referer: str | None = None, key_id: str = "", key_tags: tuple[str, ...] = (),
@@ -122,26 +123,39 @@ class RoutingInput:
         self.app_title, self.app_referer, self.key_id, self.key_tags = app_title, app_referer, key_id, key_tags
         self.sticky_key = sticky_key
         self._text: str | None = None
-        self._words: frozenset[str] | None = None
-        self._tokens: int | None = None
+        self._lower: str | None = None
+        self._words: frozenset[bytes] | None = None
+        self._tokens = -1
 
     @property
     def text(self) -> str:
+        """The messages' text, as sent (what `regex` conditions search)."""
         if self._text is None:
-            self._text = "\n".join(m.text() for m in self.messages).lower()
+            self._text = "\n".join(m.text() for m in self.messages)
         return self._text
 
     @property
-    def words(self) -> frozenset[str]:
-        if self._words is None:
-            self._words = frozenset(_WORD.findall(self.text))
-        return self._words
+    def lower(self) -> str:
+        """The text in lower case (what `keywords` conditions look in)."""
+        if self._lower is None:
+            self._lower = self.text.lower()
+        return self._lower
 
     @property
     def tokens(self) -> int:
-        if self._tokens is None:
+        """The prompt's tokens, estimated at 4 characters a token."""
+        if self._tokens < 0:
             self._tokens = (len(self.text) + 3) // 4
         return self._tokens
+
+    def words(self) -> frozenset[bytes] | None:
+        """The lower-case words of an ASCII text, split in C (~10 µs for 2 KB); None for other text."""
+        if self._words is None:
+            text = self.text
+            if not text.isascii():
+                return None
+            self._words = frozenset(text.encode().translate(_WORD_BYTES).split())
+        return self._words
 
 
 Check = Callable[[RoutingInput], bool]
@@ -158,18 +172,111 @@ def _tokens_check(spec: str | int) -> Check:
     return lambda r: compare(r.tokens, n)
 
 
+def _is_word_char(c: str) -> bool:
+    return c.isalnum() or c == "_"
+
+
+def has_term(text: str, term: str) -> bool:
+    """`term` occurs in `text` as a whole word or phrase: str.find (C speed) then a look at both edges.
+    Measured: ~0.2 µs a term over 2 KB of text, where a compiled `\\bterm\\b` regex takes ~35 µs."""
+    start = text.find(term)
+    while start != -1:
+        end = start + len(term)
+        if (start == 0 or not _is_word_char(text[start - 1])) and (end == len(text) or not _is_word_char(text[end])):
+            return True
+        start = text.find(term, start + 1)
+    return False
+
+
+def _first_word(term: str) -> bytes | None:
+    """The first word of an ASCII term: a text containing the term contains that word as a whole word."""
+    found = re.search(r"[A-Za-z0-9_]+", term)
+    return found.group().lower().encode() if found else None
+
+
+def keyword_gate(keywords: list[str]) -> frozenset[bytes] | None:
+    """Words one of which an ASCII text must contain for any of these keywords to occur in it."""
+    gate = set()
+    for k in keywords:
+        if k.isascii():
+            word = _first_word(k)
+            if word is None:
+                return None  # a term without word characters: no gate
+            gate.add(word)
+    return frozenset(gate)  # non-ASCII keywords cannot occur in ASCII text
+
+
 def _keywords_check(keywords: list[str]) -> Check:
-    """Single words are set lookups in the message's words; phrases are one compiled regex."""
-    words = frozenset(k.lower() for k in keywords if _WORD.fullmatch(k))
-    phrases = [k.lower() for k in keywords if not _WORD.fullmatch(k)]
-    pattern = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(p) for p in phrases) + r")(?!\w)") if phrases else None
-    if pattern is None:
-        return lambda r: not words.isdisjoint(r.words)
-    return lambda r: not words.isdisjoint(r.words) or pattern.search(r.text) is not None
+    terms = tuple(dict.fromkeys(k.lower() for k in keywords))
+    return lambda r: any(has_term(r.lower, t) for t in terms)
+
+
+def required_literals(pattern: str) -> tuple[tuple[str, ...], bool]:
+    """Runs of ASCII characters that every match of `pattern` contains (the literals of its top-level
+    sequence), and whether it ignores case. A text without them cannot match, and `in` rules most texts out
+    ~100× faster than the regex would. An unparseable pattern (or a future `re` internals change) gives none."""
+    try:
+        from re import _parser
+
+        parsed = _parser.parse(pattern)
+        literal = _parser.LITERAL
+    except Exception:
+        return (), False
+    ignore = bool(parsed.state.flags & re.IGNORECASE)
+    runs, run = [], []
+    for op, arg in list(parsed.data) + [(None, None)]:
+        if op is literal and arg < 128:
+            run.append(chr(arg))
+            continue
+        if len(run) >= 2:
+            runs.append("".join(run).lower() if ignore else "".join(run))
+        run = []
+    return tuple(runs), ignore
+
+
+def regex_gate(pattern: str) -> frozenset[bytes] | None:
+    """A word every match contains: a literal run of word characters between two `\\b` at the top level."""
+    try:
+        from re import _parser
+
+        parsed = _parser.parse(pattern)
+        literal, at, boundary = _parser.LITERAL, _parser.AT, _parser.AT_BOUNDARY
+    except Exception:
+        return None
+    items, i = list(parsed.data), 0
+    while i < len(items):
+        if items[i] == (at, boundary):
+            j = i + 1
+            while j < len(items) and items[j][0] is literal and items[j][1] < 128 and _is_word_char(chr(items[j][1])):
+                j += 1
+            if j > i + 1 and j < len(items) and items[j] == (at, boundary):
+                return frozenset({"".join(chr(op[1]) for op in items[i + 1:j]).lower().encode()})
+            i = j
+        else:
+            i += 1
+    return None
+
+
+def _regex_check(source: str) -> Check:
+    pattern = re.compile(source)
+    literals, ignore = required_literals(source)
+    if not literals:
+        return lambda r: pattern.search(r.text) is not None
+    if ignore:
+        return lambda r: all(x in r.lower for x in literals) and pattern.search(r.text) is not None
+    return lambda r: all(x in r.text for x in literals) and pattern.search(r.text) is not None
 
 
 def _globs(patterns: list[str]) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
+
+
+def gate_of(when: When) -> frozenset[bytes] | None:
+    """Words one of which an ASCII text must contain for the rule to match (None: no such words)."""
+    gate = keyword_gate(when.keywords) if when.keywords is not None else None
+    if gate is None and when.regex is not None:
+        gate = regex_gate(when.regex)
+    return gate
 
 
 def compile_when(when: When) -> tuple[Check, ...]:
@@ -191,8 +298,7 @@ def compile_when(when: When) -> tuple[Check, ...]:
     if when.keywords is not None:
         checks.append(_keywords_check(when.keywords))
     if when.regex is not None:
-        pattern = re.compile(when.regex)
-        checks.append(lambda r: pattern.search(r.text) is not None)
+        checks.append(_regex_check(when.regex))
     return tuple(checks)  # cheapest first: the text is only read when a text condition is reached
 
 
@@ -238,25 +344,58 @@ class CompiledAction:
 
 
 class CompiledPolicy:
-    __slots__ = ("id", "spec", "rules", "default", "fallbacks", "on_error", "retries")
+    """Rules in order, each with its checks and, where its text conditions allow, a gate: words one of which an
+    (ASCII) message text must contain for the rule to match. One set intersection finds the gated rules a
+    request can reach; the others are skipped without running their checks. So 100 keyword and regex rules
+    cost one split of the text into words plus the few rules it could match."""
+
+    __slots__ = ("id", "spec", "rules", "default", "fallbacks", "on_error", "retries", "gate_words", "gated",
+                 "first_gated", "ungated_after")
 
     def __init__(self, spec: RoutePolicy) -> None:
         self.id, self.spec = spec.id, spec
-        self.rules = tuple((compile_when(r.when), CompiledAction(r.then, f"{spec.id}#{i}"), r.name or f"rule {i + 1}")
-                           for i, r in enumerate(spec.rules))
+        self.rules = tuple((compile_when(r.when), CompiledAction(r.then, f"{spec.id}#{i}"), r.name or f"rule {i + 1}",
+                            gate_of(r.when)) for i, r in enumerate(spec.rules))
+        self.gated: dict[bytes, list[int]] = {}  # gate word → the rules it opens
+        for i, rule in enumerate(self.rules):
+            for word in rule[3] or ():
+                self.gated.setdefault(word, []).append(i)
+        self.gate_words = frozenset(self.gated)
+        gated = [i for i, rule in enumerate(self.rules) if rule[3] is not None]
+        self.first_gated = gated[0] if gated else len(self.rules)
+        self.ungated_after = [i for i in range(self.first_gated, len(self.rules)) if self.rules[i][3] is None]
         self.default = CompiledAction(spec.default, f"{spec.id}#default")
         self.fallbacks = tuple(spec.fallbacks)
         self.on_error = dict(spec.on_error)
         self.retries = spec.retries
 
+    def _open(self, inp: RoutingInput) -> set[int] | None:
+        """The gated rules this request can reach (None: its text is not ASCII, so no rule is skipped)."""
+        words = inp.words()
+        if words is None:
+            return None
+        opened: set[int] = set()
+        for word in self.gate_words & words:
+            opened.update(self.gated[word])
+        return opened
+
     def decide(self, inp: RoutingInput) -> tuple[list[str], str]:
         """The models to try, in order, and the name of the rule that chose them ("default" if none did)."""
-        for checks, action, name in self.rules:
-            for check in checks:
-                if not check(inp):
-                    break
-            else:
-                return _dedupe(action.chain(inp.sticky_key) + list(self.fallbacks)), name
+        rules = self.rules
+        order: Iterable[int] = range(self.first_gated)  # the rules before the first gated one need no words
+        for _ in (0, 1):
+            for i in order:
+                checks, action, name, _gate = rules[i]
+                for check in checks:
+                    if not check(inp):
+                        break
+                else:
+                    return _dedupe(action.chain(inp.sticky_key) + list(self.fallbacks)), name
+            if self.first_gated == len(rules):
+                break
+            opened = self._open(inp)
+            order = range(self.first_gated, len(rules)) if opened is None else \
+                sorted(opened.union(self.ungated_after)) if opened else self.ungated_after
         return _dedupe(self.default.chain(inp.sticky_key) + list(self.fallbacks)), "default"
 
 
