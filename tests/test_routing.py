@@ -347,8 +347,9 @@ from shared.routing.policy import RoutePolicy, CompiledPolicy, RoutingInput, has
 VOCAB = ["legal", "contract", "Select", "from", "users", "c++", "e-mail", "naïve", "über", "a_b", "x1", "legal’s"]
 TEXT = st.lists(st.sampled_from(VOCAB + [" ", ", ", ".", "-", "’", "\n", "LEGAL", "para", "é", "_"]), max_size=30)
 TERM = st.sampled_from(VOCAB + ["breach of contract", "select from", "!!", "para legal", "é"])
-REGEX = st.sampled_from([r"\blegal\b", r"(?i)\bselect\b.+\bfrom\b", r"x\d", r"\bSelect\b", r"(?i)c\+\+",
-                         r"\bnaïve\b", r"legal|contract", r"(?i)\bE-MAIL\b", r"\ba_b\b"])
+PATTERNS = [r"\blegal\b", r"(?i)\bselect\b.+\bfrom\b", r"x\d", r"\bSelect\b", r"(?i)c\+\+", r"\bnaïve\b",
+            r"legal|contract", r"(?i)\bE-MAIL\b", r"\ba_b\b", r"(?i)LEGAL’S"]
+REGEX = st.sampled_from(PATTERNS)
 
 
 class _Message:
@@ -384,3 +385,15 @@ def test_whole_word_terms_and_regex_gates():
     assert has_term("a breach of contract.", "breach of contract") and has_term("c++ rocks", "c++")
     assert regex_gate(r"(?i)\bSELECT\b.+\bfrom\b") == {b"select"} and regex_gate(r"legal|contract") is None
     assert regex_gate(r"x\d") is None and regex_gate(r"\bnaïve\b") is None
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(parts=TEXT)
+def test_regex_prefilter_never_changes_a_match(parts):
+    import re
+
+    from shared.routing.policy import When, compile_when
+    text = "".join(parts)
+    for pattern in PATTERNS:
+        (check,) = compile_when(When(regex=pattern))
+        assert check(RoutingInput([_Message(text)], "t/p")) == (re.search(pattern, text) is not None), pattern
