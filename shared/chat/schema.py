@@ -174,6 +174,7 @@ _TYPE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
 
 class ChatRequest(_Model):
     _raw: dict[str, Any] = PrivateAttr(default_factory=dict)  # the body as the client sent it
+    _ids: list[str] | None = PrivateAttr(default=None)
     model: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     models: Annotated[list[Annotated[str, Field(min_length=1, max_length=256)]], Field(max_length=16)] | None = None
     messages: Annotated[list[Message], Field(min_length=1)]
@@ -200,8 +201,11 @@ class ChatRequest(_Model):
     @property
     def model_ids(self) -> list[str]:
         """The requested model, then the `models` fallbacks, without repeats."""
-        ids = ([self.model] if self.model else []) + (self.models or [])
-        return list(dict.fromkeys(ids))
+        ids = self.__pydantic_private__["_ids"]
+        if ids is None:
+            ids = list(dict.fromkeys(([self.model] if self.model else []) + (self.models or [])))
+            self.__pydantic_private__["_ids"] = ids
+        return ids
 
     @property
     def output_limit(self) -> int | None:

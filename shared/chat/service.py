@@ -135,7 +135,8 @@ class ChatService:
 
     def _event(self, ctx: CallContext, request: ChatRequest | None, route: Route | None, *,
                streamed: bool) -> UsageEvent:
-        model_id = request.model_ids[0] if request and request.model_ids else ""
+        ids = request.model_ids if request is not None else None
+        model_id = ids[0] if ids else ""
         event = UsageEvent(
             id=ctx.request_id, key_id=ctx.key_id, created_at=ctx.created, model=model_id,
             lab=model_id.split("/", 1)[0] if "/" in model_id else "", app=ctx.app,
@@ -191,17 +192,21 @@ class ChatService:
         return first_byte_timeout(route.endpoint, self.settings)
 
     async def _attempt(self, plan: Plan, route: Route, request: ChatRequest):
-        """One upstream call, bounded by what is left of the call's total timeout."""
+        """One upstream call. Adapters enforce the connect, first-byte and idle timeouts; an attempt after the
+        first (a fallback or a retry) is also cut at the call's total deadline, and none starts after it."""
+        if route.drop:
+            request = request.without(route.drop)
+        if not plan.tried:
+            return await route.adapter.complete(request, route.endpoint)
         remaining = plan.remaining()
-        if remaining <= 0:
-            raise UpstreamTimeoutError("The call ran out of time", metadata={"provider_name": route.endpoint.provider.id})
         try:
+            if remaining <= 0:
+                raise TimeoutError
             async with asyncio.timeout(remaining):
-                return await route.adapter.complete(request.without(route.drop) if route.drop else request,
-                                                    route.endpoint)  # adapters enforce connect/first-byte timeouts
+                return await route.adapter.complete(request, route.endpoint)
         except TimeoutError:
-            raise UpstreamTimeoutError(f"{route.endpoint.provider.id} did not answer in time",
-                                       metadata={"provider_name": route.endpoint.provider.id}) from None
+            raise UpstreamTimeoutError(f"{route.endpoint.provider.id} did not answer in time (the call's total "
+                                       "timeout)", metadata={"provider_name": route.endpoint.provider.id}) from None
 
     async def complete(self, request: ChatRequest, ctx: CallContext) -> dict[str, Any]:
         route: Route | None = None
@@ -247,7 +252,7 @@ class ChatService:
             raise
         finally:
             if plan is not None:
-                event.attempts = plan.attempts or None
+                event.attempts = plan.metered_attempts()
             self._finish(event, route, ctx, usage)
 
     async def open_stream(self, request: ChatRequest, ctx: CallContext) -> AsyncIterator[bytes]:
@@ -464,7 +469,7 @@ class _Stream:
         if not self.metered:
             self.event.status = "cancelled"
             self.metered = True
-            self.event.attempts = self.plan.attempts or None
+            self.event.attempts = self.plan.metered_attempts()
             if self.next is not None and not self.next.done():
                 self.next.cancel()
             self.service._finish(self.event, self.route, self.ctx, self._final_usage())
@@ -473,7 +478,7 @@ class _Stream:
         if self.metered:
             return
         self.metered = True
-        self.event.attempts = self.plan.attempts or None
+        self.event.attempts = self.plan.metered_attempts()
         if self.next is not None and not self.next.done():
             self.next.cancel()
         asyncio.ensure_future(_aclose(self.upstream))

@@ -51,13 +51,22 @@ def _retry_after(error: SwitchyardError) -> float | None:
 
 
 class Plan:
+    # What most calls never touch stays a shared empty tuple until the first failure needs a list.
+    errors: list[SwitchyardError] | tuple = ()  # the attempts' errors
+    unresolved: list[SwitchyardError] | tuple = ()  # models that gave no candidate (unknown, no provider)
+    shed: list[Candidate] | tuple = ()  # candidates skipped because their breaker is open
+    spent: set[tuple[str, str]] | frozenset = frozenset()  # endpoints that failed for good: not retried
+    rerouted: set[str] | frozenset = frozenset()
+    transient: list[SwitchyardError] | tuple = ()  # this round's retryable failures
+    rule: str | None = None
+    round = 0
+
     def __init__(self, service: "ChatService", request: ChatRequest, ctx: "CallContext") -> None:
         self.service, self.request, self.ctx = service, request, ctx
         settings = service.settings
         requested = request.model_ids
         catalog = service.catalog
         self.policy = catalog.policies.find(requested[0]) if len(catalog.policies) else None
-        self.rule: str | None = None
         if self.policy is not None:
             inp = RoutingInput(request.messages, requested[0], app_title=ctx.app_title, app_referer=ctx.app_referer,
                                key_id=ctx.key_id, key_tags=ctx.key_tags, sticky_key=request.session_id or request.user)
@@ -68,16 +77,10 @@ class Plan:
         self.retries = self.policy.retries if self.policy is not None and self.policy.retries is not None \
             else settings.max_retries
         self.deadline = ctx.started + settings.total_timeout_seconds  # on time.perf_counter's clock
-        self.round = 0
         self.position = 0
-        self.queue: list[Candidate] = []
-        self.attempts: list[dict[str, Any]] = []
-        self.errors: list[SwitchyardError] = []  # the attempts' errors
-        self.unresolved: list[SwitchyardError] = []  # models that gave no candidate (unknown, no provider)
-        self.shed: list[Candidate] = []
-        self.spent: set[tuple[str, str]] = set()  # endpoints that failed for good: not retried
-        self.rerouted: set[str] = set()
-        self.transient: list[SwitchyardError] = []  # this round's retryable failures
+        self.queue: list[Candidate] = []  # the current model's candidates (shared: read from `next_in_queue` on)
+        self.next_in_queue = 0
+        self.tried: list[tuple] = []  # (candidate, status, error type, ms, round[, mid-stream]) per attempt
         self.started = 0.0
 
     # -- moving through the plan --
@@ -90,69 +93,87 @@ class Plan:
         return candidate
 
     def _next(self) -> "Candidate | None":
-        breakers = self.service.breakers
         while True:
-            while self.queue:
-                c = self.queue.pop(0)
-                if (c.endpoint.provider.id, c.endpoint.upstream_model) in self.spent:
+            queue = self.queue
+            while self.next_in_queue < len(queue):
+                c = queue[self.next_in_queue]
+                self.next_in_queue += 1
+                if self.spent and c.key in self.spent:
                     continue
-                if breakers(c.endpoint.provider.id, c.endpoint.upstream_model).allow():
+                if c.breaker.allow():
                     self.started = time.perf_counter()
                     return c
-                self.shed.append(c)
+                self.shed = [*self.shed, c]
             if self.position >= len(self.chain):
                 return None
             model_id = self.chain[self.position]
             self.position += 1
+            self.next_in_queue = 0
             try:
-                self.queue = list(self.service.candidates(model_id, self.request))
+                self.queue = self.service.candidates(model_id, self.request)  # not modified: may be cached
             except SwitchyardError as e:
-                self.unresolved.append(e)
+                self.queue = []
+                self.unresolved = [*self.unresolved, e]
 
     def failed(self, c: "Candidate", error: SwitchyardError) -> None:
         """Record a failed attempt and let its breaker know."""
         kind = error_type(error)
         self._record(c, error.metadata.get("upstream_status") or error.status, kind)
-        self.errors.append(error)
-        breaker = self.service.breakers(c.endpoint.provider.id, c.endpoint.upstream_model)
+        self.errors = [*self.errors, error]
+        breaker = c.breaker
         if kind not in REQUEST_FAULTS:
             breaker.failure()
         elif breaker.probing:
             breaker.success()  # the probe reached a healthy upstream that refused the request itself
         if kind in RETRYABLE:
-            self.transient.append(error)
+            self.transient = [*self.transient, error]
         else:
-            self.spent.add((c.endpoint.provider.id, c.endpoint.upstream_model))
+            self.spent = self.spent | {c.key}
         if kind in ("invalid_request", "content_policy_violation"):
-            self.queue = []  # the model's other endpoints would refuse this request too
+            self.next_in_queue = len(self.queue)  # the model's other endpoints would refuse this request too
         target = self.policy.on_error.get(kind) if self.policy is not None else None
         if target is not None and target not in self.rerouted:
-            self.rerouted.add(target)
-            self.queue = []
-            self.chain.insert(self.position, target)
+            self.rerouted = self.rerouted | {target}
+            self.next_in_queue = len(self.queue)
+            self.chain = [*self.chain[:self.position], target, *self.chain[self.position:]]
 
     def succeeded(self, c: "Candidate") -> None:
         """Record the attempt that answered (for a stream: its first chunk) and feed the latency average."""
-        self._record(c, 200, None)
-        self.service.breakers(c.endpoint.provider.id, c.endpoint.upstream_model).success()
-        key, ms = (c.endpoint.provider.id, c.model.id), self.attempts[-1]["latency_ms"]
+        ms = self._record(c, 200, None)
+        c.breaker.success()
+        key = (c.key[0], c.model.id)
         averages = self.service.latency
         averages[key] = ms if key not in averages else 0.8 * averages[key] + 0.2 * ms
 
     def broke(self, c: "Candidate", error: SwitchyardError) -> None:
         """A stream that had answered failed mid-way: its attempt says so and its breaker counts it."""
         kind = error_type(error)
-        if self.attempts and self.attempts[-1]["provider"] == c.endpoint.provider.id:
-            self.attempts[-1].update(status=error.metadata.get("upstream_status") or error.status, error_type=kind,
-                                     mid_stream=True)
+        if self.tried and self.tried[-1][0] is c:
+            _, _, _, ms, round_ = self.tried[-1]
+            self.tried[-1] = (c, error.metadata.get("upstream_status") or error.status, kind, ms, round_, True)
         if kind not in REQUEST_FAULTS:
-            self.service.breakers(c.endpoint.provider.id, c.endpoint.upstream_model).failure()
+            c.breaker.failure()
 
-    def _record(self, c: "Candidate", status: int, kind: str | None) -> None:
-        self.attempts.append({
-            "provider": c.endpoint.provider.id, "model": c.model.id, "upstream_model": c.endpoint.upstream_model,
-            "status": status, "latency_ms": round((time.perf_counter() - self.started) * 1000, 3),
-            "error_type": kind, "round": self.round})
+    def _record(self, c: "Candidate", status: int, kind: str | None) -> float:
+        ms = round((time.perf_counter() - self.started) * 1000, 3)
+        self.tried.append((c, status, kind, ms, self.round))
+        return ms
+
+    @property
+    def attempts(self) -> list[dict[str, Any]]:
+        """Every attempt, as the usage record keeps them."""
+        out = []
+        for c, status, kind, ms, round_, *mid_stream in self.tried:
+            out.append({"provider": c.key[0], "model": c.model.id, "upstream_model": c.key[1], "status": status,
+                        "latency_ms": ms, "error_type": kind, "round": round_, **({"mid_stream": True} if mid_stream else {})})
+        return out
+
+    def metered_attempts(self) -> list[dict[str, Any]] | None:
+        """What the usage record stores: the attempts when there was more than one or the one failed mid-stream
+        (a single plain attempt is the record itself: its provider, model, status and latency)."""
+        if len(self.tried) == 1 and len(self.tried[0]) == 5:
+            return None
+        return self.attempts or None
 
     async def next_after(self, c: "Candidate", error: SwitchyardError) -> "Candidate | None":
         """The candidate to try after `c` failed with `error`: the next one at once, or, when none is left, the
@@ -169,7 +190,7 @@ class Plan:
             return None
         await asyncio.sleep(wait)
         self.round += 1
-        self.position, self.queue, self.transient, self.rerouted = 0, [], [], set()
+        self.position, self.queue, self.next_in_queue, self.transient, self.rerouted = 0, [], 0, (), frozenset()
         return self._next()
 
     def remaining(self) -> float:
@@ -180,7 +201,7 @@ class Plan:
         if self.errors:
             return self.errors[-1]
         if self.shed:
-            breaker = self.service.breakers(self.shed[0].endpoint.provider.id, self.shed[0].endpoint.upstream_model)
+            breaker = self.shed[0].breaker
             wait = max(1, math.ceil(breaker.opened_at + breaker.policy.cooldown - time.monotonic()))
             return NoProviderError(
                 "Every provider of the requested models is failing; calls are paused while they recover",

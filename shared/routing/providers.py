@@ -18,7 +18,7 @@ from typing import Callable
 from shared.catalog import CatalogModel, Endpoint
 from shared.chat.schema import ChatRequest, ProviderPreferences
 from shared.providers import Provider, adapter_for
-from shared.routing.breaker import Breakers
+from shared.routing.breaker import Breaker, Breakers
 
 _PREFERRED = ("tools", "response_format")
 _RNG = random.Random()
@@ -29,11 +29,9 @@ class Candidate:
     model: CatalogModel
     endpoint: Endpoint
     adapter: Provider
+    breaker: Breaker  # the endpoint's, shared by every call of the process
+    key: tuple[str, str]  # (provider, upstream model): what the breaker and `spent` are keyed by
     drop: frozenset[str] = frozenset()  # parameters this endpoint does not support, dropped before sending
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return self.endpoint.provider.id, self.endpoint.upstream_model
 
 
 def price(e: Endpoint) -> float:
@@ -73,8 +71,12 @@ def order(model: CatalogModel, request: ChatRequest, prefs: ProviderPreferences 
             eps.sort(key=lambda ea: not wanted <= set(ea[0].config.supported_parameters))
     if prefs is not None and not prefs.allow_fallbacks:
         eps = eps[:1]
-    return [Candidate(model, e, a, frozenset(used - set(e.config.supported_parameters)) if used else frozenset())
-            for e, a in eps]
+    out = []
+    for e, a in eps:
+        key = (e.provider.id, e.upstream_model)
+        drop = frozenset(used - set(e.config.supported_parameters)) if used else frozenset()
+        out.append(Candidate(model, e, a, breakers(*key), key, drop))
+    return out
 
 
 def _sorted(eps: list[tuple[Endpoint, Provider]], prefs: ProviderPreferences | None, variant: str | None,

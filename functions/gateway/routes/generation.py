@@ -32,8 +32,17 @@ def _stats(r: dict[str, Any]) -> dict[str, Any]:
         "provider_responses": [
             {"provider_name": a.get("provider"), "model": a.get("model"), "upstream_model": a.get("upstream_model"),
              "status": a.get("status"), "latency": a.get("latency_ms"), "error_type": a.get("error_type"),
-             "retry_round": a.get("round", 0)} for a in r.get("attempts") or ()],
+             "retry_round": a.get("round", 0), **({"mid_stream": True} if a.get("mid_stream") else {})}
+            for a in r.get("attempts") or _single_attempt(r)],
     }
+
+
+def _single_attempt(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """A call that made one attempt keeps it in the record's own fields (nothing is stored twice)."""
+    if not r.get("provider"):
+        return []  # refused before any provider was tried
+    return [{"provider": r["provider"], "model": r.get("model"), "upstream_model": r.get("upstream_model"),
+             "status": r.get("error_code") or 200, "latency_ms": r.get("latency_ms"), "error_type": r.get("error_type")}]
 
 
 @router.get("/generation", summary="Stats of one call, for the key that made it")
