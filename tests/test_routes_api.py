@@ -68,3 +68,15 @@ def test_generation_lists_provider_responses_from_the_stored_record(client, keys
     assert [(r["provider_name"], r["model"], r["status"]) for r in stats["provider_responses"]] == [
         ("sim", "sim/down", 503), ("sim", "sim/fast", 200)]
     assert all(r["latency"] >= 0 for r in stats["provider_responses"]) and stats["route_rule"] == "default"
+
+
+def test_the_built_in_auto_policy(client, keys):
+    def ask(content, **extra):
+        resp = client.post("/api/v1/chat/completions", headers=auth(keys["dev"]),
+                           json={"model": "switchyard/auto", "messages": [{"role": "user", "content": content}], **extra})
+        assert resp.status_code == 200, resp.text
+        return resp.json()["model"]
+    assert ask("Review this contract for me") == "sim/chat"
+    assert ask("word " * 7000) == "sim/long-context"  # 35,000 characters ≈ 8,750 tokens > 8,192
+    split = [ask("hello", user=f"user-{i}") for i in range(200)]
+    assert 150 <= split.count("sim/fast") <= 200 and set(split) <= {"sim/fast", "sim/chat"}

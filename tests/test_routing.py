@@ -31,6 +31,7 @@ MODELS = r"""
   - {id: acme/long, provider: sim-a, upstream_model: long, context_length: 100000, sim: {}}
   - {id: acme/limited, provider: sim-a, upstream_model: limited, sim: {error_rate: 1.0, error_status: 429,
      retry_after_seconds: 7}}
+  - {id: acme/silent, provider: sim-a, upstream_model: silent, timeout_seconds: 0.3, sim: {timeout_rate: 1.0}}
 """
 ROUTES = r"""
 routes:
@@ -308,12 +309,23 @@ def test_an_open_breaker_sheds_calls_then_a_probe_recovers(make, fake_upstream):
 
 # -- streams --
 
-def stream(service, request):
+def stream(service, request, raw=False):
     async def go():
         sse = await service.open_stream(request, CallContext(key_id="k"))
         return [frame async for frame in sse]
     frames = run(go())
-    return [orjson.loads(f[6:]) for f in frames if f.startswith(b"data: {")], service.meter.events[-1]
+    chunks = [orjson.loads(f[6:]) for f in frames if f.startswith(b"data: {")]
+    return (chunks, service.meter.events[-1]) if not raw else (chunks, service.meter.events[-1], frames)
+
+
+def test_stream_falls_back_after_keepalives_when_no_data_was_sent(make):
+    """The 200 and keep-alive comments went out while the first model was silent; no data had, so the
+    fallback still serves the stream."""
+    service = make(max_retries=0, keepalive_seconds=0.05)
+    chunks, event, frames = stream(service, req("acme/silent", models=["acme/ok"], stream=True), raw=True)
+    assert frames[0].startswith(b": ") and {c["model"] for c in chunks} == {"acme/ok"}
+    assert [(a["model"], a["error_type"]) for a in event.attempts] == [("acme/silent", "timeout"), ("acme/ok", None)]
+    assert event.status == "completed" and chunks[-1]["usage"]["completion_tokens"] > 0
 
 
 def test_stream_falls_back_before_the_first_byte(make):
