@@ -1,5 +1,6 @@
 """The routing-policy API (/api/v1/routes), key tags, and `provider_responses` in /generation, in-process."""
 
+import orjson
 import pytest
 
 POLICY = {"id": "acme/default", "rules": [
@@ -70,13 +71,17 @@ def test_generation_lists_provider_responses_from_the_stored_record(client, keys
     assert all(r["latency"] >= 0 for r in stats["provider_responses"]) and stats["route_rule"] == "default"
 
 
-def test_the_built_in_auto_policy(client, keys):
-    def ask(content, **extra):
-        resp = client.post("/api/v1/chat/completions", headers=auth(keys["dev"]),
-                           json={"model": "switchyard/auto", "messages": [{"role": "user", "content": content}], **extra})
-        assert resp.status_code == 200, resp.text
-        return resp.json()["model"]
-    assert ask("Review this contract for me") == "sim/chat"
-    assert ask("word " * 7000) == "sim/long-context"  # 35,000 characters ≈ 8,750 tokens > 8,192
-    split = [ask("hello", user=f"user-{i}") for i in range(200)]
-    assert 150 <= split.count("sim/fast") <= 200 and set(split) <= {"sim/fast", "sim/chat"}
+def test_the_built_in_auto_policy_decides_without_calling_anything(gateway):
+    from shared.chat.schema import parse_chat_request
+    from shared.chat.service import CallContext
+    from shared.routing.plan import Plan
+
+    def decide(content, **extra):
+        request = parse_chat_request(orjson.dumps({"model": "switchyard/auto",
+                                                   "messages": [{"role": "user", "content": content}], **extra}))
+        plan = Plan(gateway.chat, request, CallContext(key_id="k"))
+        return plan.chain[0], plan.rule
+    assert decide("Review this contract for me") == ("sim/chat", "legal")
+    assert decide("word " * 7000) == ("sim/long-context", "long prompts")  # ≈ 8,750 tokens > 8,192
+    split = [decide("hello", user=f"user-{i}")[0] for i in range(1000)]
+    assert 870 <= split.count("sim/fast") <= 930 and set(split) == {"sim/fast", "sim/chat"}
