@@ -27,3 +27,13 @@ def catalog_from(yaml_text: str, tmp_path: Path) -> Catalog:
     path = tmp_path / "catalog.yaml"
     path.write_text(yaml_text)
     return load_catalog(path)
+
+
+class Recorder:
+    """A meter that keeps the usage events it is given (for service-level tests)."""
+
+    def __init__(self):
+        self.events = []
+
+    def record(self, event):
+        self.events.append(event)

@@ -13,7 +13,7 @@ from shared.config import Settings
 from shared.errors import NoProviderError, RateLimitedError, UpstreamError
 from shared.routing.breaker import CLOSED, HALF_OPEN, OPEN, Breaker, BreakerPolicy
 from shared.routing.plan import Plan
-from tests.support import catalog_from, run
+from tests.support import Recorder, catalog_from, run
 
 SIM = r"""
   - {id: sim-a, kind: sim}
@@ -57,14 +57,6 @@ routes:
     default: {model: acme/short}
     on_error: {context_length_exceeded: acme/long}
 """
-
-
-class Recorder:
-    def __init__(self):
-        self.events = []
-
-    def record(self, event):
-        self.events.append(event)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import tiktoken_ext.openai_public
 from shared.chat.service import CallContext, ChatService
 from shared.config import get_settings
 from shared.tokenizer import HERE, URLS, count_messages, count_text, encoding_for, estimate
-from tests.support import catalog_from, run
+from tests.support import Recorder, catalog_from, run
 from tests.test_sim import req
 
 TEXT = "Hello from the fake upstream."
@@ -32,14 +32,6 @@ def test_model_families_and_counts():
     assert count_text("Hello, world!", "claude-haiku-4-5") == estimate("Hello, world!") == 4
     # OpenAI's chat format: (3 + role + content) per message + 3 priming = (3+1+6) + (3+1+2) + 3
     assert count_messages([("system", "You are a helpful assistant.", None), ("user", "Hello!", None)], "gpt-4o") == 19
-
-
-class Recorder:
-    def __init__(self):
-        self.events = []
-
-    def record(self, event):
-        self.events.append(event)
 
 
 @pytest.fixture
