@@ -290,9 +290,12 @@ def test_an_open_breaker_sheds_calls_then_a_probe_recovers(make, fake_upstream):
     with pytest.raises(NoProviderError) as e:  # shed: the upstream is not called
         call(service, req("fake/fail-once"))
     assert fake_upstream.calls["fail-once"] == 1 and e.value.metadata["breaker"] == "open"
-    assert int(e.value.headers["Retry-After"]) >= 1 and service.meter.events[-1].attempts is None
-    body, _ = call(service, req("fake/fail-once", models=["acme/ok"]))  # open: skipped, the fallback serves
+    assert int(e.value.headers["Retry-After"]) >= 1
+    (skipped,) = service.meter.events[-1].attempts
+    assert (skipped["model"], skipped["error_type"], skipped["skipped"]) == ("fake/fail-once", "circuit_open", True)
+    body, event = call(service, req("fake/fail-once", models=["acme/ok"]))  # open: skipped, the fallback serves
     assert body["model"] == "acme/ok" and fake_upstream.calls["fail-once"] == 1
+    assert [(a["model"], a["status"]) for a in event.attempts] == [("fake/fail-once", None), ("acme/ok", 200)]
     run(asyncio.sleep(0.25))
     body, _ = call(service, req("fake/fail-once"))  # half-open: the probe goes through and succeeds
     assert body["model"] == "fake/fail-once" and fake_upstream.calls["fail-once"] == 2

@@ -104,6 +104,7 @@ class Plan:
                     self.started = time.perf_counter()
                     return c
                 self.shed = [*self.shed, c]
+                self.tried.append((c, None, "circuit_open", 0.0, self.round, "skipped"))  # visible, not tried
             if self.position >= len(self.chain):
                 return None
             model_id = self.chain[self.position]
@@ -150,7 +151,7 @@ class Plan:
         kind = error_type(error)
         if self.tried and self.tried[-1][0] is c:
             _, _, _, ms, round_ = self.tried[-1]
-            self.tried[-1] = (c, error.metadata.get("upstream_status") or error.status, kind, ms, round_, True)
+            self.tried[-1] = (c, error.metadata.get("upstream_status") or error.status, kind, ms, round_, "mid_stream")
         if kind not in REQUEST_FAULTS:
             c.breaker.failure()
 
@@ -163,14 +164,15 @@ class Plan:
     def attempts(self) -> list[dict[str, Any]]:
         """Every attempt, as the usage record keeps them."""
         out = []
-        for c, status, kind, ms, round_, *mid_stream in self.tried:
+        for c, status, kind, ms, round_, *flag in self.tried:
             out.append({"provider": c.key[0], "model": c.model.id, "upstream_model": c.key[1], "status": status,
-                        "latency_ms": ms, "error_type": kind, "round": round_, **({"mid_stream": True} if mid_stream else {})})
+                        "latency_ms": ms, "error_type": kind, "round": round_, **({flag[0]: True} if flag else {})})
         return out
 
     def metered_attempts(self) -> list[dict[str, Any]] | None:
-        """What the usage record stores: the attempts when there was more than one or the one failed mid-stream
-        (a single plain attempt is the record itself: its provider, model, status and latency)."""
+        """What the usage record stores: the attempts when there was more than one, or the one failed mid-stream
+        or was skipped (a single plain attempt is the record itself: its provider, model, status and latency).
+        Candidates skipped because their breaker is open are listed too (`skipped`, `circuit_open`)."""
         if len(self.tried) == 1 and len(self.tried[0]) == 5:
             return None
         return self.attempts or None

@@ -32,7 +32,8 @@ def _stats(r: dict[str, Any]) -> dict[str, Any]:
         "provider_responses": [
             {"provider_name": a.get("provider"), "model": a.get("model"), "upstream_model": a.get("upstream_model"),
              "status": a.get("status"), "latency": a.get("latency_ms"), "error_type": a.get("error_type"),
-             "retry_round": a.get("round", 0), **({"mid_stream": True} if a.get("mid_stream") else {})}
+             "retry_round": a.get("round", 0),
+             **{flag: True for flag in ("mid_stream", "skipped") if a.get(flag)}}
             for a in r.get("attempts") or _single_attempt(r)],
     }
 
