@@ -150,6 +150,13 @@ def test_default_provider_choice_weights_by_inverse_square_price(service):
     assert firsts["sim-b"] > 0
 
 
+def test_an_endpoint_whose_last_call_failed_goes_last_by_default(service):
+    service.breakers("sim-a", "m").failure()
+    assert all(providers(service, req())[-1] == "sim-a" for _ in range(50))
+    service.breakers("sim-a", "m").success()
+    assert Counter(providers(service, req())[0] for _ in range(200))["sim-a"] > 100
+
+
 def test_max_price_filters_endpoints(service):
     assert providers(service, req(provider={"max_price": {"prompt": 2}, "sort": "price"})) == ["sim-a", "sim-c"]
     assert providers(service, req(provider={"max_price": {"prompt": 2, "completion": 2.5}})) == ["sim-a"]

@@ -3,8 +3,9 @@
 Filters: credentials and a wire format we speak; `only`/`ignore`; `data_collection: deny`; `max_price`;
 `require_parameters` (every parameter the request uses must be supported); a variant's `:free`.
 Order: `order` first (then the rest, if `allow_fallbacks`); else `sort` (price, latency or throughput, measured
-by this process); else OpenRouter's default: endpoints with an open breaker go last, and among the others the
-first is drawn at random weighted by the inverse square of the price, the rest follow cheapest first. A
+by this process); else OpenRouter's default: endpoints with a recent outage (an open breaker, or a last call
+that failed) go last, and among the others the first is drawn at random weighted by the inverse square of the
+price, the rest follow cheapest first. A
 request with `tools` or `response_format` tries endpoints that support them first. `allow_fallbacks: false`
 keeps only the first endpoint.
 """
@@ -101,8 +102,9 @@ def _sorted(eps: list[tuple[Endpoint, Provider]], prefs: ProviderPreferences | N
         return sorted(eps, key=lambda ea: -throughput(key(ea)))
     if sort == "latency":
         return sorted(eps, key=lambda ea: (latency(key(ea)) is None, latency(key(ea)) or 0.0))
-    # OpenRouter's default: stable endpoints first, the first drawn by inverse-square price, the rest by price
-    stable = [ea for ea in eps if breakers(ea[0].provider.id, ea[0].upstream_model).available()]
+    # OpenRouter's default: stable endpoints first (breaker closed, last call not failed), the first drawn by
+    # inverse-square price, the rest by price; endpoints with a recent outage after them
+    stable = [ea for ea in eps if (b := breakers(ea[0].provider.id, ea[0].upstream_model)).available() and not b.streak]
     shaky = [ea for ea in eps if ea not in stable]
     stable.sort(key=lambda ea: price(ea[0]))
     if len(stable) > 1:
