@@ -172,3 +172,22 @@ def test_a_stream_dropped_before_its_first_byte_is_still_metered(gateway, keys):
     request_id = asyncio.run(go())
     event = gateway.meter.pending(request_id)
     assert event is not None and event.status == "cancelled" and event.streamed
+
+
+def test_openapi_documents_the_chat_body_and_every_ref_resolves(client):
+    doc = client.get("/openapi.json").json()
+    body = doc["paths"]["/api/v1/chat/completions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/ChatRequest"}
+    assert {"messages", "model", "models", "provider"} <= set(doc["components"]["schemas"]["ChatRequest"]["properties"])
+
+    def refs(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("$ref"), str):
+                yield node["$ref"]
+            for value in node.values():
+                yield from refs(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from refs(value)
+    found = set(refs(doc))
+    assert found and all(r.removeprefix("#/components/schemas/") in doc["components"]["schemas"] for r in found)

@@ -10,6 +10,7 @@ from typing import Any, AsyncIterator
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -79,6 +80,16 @@ def create_app() -> FastAPI:
     for router in (health.router, chat.router, models.router, generation.router, keys.router, catalog.router,
                    policies.router):
         app.include_router(router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            schema["paths"]["/api/v1/chat/completions"]["post"]["requestBody"] = chat.openapi_request_body(components)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(SwitchyardError)
     async def _ours(_: Request, e: SwitchyardError) -> Response:
