@@ -66,3 +66,43 @@ def test_one_bad_stored_override_cannot_keep_the_others_out(client, keys, gatewa
     catalog = gateway.catalogs.refresh_now()
     ids = {m.id for m in catalog}
     assert "acme/good" in ids and "acme/orphan" not in ids
+
+
+CATALOG_FILE = """
+providers:
+  - {id: team-sim, kind: sim}
+models:
+  - {id: acme/bulk, provider: team-sim, context_length: 4096, pricing: {prompt: 0.1, completion: 0.2}, sim: {}}
+routes:
+  - {id: acme/bulk-route, default: {model: sim/down, fallbacks: [acme/bulk]}}
+"""
+
+
+def test_load_catalog_writes_a_file_into_the_table_and_the_gateway_serves_it(client, keys, gateway, tmp_path, capsys):
+    from infra.load_catalog import main
+
+    path = tmp_path / "catalog.yaml"
+    path.write_text(CATALOG_FILE)
+    table = gateway.settings.catalog_table
+    assert main([str(path), "--table", table, "--hide", "sim/chat"]) == 0
+    assert "1 providers, 1 models, 1 routes, 1 hidden" in capsys.readouterr().out
+    gateway.catalogs.refresh_now()  # what every process does on its own within 30 s
+    answer = client.post("/api/v1/chat/completions", headers={"Authorization": f"Bearer {keys['dev']}"},
+                         json={"model": "acme/bulk-route", "messages": [{"role": "user", "content": "hi"}]})
+    assert answer.status_code == 200 and answer.json()["model"] == "acme/bulk"
+    assert all(m["id"] != "sim/chat" for m in client.get("/api/v1/models").json()["data"])
+
+
+@pytest.mark.parametrize("text, complaint", [
+    ("models: [{id: acme/x, provider: nobody}]", "unknown providers"),
+    ("routes: [{id: acme/r, default: {model: nobody/nothing}}]", "unknown models"),
+    ("models: [{id: no-slash, provider: sim}]", "validation error"),
+])
+def test_load_catalog_refuses_a_bad_file_and_writes_nothing(gateway, tmp_path, capsys, text, complaint):
+    from infra.load_catalog import main
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    assert main([str(path), "--table", gateway.settings.catalog_table]) == 1
+    assert complaint in capsys.readouterr().err
+    assert list(gateway.catalogs.store.table.scan()) == []

@@ -1,0 +1,86 @@
+"""Load a catalog file (providers, models, routing policies; hidden model ids) into a stack's catalog table.
+
+    python -m infra.load_catalog my-catalog.yaml --stack switchyard     # a deployed stack
+    python -m infra.load_catalog my-catalog.yaml --table switchyard-catalog
+    python -m infra.load_catalog --hide openai/gpt-4 --show openai/gpt-4o --stack switchyard
+
+The file has SWITCHYARD_CONFIG's shape. Everything is validated before anything is written; each entry then
+adds or replaces the one of the same id (the same as `PUT /api/v1/catalog/...` and `PUT /api/v1/routes`), and
+every gateway process picks the change up within its catalog refresh interval (30 s): no deploy. Models must
+name a provider that exists (built in, in the file, or already in the table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from shared.catalog import BUILTIN, CatalogError, load_catalog
+from shared.catalog.schema import CatalogFile
+from shared.catalog.source import CatalogStore
+
+
+def load(store: CatalogStore, file: CatalogFile, *, hide: list[str] = (), show: list[str] = ()) -> dict[str, int]:
+    """Validate against what the table already holds, then write. Returns how many of each were written."""
+    existing, hidden = store.load()
+    known = {p.id for p in CatalogFile.model_validate(yaml.safe_load(BUILTIN.read_text())).providers}
+    known |= {p.id for p in existing.providers} | {p.id for p in file.providers}
+    unknown = sorted({f"{m.id} → {m.provider}" for m in file.models if m.provider not in known})
+    if unknown:
+        raise CatalogError(f"models name unknown providers: {', '.join(unknown)}")
+    merged = CatalogFile(providers=existing.providers + file.providers, models=existing.models + file.models,
+                         routes=existing.routes + file.routes)
+    catalog = load_catalog(overrides=merged, hidden=hidden | set(hide))
+    missing = sorted({m for r in file.routes for m in r.models()
+                      if m not in catalog and m.rpartition(":")[0] not in catalog})
+    if missing:
+        raise CatalogError(f"routing policies name unknown models: {', '.join(missing)}")
+    for p in file.providers:
+        store.put_provider(p)
+    for m in file.models:
+        store.put_model(m)
+    for r in file.routes:
+        store.put_route(r)
+    for model_id in hide:
+        store.set_hidden(model_id, True)
+    for model_id in show:
+        store.set_hidden(model_id, False)
+    return {"providers": len(file.providers), "models": len(file.models), "routes": len(file.routes),
+            "hidden": len(hide), "shown": len(show)}
+
+
+def _table(args: argparse.Namespace) -> str:
+    if args.table:
+        return args.table
+    from botocore.session import get_session
+
+    resources = get_session().create_client("cloudformation").describe_stack_resources(
+        StackName=args.stack, LogicalResourceId="CatalogTable")
+    return resources["StackResources"][0]["PhysicalResourceId"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("file", nargs="?", type=Path, help="a catalog YAML (SWITCHYARD_CONFIG's shape)")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--stack", help="the CloudFormation stack deployed from template.yaml")
+    where.add_argument("--table", help="the catalog table's name")
+    parser.add_argument("--hide", action="append", default=[], metavar="MODEL_ID")
+    parser.add_argument("--show", action="append", default=[], metavar="MODEL_ID")
+    args = parser.parse_args(argv)
+    try:
+        file = CatalogFile.model_validate(yaml.safe_load(args.file.read_text()) or {}) if args.file else CatalogFile()
+        written = load(CatalogStore(_table(args)), file, hide=args.hide, show=args.show)
+    except (OSError, yaml.YAMLError, ValidationError, CatalogError) as e:
+        print(f"nothing written: {e}", file=sys.stderr)
+        return 1
+    print(", ".join(f"{n} {what}" for what, n in written.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
