@@ -110,5 +110,10 @@ class Breakers:
             breaker = self._by_endpoint[key] = Breaker(self.policy)
         return breaker
 
+    def state(self, provider: str, upstream_model: str) -> str:
+        """An endpoint's state, without creating a breaker for it."""
+        breaker = self._by_endpoint.get((provider, upstream_model))
+        return breaker.state if breaker is not None else CLOSED
+
     def states(self) -> dict[str, str]:
         return {f"{p}/{m}": b.state for (p, m), b in self._by_endpoint.items()}
