@@ -85,3 +85,10 @@ def test_the_built_in_auto_policy_decides_without_calling_anything(gateway):
     assert decide("word " * 7000) == ("sim/long-context", "long prompts")  # ≈ 8,750 tokens > 8,192
     split = [decide("hello", user=f"user-{i}")[0] for i in range(1000)]
     assert 870 <= split.count("sim/fast") <= 930 and set(split) == {"sim/fast", "sim/chat"}
+
+
+def test_a_policy_may_route_to_another_policy(client, keys):
+    outer = {"id": "acme/outer", "default": {"model": "switchyard/fallback-demo"}}
+    assert client.put("/api/v1/routes", headers=auth(keys["admin"]), json=outer).status_code == 200
+    answer = chat(client, keys["dev"], "acme/outer").json()
+    assert answer["model"] == "sim/fast"

@@ -56,6 +56,8 @@ routes:
   - id: acme/context
     default: {model: acme/short}
     on_error: {context_length_exceeded: acme/long}
+  - id: acme/nested
+    default: {model: acme/down, fallbacks: [acme/chain, acme/long]}
 """
 
 
@@ -108,6 +110,15 @@ def test_each_rule_kind_selects_its_model(service):
 def test_the_chain_is_the_choice_then_fallbacks_then_the_requests_models(service):
     plan = Plan(service, req("acme/chain", models=["acme/long"]), CallContext(key_id="k"))
     assert plan.chain == ["acme/down", "acme/ok", "acme/long"]
+
+
+def test_a_policy_named_later_in_the_chain_is_expanded_once(make):
+    service = make(max_retries=0)
+    body, event = call(service, req("acme/nested"))  # acme/down, then policy acme/chain → (acme/down), acme/ok
+    assert body["model"] == "acme/ok"
+    assert [a["model"] for a in event.attempts] == ["acme/down", "acme/ok"]
+    body, event = call(service, req("acme/down", models=["acme/split"]))  # a policy as a request-level fallback
+    assert body["model"] in {"acme/ok", "acme/long", "acme/m"} and event.attempts[0]["model"] == "acme/down"
 
 
 @pytest.mark.parametrize("sticky", [False, True])

@@ -60,6 +60,7 @@ class Plan:
     transient: list[SwitchyardError] | tuple = ()  # this round's retryable failures
     rule: str | None = None
     round = 0
+    expanded: frozenset[str] | set[str] = frozenset()  # policies met later in the chain, expanded once each
 
     def __init__(self, service: "ChatService", request: ChatRequest, ctx: "CallContext") -> None:
         self.service, self.request, self.ctx = service, request, ctx
@@ -68,9 +69,8 @@ class Plan:
         catalog = service.catalog
         self.policy = catalog.policies.find(requested[0]) if len(catalog.policies) else None
         if self.policy is not None:
-            inp = RoutingInput(request.messages, requested[0], app_title=ctx.app_title, app_referer=ctx.app_referer,
-                               key_id=ctx.key_id, key_tags=ctx.key_tags, sticky_key=request.session_id or request.user)
-            chain, self.rule = self.policy.decide(inp)
+            chain, self.rule = self.policy.decide(self._input(requested[0]))
+            self.expanded = {self.policy.id}
             self.chain = list(dict.fromkeys(chain + requested[1:]))
         else:
             self.chain = requested
@@ -82,6 +82,23 @@ class Plan:
         self.next_in_queue = 0
         self.tried: list[tuple] = []  # (candidate, status, error type, ms, round[, mid-stream]) per attempt
         self.started = 0.0
+
+    def _input(self, requested: str) -> RoutingInput:
+        ctx, request = self.ctx, self.request
+        return RoutingInput(request.messages, requested, app_title=ctx.app_title, app_referer=ctx.app_referer,
+                            key_id=ctx.key_id, key_tags=ctx.key_tags, sticky_key=request.session_id or request.user)
+
+    def _expand(self, policy_id: str) -> bool:
+        """A policy named later in the chain (a fallback, or a policy's target) is replaced by its decision."""
+        policy = self.service.catalog.policies.by_id.get(policy_id)
+        if policy is None or policy_id in self.expanded:
+            return False
+        self.expanded = {*self.expanded, policy_id}
+        chain, _ = policy.decide(self._input(policy_id))
+        head = self.chain[:self.position]
+        rest = self.chain[self.position + 1:]
+        self.chain = head + list(dict.fromkeys(m for m in chain + rest if m not in head))
+        return True
 
     # -- moving through the plan --
 
@@ -108,6 +125,8 @@ class Plan:
             if self.position >= len(self.chain):
                 return None
             model_id = self.chain[self.position]
+            if (self.position or self.expanded) and self._expand(model_id):  # (a plain first model is no policy)
+                continue
             self.position += 1
             self.next_in_queue = 0
             try:
