@@ -149,7 +149,7 @@ class RoutingInput:
         return self._tokens
 
     def words(self) -> frozenset[bytes] | None:
-        """The lower-case words of an ASCII text, split in C (~10 µs for 2 KB); None for other text."""
+        """The lower-case words of an ASCII text, split in C (20 µs for 2 KB); None for other text."""
         if self._words is None:
             text = self.text
             if not text.isascii():
@@ -178,7 +178,7 @@ def _is_word_char(c: str) -> bool:
 
 def has_term(text: str, term: str) -> bool:
     """`term` occurs in `text` as a whole word or phrase: str.find (C speed) then a look at both edges.
-    Measured: ~0.2 µs a term over 2 KB of text, where a compiled `\\bterm\\b` regex takes ~35 µs."""
+    Measured over 2 KB of text: 1.3 µs for a term that is not there, where a compiled `\\bterm\\b` regex takes 35 µs."""
     start = text.find(term)
     while start != -1:
         end = start + len(term)
@@ -214,7 +214,7 @@ def _keywords_check(keywords: list[str]) -> Check:
 def required_literals(pattern: str) -> tuple[tuple[str, ...], bool]:
     """Runs of ASCII characters that every match of `pattern` contains (the literals of its top-level
     sequence), and whether it ignores case. A text without them cannot match, and `in` rules most texts out
-    ~100× faster than the regex would. An unparseable pattern (or a future `re` internals change) gives none."""
+    ~28× faster than the regex would (1.2 µs against 35 µs over 2 KB). An unparseable pattern (or a future `re` internals change) gives none."""
     try:
         from re import _parser
 

@@ -7,7 +7,8 @@ checks it against its own pinned SHA-256 before use. Which encoding a model uses
 (`encoding_name_for_model`). Other models, and any failure, fall back to the estimate of 4 characters a token.
 
 Counts are marked estimated either way: a tokenizer run by us does not see the vendor's system tokens.
-Loading an encoding takes ~0.3 s once per process; nothing is loaded at import.
+Loading an encoding takes 0.14 s (cl100k) to 0.26 s (o200k) once per process, plus its unpacking the first time
+on a machine; nothing is loaded at import.
 """
 
 from __future__ import annotations
