@@ -17,7 +17,7 @@ from typing import Any, AsyncIterator
 
 import orjson
 
-from shared.catalog import Catalog, Endpoint
+from shared.catalog import Catalog
 from shared.catalog.source import CatalogSource
 from shared.chat.schema import ChatRequest
 from shared.config import Settings
@@ -27,6 +27,7 @@ from shared.healing.repair import HealResult
 from shared.healing.stream import StreamHealer
 from shared.metering import Meter, UsageEvent, cost_of
 from shared.providers import Usage
+from shared.providers.base import first_byte_timeout
 from shared.routing import providers as provider_routing
 from shared.routing.breaker import BreakerPolicy, Breakers
 from shared.routing.plan import Plan
@@ -42,10 +43,6 @@ def new_request_id() -> str:
     """Unique and time-ordered. From os.urandom, not a seeded PRNG: a Lambda SnapStart snapshot would give
     every restored instance the same PRNG state (and the same ids)."""
     return f"gen-{int(time.time()):x}{os.urandom(10).hex()}"
-
-
-def first_byte_timeout(endpoint: Endpoint, settings: Settings) -> float:
-    return endpoint.config.timeout_seconds or settings.first_byte_timeout_seconds
 
 
 def counted_usage(request: ChatRequest, route: Candidate, completion_text: str) -> Usage:
@@ -188,9 +185,6 @@ class ChatService:
             **({"estimated": True} if usage.estimated else {}),
         }
 
-    def _timeout(self, route: Route) -> float:
-        return first_byte_timeout(route.endpoint, self.settings)
-
     async def _attempt(self, plan: Plan, route: Route, request: ChatRequest):
         """One upstream call. Adapters enforce the connect, first-byte and idle timeouts; an attempt after the
         first (a fallback or a retry) is also cut at the call's total deadline, and none starts after it."""
@@ -298,7 +292,7 @@ class _Stream:
         self.text: list[str] = []  # what was generated, for counting tokens if the upstream sends no usage
         # Healing by appending only: one state tracker per choice's content and per tool call's arguments.
         self.healers = {} if self.request.heal_content or self.request.heal_tool_arguments else None
-        self.first_byte_deadline = min(time.monotonic() + self.service._timeout(route), self.total_deadline)
+        self.first_byte_deadline = min(time.monotonic() + first_byte_timeout(route.endpoint), self.total_deadline)
         self.answered = False  # this candidate sent its first chunk
 
     async def _fallback(self, error: SwitchyardError) -> bool:

@@ -24,11 +24,10 @@ import orjson
 from shared.aws.secrets import vendor_key
 from shared.catalog import Endpoint
 from shared.chat.schema import ChatRequest, ImagePart, Message, TextPart, ToolChoiceFunction
-from shared.config import get_settings
 from shared.errors import BadRequestError, SwitchyardError, UpstreamError
-from shared.providers.base import (call_arguments, Completion, Usage, assistant_choice, read_ok, sse_lines, tool_call,
+from shared.providers.base import (call_arguments, Completion, Usage, assistant_choice, post, read_ok, sse_lines, tool_call,
                                    transport_error, upstream_error)
-from shared.providers.http import Response, TransportError, client
+from shared.providers.http import Response, TransportError
 
 VERSION = "2023-06-01"
 DEFAULT_URL = "https://api.anthropic.com"
@@ -153,16 +152,8 @@ def _error(status: int, raw: bytes, headers: dict[str, str], endpoint: Endpoint)
 
 class AnthropicProvider:
     async def _post(self, request: ChatRequest, endpoint: Endpoint, *, stream: bool) -> Response:
-        s = get_settings()
-        first_byte = endpoint.config.timeout_seconds or s.first_byte_timeout_seconds
         url = (endpoint.provider.base_url or DEFAULT_URL).rstrip("/") + "/v1/messages"
-        body = orjson.dumps(build_request(request, endpoint, stream=stream))
-        try:
-            return await client().request("POST", url, headers=_headers(endpoint), body=body,
-                                          connect_timeout=s.connect_timeout_seconds,
-                                          first_byte_timeout=first_byte, idle_timeout=first_byte)
-        except TransportError as e:
-            raise transport_error(e, endpoint.provider.id) from e
+        return await post(endpoint, url, _headers(endpoint), orjson.dumps(build_request(request, endpoint, stream=stream)))
 
     async def complete(self, request: ChatRequest, endpoint: Endpoint) -> Completion:
         raw = await read_ok(await self._post(request, endpoint, stream=False), endpoint, _error)

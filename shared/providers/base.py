@@ -9,7 +9,8 @@ import orjson
 
 from shared.catalog import Endpoint
 from shared.chat.schema import ChatRequest
-from shared.providers.http import ConnectError, ReadTimeout, TransportError
+from shared.config import get_settings
+from shared.providers.http import ConnectError, ReadTimeout, TransportError, client
 
 if TYPE_CHECKING:
     from shared.providers.http import Response
@@ -53,6 +54,23 @@ class Provider(Protocol):
     def stream(self, request: ChatRequest, endpoint: Endpoint) -> AsyncIterator[dict[str, Any]]:
         """OpenAI `chat.completion.chunk` dicts; a chunk carrying `usage` may come last."""
         ...
+
+
+def first_byte_timeout(endpoint: Endpoint) -> float:
+    """Seconds an upstream may take to start answering (and, after that, between two reads): the model's own
+    `timeout_seconds` when its catalog entry sets one, else SWITCHYARD_FIRST_BYTE_TIMEOUT_SECONDS."""
+    return endpoint.config.timeout_seconds or get_settings().first_byte_timeout_seconds
+
+
+async def post(endpoint: Endpoint, url: str, headers: dict[str, str], body: bytes) -> "Response":
+    """POST to an upstream with the connect, first-byte and idle timeouts; transport failures as our errors."""
+    first_byte = first_byte_timeout(endpoint)
+    try:
+        return await client().request("POST", url, headers=headers, body=body,
+                                      connect_timeout=get_settings().connect_timeout_seconds,
+                                      first_byte_timeout=first_byte, idle_timeout=first_byte)
+    except TransportError as e:
+        raise transport_error(e, endpoint.provider.id) from e
 
 
 _POLICY_CODES = {"content_policy_violation", "content_filter", "SAFETY", "PROHIBITED_CONTENT"}

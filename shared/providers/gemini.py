@@ -23,10 +23,9 @@ import orjson
 from shared.aws.secrets import vendor_key
 from shared.catalog import Endpoint
 from shared.chat.schema import ChatRequest, ImagePart, Message, TextPart, ToolChoiceFunction
-from shared.config import get_settings
 from shared.errors import SwitchyardError, UpstreamError
-from shared.providers.base import call_arguments, Completion, Usage, read_ok, sse_lines, transport_error, upstream_error
-from shared.providers.http import Response, TransportError, client
+from shared.providers.base import call_arguments, Completion, Usage, post, read_ok, sse_lines, transport_error, upstream_error
+from shared.providers.http import Response, TransportError
 
 DEFAULT_URL = "https://generativelanguage.googleapis.com"
 BLOCKED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "LANGUAGE"}
@@ -160,8 +159,6 @@ class _Calls:
 
 class GeminiProvider:
     async def _post(self, request: ChatRequest, endpoint: Endpoint, *, stream: bool) -> Response:
-        s = get_settings()
-        first_byte = endpoint.config.timeout_seconds or s.first_byte_timeout_seconds
         base = (endpoint.provider.base_url or DEFAULT_URL).rstrip("/")
         action = "streamGenerateContent?alt=sse" if stream else "generateContent"
         url = f"{base}/v1beta/models/{endpoint.upstream_model}:{action}"
@@ -169,13 +166,7 @@ class GeminiProvider:
         key = vendor_key(endpoint.provider.api_key_env, endpoint.provider.api_key_secret)
         if key:
             headers["x-goog-api-key"] = key
-        try:
-            return await client().request("POST", url, headers=headers,
-                                          body=orjson.dumps(build_request(request, endpoint)),
-                                          connect_timeout=s.connect_timeout_seconds, first_byte_timeout=first_byte,
-                                          idle_timeout=first_byte)
-        except TransportError as e:
-            raise transport_error(e, endpoint.provider.id) from e
+        return await post(endpoint, url, headers, orjson.dumps(build_request(request, endpoint)))
 
     def _choices(self, data: dict[str, Any], calls: _Calls, *, stream: bool) -> list[dict[str, Any]]:
         choices = []

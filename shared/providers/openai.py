@@ -16,10 +16,9 @@ import orjson
 from shared.aws.secrets import vendor_key
 from shared.catalog import Endpoint
 from shared.chat.schema import ChatRequest
-from shared.config import get_settings
 from shared.errors import SwitchyardError, UpstreamError
-from shared.providers.base import Completion, Usage, read_ok, sse_lines, transport_error, upstream_error
-from shared.providers.http import Response, TransportError, client
+from shared.providers.base import Completion, Usage, post, read_ok, sse_lines, transport_error, upstream_error
+from shared.providers.http import Response, TransportError
 
 
 _HEADERS_SECONDS = 300  # how long a resolved vendor key is reused (rotations show up after this)
@@ -74,14 +73,7 @@ class OpenAIProvider:
         return headers
 
     async def _post(self, endpoint: Endpoint, body: dict[str, Any]) -> Response:
-        s = get_settings()
-        first_byte = endpoint.config.timeout_seconds or s.first_byte_timeout_seconds
-        try:
-            return await client().request("POST", self.url(endpoint), headers=self.headers(endpoint),
-                                          body=orjson.dumps(body), connect_timeout=s.connect_timeout_seconds,
-                                          first_byte_timeout=first_byte, idle_timeout=first_byte)
-        except TransportError as e:
-            raise transport_error(e, endpoint.provider.id) from e
+        return await post(endpoint, self.url(endpoint), self.headers(endpoint), orjson.dumps(body))
 
     async def complete(self, request: ChatRequest, endpoint: Endpoint) -> Completion:
         body = request.upstream_body(endpoint.upstream_model)

@@ -18,9 +18,8 @@ import orjson
 
 from shared.catalog import Endpoint, SimBehaviour
 from shared.chat.schema import ChatRequest, Message, TextPart, ToolChoiceFunction
-from shared.config import get_settings
 from shared.errors import UpstreamTimeoutError
-from shared.providers.base import Completion, Usage, upstream_error
+from shared.providers.base import Completion, Usage, first_byte_timeout, upstream_error
 
 _WORDS = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 _CHUNK = re.compile(r"\s*\S+")
@@ -233,7 +232,7 @@ class SimProvider:
             raise upstream_error(b.error_status, "simulated upstream failure", provider=endpoint.provider.id,
                                  code="sim_injected", retry_after=retry)
         if b.timeout_rate and _CHAOS.random() < b.timeout_rate:
-            await asyncio.sleep(endpoint.config.timeout_seconds or get_settings().first_byte_timeout_seconds)
+            await asyncio.sleep(first_byte_timeout(endpoint))
             raise UpstreamTimeoutError(f"{endpoint.provider.id} did not answer in time",
                                        metadata={"provider_name": endpoint.provider.id})
         if b.latency_ms:
