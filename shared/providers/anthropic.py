@@ -25,8 +25,8 @@ from shared.aws.secrets import vendor_key
 from shared.catalog import Endpoint
 from shared.chat.schema import ChatRequest, ImagePart, Message, TextPart, ToolChoiceFunction
 from shared.errors import BadRequestError, SwitchyardError, UpstreamError
-from shared.providers.base import (call_arguments, Completion, Usage, assistant_choice, post, read_ok, sse_lines, tool_call,
-                                   transport_error, upstream_error)
+from shared.providers.base import (JSON_INSTRUCTION, Completion, Usage, alternating_turns, assistant_choice,
+                                   call_arguments, post, read_ok, sse_lines, tool_call, transport_error, upstream_error)
 from shared.providers.http import Response, TransportError
 
 VERSION = "2023-06-01"
@@ -73,18 +73,7 @@ def build_request(request: ChatRequest, endpoint: Endpoint, *, stream: bool) -> 
     if request.n > 1:
         raise BadRequestError("n > 1 is not supported by Anthropic models",
                               metadata={"field": "n", "provider_name": endpoint.provider.id})
-    system: list[str] = []
-    messages: list[dict[str, Any]] = []
-    for m in request.messages:
-        if m.role in ("system", "developer"):
-            system.append(m.text())
-            continue
-        role = "assistant" if m.role == "assistant" else "user"
-        blocks = _blocks(m)
-        if messages and messages[-1]["role"] == role:
-            messages[-1]["content"].extend(blocks)  # the API wants user/assistant turns to alternate
-        else:
-            messages.append({"role": role, "content": blocks})
+    system, messages = alternating_turns(request.messages, _blocks)
     body: dict[str, Any] = {
         "model": endpoint.upstream_model, "messages": messages,
         "max_tokens": request.output_limit or endpoint.config.max_output or 4096,
@@ -110,7 +99,7 @@ def build_request(request: ChatRequest, endpoint: Endpoint, *, stream: bool) -> 
         tools.append({"name": JSON_TOOL, "description": "Give the answer.", "input_schema": schema})
         body["tool_choice"] = {"type": "tool", "name": JSON_TOOL}
     elif request.wants_json:
-        system.append("Answer with one JSON object and nothing else: no prose, no code fences.")
+        system.append(JSON_INSTRUCTION)
     if tools:
         body["tools"] = tools
     if system:

@@ -56,6 +56,28 @@ class Provider(Protocol):
         ...
 
 
+JSON_INSTRUCTION = "Answer with one JSON object and nothing else: no prose, no code fences."
+
+
+def alternating_turns(messages: list[Any], blocks: Callable[[Any], list[Any]], *, assistant: str = "assistant",
+                      key: str = "content") -> tuple[list[str], list[dict[str, Any]]]:
+    """System and developer messages hoisted (their texts, in order); the others as user/assistant turns whose
+    consecutive same-role turns are merged, since Anthropic, Gemini and Bedrock all want turns to alternate."""
+    system: list[str] = []
+    turns: list[dict[str, Any]] = []
+    for m in messages:
+        if m.role in ("system", "developer"):
+            system.append(m.text())
+            continue
+        role = assistant if m.role == "assistant" else "user"
+        parts = blocks(m)
+        if turns and turns[-1]["role"] == role:
+            turns[-1][key].extend(parts)
+        else:
+            turns.append({"role": role, key: parts})
+    return system, turns
+
+
 def first_byte_timeout(endpoint: Endpoint) -> float:
     """Seconds an upstream may take to start answering (and, after that, between two reads): the model's own
     `timeout_seconds` when its catalog entry sets one, else SWITCHYARD_FIRST_BYTE_TIMEOUT_SECONDS."""

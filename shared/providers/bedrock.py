@@ -33,7 +33,8 @@ from shared.catalog import Endpoint
 from shared.chat.schema import ChatRequest, ImagePart, Message, TextPart, ToolChoiceFunction
 from shared.config import get_settings
 from shared.errors import BadRequestError, SwitchyardError, UpstreamError, UpstreamTimeoutError
-from shared.providers.base import call_arguments, Completion, Usage, assistant_choice, tool_call, upstream_error
+from shared.providers.base import (JSON_INSTRUCTION, Completion, Usage, alternating_turns, assistant_choice,
+                                   call_arguments, tool_call, upstream_error)
 
 JSON_TOOL = "json_answer"
 FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
@@ -98,18 +99,8 @@ def build_request(request: ChatRequest, endpoint: Endpoint) -> dict[str, Any]:
     if request.n > 1:
         raise BadRequestError("n > 1 is not supported by Bedrock models",
                               metadata={"field": "n", "provider_name": endpoint.provider.id})
-    system: list[dict[str, Any]] = []
-    messages: list[dict[str, Any]] = []
-    for m in request.messages:
-        if m.role in ("system", "developer"):
-            system.append({"text": m.text()})
-            continue
-        role = "assistant" if m.role == "assistant" else "user"
-        blocks = _blocks(m)
-        if messages and messages[-1]["role"] == role:
-            messages[-1]["content"].extend(blocks)
-        else:
-            messages.append({"role": role, "content": blocks})
+    texts, messages = alternating_turns(request.messages, _blocks)
+    system = [{"text": t} for t in texts]
     inference: dict[str, Any] = {}
     if request.output_limit or endpoint.config.max_output:
         inference["maxTokens"] = request.output_limit or endpoint.config.max_output
@@ -133,7 +124,7 @@ def build_request(request: ChatRequest, endpoint: Endpoint) -> dict[str, Any]:
                                    "inputSchema": {"json": request.json_schema}}})
         choice = {"tool": {"name": JSON_TOOL}}
     elif request.wants_json:
-        system.append({"text": "Answer with one JSON object and nothing else: no prose, no code fences."})
+        system.append({"text": JSON_INSTRUCTION})
     if tools and request.tool_choice != "none":
         params["toolConfig"] = {"tools": tools, **({"toolChoice": choice} if choice else {})}
     if system:

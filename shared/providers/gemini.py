@@ -24,7 +24,8 @@ from shared.aws.secrets import vendor_key
 from shared.catalog import Endpoint
 from shared.chat.schema import ChatRequest, ImagePart, Message, TextPart, ToolChoiceFunction
 from shared.errors import SwitchyardError, UpstreamError
-from shared.providers.base import call_arguments, Completion, Usage, post, read_ok, sse_lines, transport_error, upstream_error
+from shared.providers.base import (Completion, Usage, alternating_turns, call_arguments, post, read_ok, sse_lines,
+                                   transport_error, upstream_error)
 from shared.providers.http import Response, TransportError
 
 DEFAULT_URL = "https://generativelanguage.googleapis.com"
@@ -71,19 +72,10 @@ def _parts(message: Message, call_names: dict[str, str]) -> list[dict[str, Any]]
 
 
 def build_request(request: ChatRequest, endpoint: Endpoint) -> dict[str, Any]:
-    system: list[dict[str, Any]] = []
-    contents: list[dict[str, Any]] = []
     call_names: dict[str, str] = {}
-    for m in request.messages:
-        if m.role in ("system", "developer"):
-            system.append({"text": m.text()})
-            continue
-        role = "model" if m.role == "assistant" else "user"
-        parts = _parts(m, call_names)
-        if contents and contents[-1]["role"] == role:
-            contents[-1]["parts"].extend(parts)
-        else:
-            contents.append({"role": role, "parts": parts})
+    texts, contents = alternating_turns(request.messages, lambda m: _parts(m, call_names), assistant="model",
+                                        key="parts")
+    system = [{"text": t} for t in texts]
     config: dict[str, Any] = {}
     for ours, theirs in (("temperature", "temperature"), ("top_p", "topP"), ("seed", "seed")):
         if getattr(request, ours) is not None:
