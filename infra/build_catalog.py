@@ -38,6 +38,7 @@ DIRECT = {"openai": ("openai", "openai"), "anthropic": ("anthropic", "anthropic"
           "mistralai": ("mistral", "mistral"), "deepseek": ("deepseek", "deepseek"), "x-ai": ("xai", "x-ai"),
           "moonshotai": ("moonshot", "moonshotai"), "perplexity": ("perplexity", "perplexity")}
 TOOLLESS = ("stop", "seed", "tools", "tool_choice")
+PENALTIES = ("frequency_penalty", "presence_penalty")
 
 # Regexes over the model id, first match per field wins. Sources: the labs' model cards and API docs.
 FACTS: list[tuple[str, dict]] = [
@@ -75,6 +76,7 @@ FACTS: list[tuple[str, dict]] = [
     (r"-thinking|deepseek-r1|-reasoning|sonar-deep-research", {"add_parameters": ["reasoning", "include_reasoning"]}),
     (r"^perplexity/|^openai/gpt-3\.5-turbo-instruct$|^openai/gpt-audio|-image|nano-banana|^meta-llama/llama-guard|"
      r"^meta-llama/llama-2-|content-safety|^tencent/hy-mt", {"drop_parameters": list(TOOLLESS)}),
+    (r"^anthropic/|^google/", {"drop_parameters": list(PENALTIES)}),  # Messages has none; our Gemini adapter sends none
 ]
 _COMPILED = [(re.compile(pattern), facts) for pattern, facts in FACTS]
 

@@ -31,6 +31,7 @@ MODELS = r"""
   - {id: acme/long, provider: sim-a, upstream_model: long, context_length: 100000, sim: {}}
   - {id: acme/limited, provider: sim-a, upstream_model: limited, sim: {error_rate: 1.0, error_status: 429,
      retry_after_seconds: 7}}
+  - {id: acme/plain-upstream, provider: fakevendor, upstream_model: ok, supported_parameters: [max_tokens, stream]}
   - {id: acme/silent, provider: sim-a, upstream_model: silent, timeout_seconds: 0.3, sim: {timeout_rate: 1.0}}
 """
 ROUTES = r"""
@@ -180,13 +181,33 @@ def test_require_parameters_filters_and_unsupported_parameters_are_dropped(servi
     preferring = providers(service, req(tools=tools, provider={"sort": "price", "order": ["sim-b"]}))
     assert preferring[-1] == "sim-b"  # a request with tools tries endpoints that support them first
     assert "sim-b" not in providers(service, req(tools=tools, provider={"require_parameters": True}))
-    (only_b,) = service.candidates("acme/m", req(tools=tools, seed=3, provider={"only": ["sim-b"]}))
-    assert only_b.drop == {"tools", "seed"}
+    request = req(tools=tools, seed=3, provider={"only": ["sim-b"]})
+    (only_b,) = service.candidates("acme/m", request)
+    assert request.parameters() - only_b.endpoint.supported == {"tools", "seed"}
+    assert request.for_endpoint(only_b.endpoint.supported).parameters() == set()
     body = run(service.complete(req("acme/m", tools=tools, seed=3, provider={"only": ["sim-b"]}),
                                 CallContext(key_id="k")))
     assert body["provider"] == "sim-b" and body["choices"][0]["message"].get("tool_calls") is None
     with pytest.raises(NoProviderError):
         providers(service, req(tools=tools, provider={"only": ["sim-b"], "require_parameters": True}))
+
+
+def test_a_single_endpoint_gets_only_the_parameters_it_supports(service, fake_upstream):
+    for stream in (False, True):
+        request = req("acme/plain-upstream", seed=3, temperature=0.2, max_tokens=9, top_k=4, stream=stream)
+        if stream:
+            stream_chunks = run(_collect_stream(service, request))
+            assert stream_chunks
+        else:
+            run(service.complete(request, CallContext(key_id="k")))
+        sent = fake_upstream.requests[-1]["body"]
+        assert sent["max_tokens"] == 9 and sent["top_k"] == 4  # supported, and a vendor extra, pass
+        assert "seed" not in sent and "temperature" not in sent
+
+
+async def _collect_stream(service, request):
+    sse = await service.open_stream(request, CallContext(key_id="k"))
+    return [frame async for frame in sse]
 
 
 def test_bad_provider_preferences_are_a_400():

@@ -6,7 +6,7 @@ Loaded and validated once per process; the `/models` listing is serialised once 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -37,10 +37,12 @@ class Endpoint:
 
     provider: ProviderConfig
     config: ModelConfig
+    upstream_model: str = field(init=False)  # the vendor's name: `upstream_model`, else the id after the slash
+    supported: frozenset[str] = field(init=False)  # supported_parameters, for set arithmetic per call
 
-    @property
-    def upstream_model(self) -> str:
-        return self.config.upstream_model or self.config.id.split("/", 1)[1]
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "upstream_model", self.config.upstream_model or self.config.id.split("/", 1)[1])
+        object.__setattr__(self, "supported", frozenset(self.config.supported_parameters))
 
     @property
     def pricing(self) -> Pricing:

@@ -14,8 +14,8 @@ NonNegative = Annotated[float, Field(ge=0)]
 Rate = Annotated[float, Field(ge=0, le=1)]
 
 DEFAULT_PARAMETERS = (
-    "max_tokens", "temperature", "top_p", "stop", "seed", "tools", "tool_choice", "response_format",
-    "structured_outputs", "stream",
+    "max_tokens", "temperature", "top_p", "stop", "seed", "frequency_penalty", "presence_penalty", "tools",
+    "tool_choice", "response_format", "structured_outputs", "stream",
 )
 
 

@@ -175,6 +175,7 @@ _TYPE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
 class ChatRequest(_Model):
     _raw: dict[str, Any] = PrivateAttr(default_factory=dict)  # the body as the client sent it
     _ids: list[str] | None = PrivateAttr(default=None)
+    _parameters: frozenset[str] | None = PrivateAttr(default=None)
     model: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     models: Annotated[list[Annotated[str, Field(min_length=1, max_length=256)]], Field(max_length=16)] | None = None
     messages: Annotated[list[Message], Field(min_length=1)]
@@ -236,16 +237,25 @@ class ChatRequest(_Model):
         fmt = self.response_format
         return fmt.json_schema.schema_ if fmt and fmt.type == "json_schema" and fmt.json_schema else None
 
-    def parameters(self) -> set[str]:
-        """The parameters this request uses, named as `supported_parameters` names them."""
-        used = {name for name in _PARAMETERS if getattr(self, name) is not None}
-        if self.max_completion_tokens is not None:
-            used.add("max_tokens")
-        if self.response_format is not None and self.response_format.type == "json_schema":
-            used.add("structured_outputs")
+    def parameters(self) -> frozenset[str]:
+        """The parameters this request uses, named as `supported_parameters` names them (computed once)."""
+        private = self.__pydantic_private__
+        used = private["_parameters"]
+        if used is None:
+            found = {name for name in _PARAMETERS if getattr(self, name) is not None}
+            if self.max_completion_tokens is not None:
+                found.add("max_tokens")
+            if self.response_format is not None and self.response_format.type == "json_schema":
+                found.add("structured_outputs")
+            used = private["_parameters"] = frozenset(found)
         return used
 
-    def without(self, parameters: set[str]) -> "ChatRequest":
+    def for_endpoint(self, supported: frozenset[str]) -> "ChatRequest":
+        """This request as an endpoint receives it: parameters it does not support dropped."""
+        unsupported = self.parameters() - supported
+        return self.without(unsupported) if unsupported else self
+
+    def without(self, parameters: frozenset[str] | set[str]) -> "ChatRequest":
         """A copy with these parameters dropped (for an endpoint that does not support them)."""
         fields = {name: None for name in parameters if name in _PARAMETERS}
         if "max_tokens" in parameters:
@@ -255,6 +265,7 @@ class ChatRequest(_Model):
         copy = self.model_copy(update=fields)
         raw = self.__pydantic_private__["_raw"]
         copy._raw = {k: v for k, v in raw.items() if k not in fields} if raw else {}
+        copy._parameters = None  # model_copy kept the original's
         return copy
 
     def upstream_body(self, upstream_model: str) -> dict[str, Any]:

@@ -188,8 +188,7 @@ class ChatService:
     async def _attempt(self, plan: Plan, route: Route, request: ChatRequest):
         """One upstream call. Adapters enforce the connect, first-byte and idle timeouts; an attempt after the
         first (a fallback or a retry) is also cut at the call's total deadline, and none starts after it."""
-        if route.drop:
-            request = request.without(route.drop)
+        request = request.for_endpoint(route.endpoint.supported)
         if not plan.tried:
             return await route.adapter.complete(request, route.endpoint)
         remaining = plan.remaining()
@@ -285,8 +284,7 @@ class _Stream:
     def _open(self, route: Route) -> None:
         self.route = route
         _label(self.event, route)
-        request = self.request.without(route.drop) if route.drop else self.request
-        self.upstream = route.adapter.stream(request, route.endpoint)
+        self.upstream = route.adapter.stream(self.request.for_endpoint(route.endpoint.supported), route.endpoint)
         self.next: asyncio.Future[dict[str, Any]] | None = None
         self.usage: Usage | None = None
         self.text: list[str] = []  # what was generated, for counting tokens if the upstream sends no usage

@@ -1,7 +1,9 @@
 """Which endpoints of a model may serve a call, and in what order (OpenRouter's provider routing).
 
 Filters: credentials and a wire format we speak; `only`/`ignore`; `data_collection: deny`; `max_price`;
-`require_parameters` (every parameter the request uses must be supported); a variant's `:free`.
+`require_parameters` (every parameter the request uses must be supported); a variant's `:free`. Without
+`require_parameters`, what an endpoint does not support is dropped when the call is sent
+(`ChatRequest.for_endpoint`).
 Order: `order` first (then the rest, if `allow_fallbacks`); else `sort` (price, latency or throughput, measured
 by this process); else OpenRouter's default: endpoints with a recent outage (an open breaker, or a last call
 that failed) go last, and among the others the first is drawn at random weighted by the inverse square of the
@@ -32,7 +34,6 @@ class Candidate:
     adapter: Provider
     breaker: Breaker  # the endpoint's, shared by every call of the process
     key: tuple[str, str]  # (provider, upstream model): what the breaker and `spent` are keyed by
-    drop: frozenset[str] = frozenset()  # parameters this endpoint does not support, dropped before sending
 
 
 def price(e: Endpoint) -> float:
@@ -61,23 +62,18 @@ def order(model: CatalogModel, request: ChatRequest, prefs: ProviderPreferences 
         if (cap := prefs.max_price) is not None:
             eps = [(e, a) for e, a in eps if (cap.prompt is None or e.pricing.prompt <= cap.prompt)
                    and (cap.completion is None or e.pricing.completion <= cap.completion)]
-    used = request.parameters() if len(eps) > 1 or prefs is not None or request.tools or request.response_format \
-        else set()
-    if prefs is not None and prefs.require_parameters and used:
-        eps = [(e, a) for e, a in eps if used <= set(e.config.supported_parameters)]
+    if prefs is not None and prefs.require_parameters:
+        used = request.parameters()
+        eps = [(e, a) for e, a in eps if used <= e.supported]
     if len(eps) > 1:
         eps = _sorted(eps, prefs, variant, breakers, latency, throughput)
-        wanted = used.intersection(_PREFERRED)
+        wanted = request.parameters().intersection(_PREFERRED)
         if wanted:  # stable: the order above holds within each group
-            eps.sort(key=lambda ea: not wanted <= set(ea[0].config.supported_parameters))
+            eps.sort(key=lambda ea: not wanted <= ea[0].supported)
     if prefs is not None and not prefs.allow_fallbacks:
         eps = eps[:1]
-    out = []
-    for e, a in eps:
-        key = (e.provider.id, e.upstream_model)
-        drop = frozenset(used - set(e.config.supported_parameters)) if used else frozenset()
-        out.append(Candidate(model, e, a, breakers(*key), key, drop))
-    return out
+    return [Candidate(model, e, a, breakers(e.provider.id, e.upstream_model), (e.provider.id, e.upstream_model))
+            for e, a in eps]
 
 
 def _sorted(eps: list[tuple[Endpoint, Provider]], prefs: ProviderPreferences | None, variant: str | None,
