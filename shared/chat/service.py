@@ -100,9 +100,9 @@ class ChatService:
                 self._catalog, self._usable = self.source.current, {}
         return self._catalog
 
-    def candidates(self, model_id: str, request: ChatRequest) -> list[Candidate]:
+    def candidates(self, model_id: str, request: ChatRequest, catalog: Catalog | None = None) -> list[Candidate]:
         """The endpoints of one model that may serve this request, in the order to try them."""
-        catalog = self.catalog
+        catalog = catalog or self.catalog
         fixed = request.provider is None and not request.tools and request.response_format is None
         if fixed and (cached := self._usable.get(model_id)) is not None and len(cached) <= 1:
             return cached  # the hot path: one endpoint, nothing to weigh
@@ -130,18 +130,15 @@ class ChatService:
         """The first candidate for a request (what a call would try first)."""
         return Plan(self, request, CallContext(key_id="")).first()
 
-    def _event(self, ctx: CallContext, request: ChatRequest | None, route: Route | None, *,
-               streamed: bool) -> UsageEvent:
+    def _event(self, ctx: CallContext, request: ChatRequest | None, *, streamed: bool) -> UsageEvent:
+        """The call's usage record, named after the requested model until a candidate is tried (`_label`)."""
         ids = request.model_ids if request is not None else None
         model_id = ids[0] if ids else ""
-        event = UsageEvent(
+        return UsageEvent(
             id=ctx.request_id, key_id=ctx.key_id, created_at=ctx.created, model=model_id,
             lab=model_id.split("/", 1)[0] if "/" in model_id else "", app=ctx.app,
             app_title=ctx.app_title, app_referer=ctx.app_referer, streamed=streamed,
             client_ip=ctx.client_ip, user_agent=ctx.user_agent)
-        if route is not None:
-            _label(event, route)
-        return event
 
     def _finish(self, event: UsageEvent, route: Route | None, ctx: CallContext, usage: Usage | None) -> None:
         if usage is not None and route is not None:
@@ -170,7 +167,7 @@ class ChatService:
 
     def meter_rejected(self, ctx: CallContext, request: ChatRequest | None, error: SwitchyardError) -> None:
         """Meter a call refused before any provider was chosen (bad body, unknown model…)."""
-        event = self._event(ctx, request, None, streamed=bool(request and request.stream))
+        event = self._event(ctx, request, streamed=bool(request and request.stream))
         self._fail(event, error)
         self._finish(event, None, ctx, None)
 
@@ -204,7 +201,7 @@ class ChatService:
     async def complete(self, request: ChatRequest, ctx: CallContext) -> dict[str, Any]:
         route: Route | None = None
         plan: Plan | None = None
-        event = self._event(ctx, request, None, streamed=False)
+        event = self._event(ctx, request, streamed=False)
         usage: Usage | None = None
         try:
             plan = Plan(self, request, ctx)
@@ -250,7 +247,7 @@ class ChatService:
 
     async def open_stream(self, request: ChatRequest, ctx: CallContext) -> AsyncIterator[bytes]:
         """Start the upstream stream; raise here (a plain HTTP error) if every candidate fails before answering."""
-        event = self._event(ctx, request, None, streamed=True)
+        event = self._event(ctx, request, streamed=True)
         try:
             plan = Plan(self, request, ctx)
             _routed(event, plan)
@@ -274,7 +271,6 @@ class _Stream:
                  event: UsageEvent) -> None:
         self.service, self.request, self.ctx, self.plan = service, request, ctx, plan
         self.event = event
-        self.healers: dict[tuple[int, int | None], StreamHealer] | None = None
         self.created = int(ctx.created)
         self.metered = False
         self.sent = False  # a data frame reached the client: no more fallbacks
@@ -289,7 +285,7 @@ class _Stream:
         self.usage: Usage | None = None
         self.text: list[str] = []  # what was generated, for counting tokens if the upstream sends no usage
         # Healing by appending only: one state tracker per choice's content and per tool call's arguments.
-        self.healers = {} if self.request.heal_content or self.request.heal_tool_arguments else None
+        self.healers: dict[tuple[int, int | None], StreamHealer] | None = {} if self.request.heal_content or self.request.heal_tool_arguments else None
         self.first_byte_deadline = min(time.monotonic() + first_byte_timeout(route.endpoint), self.total_deadline)
         self.answered = False  # this candidate sent its first chunk
 

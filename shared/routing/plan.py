@@ -20,7 +20,7 @@ import asyncio
 import math
 import random
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from shared.chat.schema import ChatRequest
 from shared.errors import NoProviderError, SwitchyardError, UpstreamTimeoutError
@@ -50,6 +50,21 @@ def _retry_after(error: SwitchyardError) -> float | None:
         return None  # an HTTP date: treated as no hint
 
 
+class Attempt(NamedTuple):
+    candidate: "Candidate"
+    status: int | None  # the upstream's HTTP status (ours where it sent none); None: not tried
+    error_type: str | None
+    latency_ms: float
+    round: int
+    flag: str | None = None  # "skipped" (breaker open) or "mid_stream" (a stream that failed after answering)
+
+    def record(self) -> dict[str, Any]:
+        c = self.candidate
+        return {"provider": c.key[0], "model": c.model.id, "upstream_model": c.key[1], "status": self.status,
+                "latency_ms": self.latency_ms, "error_type": self.error_type, "round": self.round,
+                **({self.flag: True} if self.flag else {})}
+
+
 class Plan:
     # What most calls never touch stays a shared empty tuple until the first failure needs a list.
     errors: list[SwitchyardError] | tuple = ()  # the attempts' errors
@@ -66,7 +81,7 @@ class Plan:
         self.service, self.request, self.ctx = service, request, ctx
         settings = service.settings
         requested = request.model_ids
-        catalog = service.catalog
+        self.catalog = catalog = service.catalog  # read once: every lookup of this call sees the same catalog
         self.policy = catalog.policies.find(requested[0]) if len(catalog.policies) else None
         if self.policy is not None:
             chain, self.rule = self.policy.decide(self._input(requested[0]))
@@ -80,7 +95,7 @@ class Plan:
         self.position = 0
         self.queue: list[Candidate] = []  # the current model's candidates (shared: read from `next_in_queue` on)
         self.next_in_queue = 0
-        self.tried: list[tuple] = []  # (candidate, status, error type, ms, round[, mid-stream]) per attempt
+        self.tried: list[Attempt] = []
         self.started = 0.0
 
     def _input(self, requested: str) -> RoutingInput:
@@ -90,7 +105,7 @@ class Plan:
 
     def _expand(self, policy_id: str) -> bool:
         """A policy named later in the chain (a fallback, or a policy's target) is replaced by its decision."""
-        policy = self.service.catalog.policies.by_id.get(policy_id)
+        policy = self.catalog.policies.by_id.get(policy_id)
         if policy is None or policy_id in self.expanded:
             return False
         self.expanded = {*self.expanded, policy_id}
@@ -121,7 +136,7 @@ class Plan:
                     self.started = time.perf_counter()
                     return c
                 self.shed = [*self.shed, c]
-                self.tried.append((c, None, "circuit_open", 0.0, self.round, "skipped"))  # visible, not tried
+                self.tried.append(Attempt(c, None, "circuit_open", 0.0, self.round, "skipped"))  # listed, not tried
             if self.position >= len(self.chain):
                 return None
             model_id = self.chain[self.position]
@@ -130,7 +145,7 @@ class Plan:
             self.position += 1
             self.next_in_queue = 0
             try:
-                self.queue = self.service.candidates(model_id, self.request)  # not modified: may be cached
+                self.queue = self.service.candidates(model_id, self.request, self.catalog)  # may be cached: read only
             except SwitchyardError as e:
                 self.queue = []
                 self.unresolved = [*self.unresolved, e]
@@ -168,33 +183,24 @@ class Plan:
     def broke(self, c: "Candidate", error: SwitchyardError) -> None:
         """A stream that had answered failed mid-way: its attempt says so and its breaker counts it."""
         kind = error_type(error)
-        if self.tried and self.tried[-1][0] is c:
-            _, _, _, ms, round_ = self.tried[-1]
-            self.tried[-1] = (c, error.metadata.get("upstream_status") or error.status, kind, ms, round_, "mid_stream")
+        if self.tried and self.tried[-1].candidate is c:
+            self.tried[-1] = self.tried[-1]._replace(status=error.metadata.get("upstream_status") or error.status,
+                                                     error_type=kind, flag="mid_stream")
         if kind not in REQUEST_FAULTS:
             c.breaker.failure()
 
     def _record(self, c: "Candidate", status: int, kind: str | None) -> float:
         ms = round((time.perf_counter() - self.started) * 1000, 3)
-        self.tried.append((c, status, kind, ms, self.round))
+        self.tried.append(Attempt(c, status, kind, ms, self.round))
         return ms
-
-    @property
-    def attempts(self) -> list[dict[str, Any]]:
-        """Every attempt, as the usage record keeps them."""
-        out = []
-        for c, status, kind, ms, round_, *flag in self.tried:
-            out.append({"provider": c.key[0], "model": c.model.id, "upstream_model": c.key[1], "status": status,
-                        "latency_ms": ms, "error_type": kind, "round": round_, **({flag[0]: True} if flag else {})})
-        return out
 
     def metered_attempts(self) -> list[dict[str, Any]] | None:
         """What the usage record stores: the attempts when there was more than one, or the one failed mid-stream
         or was skipped (a single plain attempt is the record itself: its provider, model, status and latency).
         Candidates skipped because their breaker is open are listed too (`skipped`, `circuit_open`)."""
-        if len(self.tried) == 1 and len(self.tried[0]) == 5:
+        if not self.tried or len(self.tried) == 1 and self.tried[0].flag is None:
             return None
-        return self.attempts or None
+        return [a.record() for a in self.tried]
 
     async def next_after(self, c: "Candidate", error: SwitchyardError) -> "Candidate | None":
         """The candidate to try after `c` failed with `error`: the next one at once, or, when none is left, the

@@ -381,22 +381,25 @@ class CompiledPolicy:
 
     def decide(self, inp: RoutingInput) -> tuple[list[str], str]:
         """The models to try, in order, and the name of the rule that chose them ("default" if none did)."""
-        rules = self.rules
-        order: Iterable[int] = range(self.first_gated)  # the rules before the first gated one need no words
-        for _ in (0, 1):
-            for i in order:
-                checks, action, name, _gate = rules[i]
-                for check in checks:
-                    if not check(inp):
-                        break
-                else:
-                    return _dedupe(action.chain(inp.sticky_key) + list(self.fallbacks)), name
-            if self.first_gated == len(rules):
-                break
+        chosen = self._first_match(range(self.first_gated), inp)  # these rules need no words
+        if chosen is None and self.first_gated < len(self.rules):
             opened = self._open(inp)
-            order = range(self.first_gated, len(rules)) if opened is None else \
+            rest: Iterable[int] = range(self.first_gated, len(self.rules)) if opened is None else \
                 sorted(opened.union(self.ungated_after)) if opened else self.ungated_after
-        return _dedupe(self.default.chain(inp.sticky_key) + list(self.fallbacks)), "default"
+            chosen = self._first_match(rest, inp)
+        action, name = chosen if chosen is not None else (self.default, "default")
+        return _dedupe(action.chain(inp.sticky_key) + list(self.fallbacks)), name
+
+    def _first_match(self, indices: Iterable[int], inp: RoutingInput) -> tuple[CompiledAction, str] | None:
+        rules = self.rules
+        for i in indices:
+            checks, action, name, _gate = rules[i]
+            for check in checks:  # a plain loop: all() over a generator costs ~0.25 µs a rule more
+                if not check(inp):
+                    break
+            else:
+                return action, name
+        return None
 
 
 def _dedupe(models: list[str]) -> list[str]:
