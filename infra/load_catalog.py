@@ -35,8 +35,7 @@ def load(store: CatalogStore, file: CatalogFile, *, hide: list[str] = (), show: 
     merged = CatalogFile(providers=existing.providers + file.providers, models=existing.models + file.models,
                          routes=existing.routes + file.routes)
     catalog = load_catalog(overrides=merged, hidden=hidden | set(hide))
-    missing = sorted({m for r in file.routes for m in r.models()
-                      if m not in catalog and m.rpartition(":")[0] not in catalog and m not in catalog.policies.by_id})
+    missing = catalog.unknown({m for r in file.routes for m in r.models()})
     if missing:
         raise CatalogError(f"routing policies name unknown models: {', '.join(missing)}")
     for p in file.providers:

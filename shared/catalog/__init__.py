@@ -136,6 +136,11 @@ class Catalog:
     def __contains__(self, model_id: str) -> bool:
         return model_id in self._models
 
+    def unknown(self, model_ids: set[str]) -> list[str]:
+        """The ids a routing policy may not target here: neither a model (with or without a variant) nor a policy."""
+        return sorted(m for m in model_ids if m not in self._models and m.rpartition(":")[0] not in self._models
+                      and m not in self.policies.by_id)
+
     def get(self, model_id: str) -> CatalogModel:
         try:
             return self._models[model_id]

@@ -41,9 +41,7 @@ async def put_route(policy: RoutePolicy) -> dict:
     if policy.id in catalog:
         raise BadRequestError(f"{policy.id!r} is a model; a policy needs its own id (use applies_to to route a "
                               "model's requests)", metadata={"field": "id"})
-    policies = catalog.policies.by_id
-    unknown = sorted(m for m in policy.models() if m not in catalog and m.rpartition(":")[0] not in catalog
-                     and m not in policies)
+    unknown = catalog.unknown(policy.models())
     if unknown:
         raise BadRequestError(f"Unknown models: {', '.join(unknown)}", metadata={"field": "models", "models": unknown})
     await asyncio.to_thread(g.catalogs.store.put_route, policy)
