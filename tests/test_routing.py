@@ -10,7 +10,7 @@ import pytest
 from shared.chat.schema import parse_chat_request
 from shared.chat.service import CallContext, ChatService
 from shared.config import Settings
-from shared.errors import NoProviderError, RateLimitedError, UpstreamError
+from shared.errors import BadRequestError, NoProviderError, RateLimitedError, UpstreamError
 from shared.routing.breaker import CLOSED, HALF_OPEN, OPEN, Breaker, BreakerPolicy
 from shared.routing.plan import Plan
 from tests.support import Recorder, catalog_from, run
@@ -211,7 +211,6 @@ async def _collect_stream(service, request):
 
 
 def test_bad_provider_preferences_are_a_400():
-    from shared.errors import BadRequestError
     with pytest.raises(BadRequestError) as e:
         req(provider={"sort": "fastest"})
     assert e.value.metadata["field"] == "provider.sort"
@@ -286,8 +285,9 @@ def test_retry_after_beyond_the_wait_limit_is_passed_on_not_waited(make):
 
 def test_non_transient_errors_are_not_retried(make):
     service = make(max_retries=3, retry_backoff_seconds=0.01)
-    with pytest.raises(Exception):
+    with pytest.raises(BadRequestError) as e:
         call(service, req("fake/error-context"))
+    assert e.value.metadata["error_type"] == "context_length_exceeded"
     assert service.meter.events[-1].attempts is None  # a single attempt is the record itself
 
 
