@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.server import FakeServer
+from tests.fakes.server import FakeServer, catalog_text
 
 USAGE = {"input_tokens": 21, "output_tokens": 9, "cache_read_input_tokens": 5, "cache_creation_input_tokens": 3}
 
@@ -36,13 +36,11 @@ class FakeAnthropic(FakeServer):
         return f"http://127.0.0.1:{self.port}"
 
     def catalog_yaml(self) -> str:
-        models = "".join(
-            f"  - {{id: anthropic-fake/{name}, provider: fakeanthropic, upstream_model: {name}, "
-            f"context_length: 200000, max_output: 1024, pricing: {{prompt: 3.0, completion: 15.0}}}}\n"
-            for name in ("claude-ok", "claude-tool", "claude-json", "claude-429", "claude-529", "claude-long",
-                         "claude-midstream-error"))
-        return (f"providers:\n  - {{id: fakeanthropic, kind: anthropic, base_url: '{self.base_url}', "
-                f"api_key_env: FAKE_ANTHROPIC_KEY}}\nmodels:\n{models}")
+        return catalog_text(
+            "fakeanthropic", f"kind: anthropic, base_url: '{self.base_url}', api_key_env: FAKE_ANTHROPIC_KEY",
+            "anthropic-fake", ("claude-ok", "claude-tool", "claude-json", "claude-429", "claude-529", "claude-long",
+                               "claude-midstream-error"),
+            "context_length: 200000, max_output: 1024, pricing: {prompt: 3.0, completion: 15.0}")
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self._messages)

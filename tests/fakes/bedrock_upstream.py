@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.server import FakeServer
+from tests.fakes.server import FakeServer, catalog_text
 
 USAGE = {"inputTokens": 11, "outputTokens": 5, "totalTokens": 16, "cacheReadInputTokens": 4,
          "cacheWriteInputTokens": 2}
@@ -43,13 +43,10 @@ class FakeBedrock(FakeServer):
         return f"http://127.0.0.1:{self.port}"
 
     def catalog_yaml(self) -> str:
-        models = "".join(
-            f"  - {{id: bedrock-fake/{name}, provider: fakebedrock, upstream_model: {name}, context_length: 200000, "
-            f"max_output: 2048, pricing: {{prompt: 3.0, completion: 15.0}}}}\n"
-            for name in ("bedrock-ok", "bedrock-tool", "bedrock-json", "bedrock-throttle", "bedrock-long",
-                         "bedrock-midstream"))
-        return (f"providers:\n  - {{id: fakebedrock, kind: bedrock, region: us-east-1, base_url: '{self.base_url}'}}\n"
-                f"models:\n{models}")
+        return catalog_text(
+            "fakebedrock", f"kind: bedrock, region: us-east-1, base_url: '{self.base_url}'", "bedrock-fake",
+            ("bedrock-ok", "bedrock-tool", "bedrock-json", "bedrock-throttle", "bedrock-long", "bedrock-midstream"),
+            "context_length: 200000, max_output: 2048, pricing: {prompt: 3.0, completion: 15.0}")
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/model/{model}/{action}", self._handle)

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.server import FakeServer
+from tests.fakes.server import FakeServer, catalog_text
 
 USAGE = {"promptTokenCount": 17, "candidatesTokenCount": 6, "thoughtsTokenCount": 4, "cachedContentTokenCount": 2,
          "totalTokenCount": 27}
@@ -26,12 +26,10 @@ class FakeGemini(FakeServer):
         return f"http://127.0.0.1:{self.port}"
 
     def catalog_yaml(self) -> str:
-        models = "".join(
-            f"  - {{id: gemini-fake/{name}, provider: fakegemini, upstream_model: {name}, context_length: 1048576, "
-            f"pricing: {{prompt: 1.25, completion: 10.0}}}}\n"
-            for name in ("gemini-ok", "gemini-tool", "gemini-json", "gemini-safety", "gemini-429", "gemini-long"))
-        return (f"providers:\n  - {{id: fakegemini, kind: gemini, base_url: '{self.base_url}', "
-                f"api_key_env: FAKE_GEMINI_KEY}}\nmodels:\n{models}")
+        return catalog_text(
+            "fakegemini", f"kind: gemini, base_url: '{self.base_url}', api_key_env: FAKE_GEMINI_KEY", "gemini-fake",
+            ("gemini-ok", "gemini-tool", "gemini-json", "gemini-safety", "gemini-429", "gemini-long"),
+            "context_length: 1048576, pricing: {prompt: 1.25, completion: 10.0}")
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1beta/models/{call}", self._generate)

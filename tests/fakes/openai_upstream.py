@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.server import FakeServer
+from tests.fakes.server import FakeServer, catalog_text
 
 USAGE = {"prompt_tokens": 13, "completion_tokens": 7, "total_tokens": 20,
          "prompt_tokens_details": {"cached_tokens": 4}, "completion_tokens_details": {"reasoning_tokens": 2}}
@@ -44,15 +44,13 @@ class FakeUpstream(FakeServer):
 
     def catalog_yaml(self) -> str:
         """A SWITCHYARD_CONFIG adding this upstream as an `openai` provider with one model per script."""
-        models = "".join(
-            f"  - {{id: fake/{name}, provider: fakevendor, upstream_model: {name}, context_length: 8192, "
-            f"pricing: {{prompt: 1.0, completion: 2.0}}}}\n"
-            for name in ("ok", "slow-stream", "error-401", "error-429", "error-500", "error-context", "garbage",
-                         "mid-error", "long-stream", "gpt-4o-no-usage", "no-usage", "reset", "fail-once"))
-        models += ("  - {id: fake/hang, provider: fakevendor, upstream_model: hang, context_length: 8192, "
-                   "timeout_seconds: 0.3, pricing: {prompt: 1.0, completion: 2.0}}\n")
-        return (f"providers:\n  - {{id: fakevendor, kind: openai, base_url: '{self.base_url}', "
-                f"api_key_env: FAKE_VENDOR_KEY}}\nmodels:\n{models}")
+        return catalog_text(
+            "fakevendor", f"kind: openai, base_url: '{self.base_url}', api_key_env: FAKE_VENDOR_KEY", "fake",
+            ("ok", "slow-stream", "error-401", "error-429", "error-500", "error-context", "garbage", "mid-error",
+             "long-stream", "gpt-4o-no-usage", "no-usage", "reset", "fail-once"),
+            "context_length: 8192, pricing: {prompt: 1.0, completion: 2.0}",
+            "  - {id: fake/hang, provider: fakevendor, upstream_model: hang, context_length: 8192, "
+            "timeout_seconds: 0.3, pricing: {prompt: 1.0, completion: 2.0}}\n")
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._chat)

@@ -9,6 +9,14 @@ from typing import Any
 from aiohttp import web
 
 
+def catalog_text(provider: str, connection: str, prefix: str, names: tuple[str, ...], fields: str,
+                 extra_models: str = "") -> str:
+    """A SWITCHYARD_CONFIG adding a fake as provider `provider`, with one model `prefix/name` per script name."""
+    models = "".join(f"  - {{id: {prefix}/{name}, provider: {provider}, upstream_model: {name}, {fields}}}\n"
+                     for name in names)
+    return f"providers:\n  - {{id: {provider}, {connection}}}\nmodels:\n{models}{extra_models}"
+
+
 class FakeServer:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
