@@ -104,7 +104,7 @@ class ChatService:
         """The endpoints of one model that may serve this request, in the order to try them."""
         catalog = catalog or self.catalog
         fixed = request.provider is None and not request.tools and request.response_format is None
-        if fixed and (cached := self._usable.get(model_id)) is not None and len(cached) <= 1:
+        if fixed and (cached := self._usable.get(model_id)) is not None:
             return cached  # the hot path: one endpoint, nothing to weigh
         variant = None
         try:
@@ -122,7 +122,7 @@ class ChatService:
             raise NoProviderError(f"No {variant + ' ' if variant else ''}provider of {model.id!r} is available{why}",
                                   metadata={"model": model.id, "variant": variant,
                                             "providers": [e.provider.id for e in model.endpoints]})
-        if fixed and variant is None:
+        if fixed and variant is None and len(found) == 1:  # more than one is weighed again on every call
             self._usable[model_id] = found
         return found
 

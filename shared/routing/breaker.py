@@ -48,7 +48,7 @@ class Breaker:
                 return False
             self.state, self.probing = HALF_OPEN, False
         if self.probing and now - self.opened_at < 2 * self.policy.cooldown:
-            return False  # one probe at a time (a probe lost for a whole cooldown frees the slot)
+            return False  # one probe at a time (a probe unanswered for two cooldowns frees the slot)
         self.probing, self.opened_at = True, now
         return True
 
