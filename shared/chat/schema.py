@@ -169,6 +169,7 @@ GATEWAY_FIELDS = frozenset({"models", "provider", "route", "plugins", "transform
 _NOT_UPSTREAM = NEVER_FORWARDED | GATEWAY_FIELDS | {"model"}
 _PARAMETERS = ("tools", "tool_choice", "response_format", "temperature", "top_p", "max_tokens", "stop", "seed",
                "frequency_penalty", "presence_penalty")
+_REQUESTABLE = frozenset(_PARAMETERS) | {"structured_outputs"}  # every name parameters() can give
 _TYPE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
 
 
@@ -252,6 +253,8 @@ class ChatRequest(_Model):
 
     def for_endpoint(self, supported: frozenset[str]) -> "ChatRequest":
         """This request as an endpoint receives it: parameters it does not support dropped."""
+        if supported >= _REQUESTABLE:  # the usual case: nothing to look at
+            return self
         unsupported = self.parameters() - supported
         return self.without(unsupported) if unsupported else self
 
