@@ -88,8 +88,9 @@ def test_one_event_dynamodb_refuses_cannot_hold_back_the_others(gateway, caplog)
     meter.record(event(3))
     with caplog.at_level("ERROR", logger="switchyard.metering"):
         assert meter.flush() == 4
-    assert meter.backlog == 0 and meter.dropped == 1 and "gen-bad" in caplog.text
+    assert meter.backlog == 0 and meter.dead_letters.count == 1 and "gen-bad" in caplog.text
     assert counters(gateway)["requests"] == 3  # the three good events, each once
+    assert [d["record"]["id"] for d in meter.dead_letters.list()] == ["gen-bad"]  # kept, not dropped
 
 
 def test_passing_failures_keep_the_rest_pending_during_a_one_by_one_pass(gateway):
@@ -104,4 +105,106 @@ def test_passing_failures_keep_the_rest_pending_during_a_one_by_one_pass(gateway
     meter = Meter(Flaky(gateway.settings.usage_table, gateway.settings.counters_table, 30), interval=0.01)
     for i in (1, 2, 3):
         meter.record(event(i))
-    assert meter.flush() == 1 and meter.backlog == 2 and meter.dropped == 0
+    assert meter.flush() == 1 and meter.backlog == 2 and meter.dead_letters.count == 0
+
+
+def test_a_cost_in_exponent_notation_is_written_as_a_plain_decimal(gateway):
+    """repr(7e-06) is '7e-06': moto's ADD ran int() on it and every later batch queued behind it."""
+    meter = gateway.meter
+    meter.record(event(1, cost=0.25))
+    assert meter.flush() == 1
+    meter.record(event(2, cost=7e-06))  # ADDed to an existing counter
+    assert meter.flush() == 1
+    meter.record(event(3, cost=1e-07))
+    meter.record(event(4))
+    assert meter.flush() == 2 and meter.backlog == 0 and meter.dead_letters.count == 0
+    assert counters(gateway)["cost"] == pytest.approx(0.500007 + 1e-07)
+    assert Table(gateway.settings.usage_table).get({"id": "gen-2"})["cost"] == pytest.approx(7e-06)
+
+
+class Poisoned(UsageWriter):
+    """Fails any batch holding `gen-bad` the way a crashed server does: an error with no name."""
+
+    calls = 0
+
+    def write(self, events):
+        self.calls += 1
+        if any(e.id == "gen-bad" for e in events):
+            raise StorageError("Storage is unavailable (TransactWriteItems: 500)", metadata={"http_status": 500})
+        return super().write(events)
+
+
+def test_a_poison_event_is_set_aside_and_every_other_event_lands(gateway, caplog):
+    writer = Poisoned(gateway.settings.usage_table, gateway.settings.counters_table, 30)
+    meter = Meter(writer, interval=0.01)
+    meter.record(event(0))
+    meter.record(UsageEvent(id="gen-bad", key_id="k1", created_at=time.time(), model="m", lab="l", cost=1.0))
+    for i in range(1, 40):
+        meter.record(event(i))
+    with caplog.at_level("ERROR", logger="switchyard.metering"):
+        assert meter.flush() == 41
+    assert meter.backlog == 0 and meter.dead_letters.count == 1 and "gen-bad" in caplog.text
+    assert counters(gateway)["requests"] == 40
+    assert writer.calls < 20  # found by halving, not one write per event
+    letter, = meter.dead_letters.list()
+    assert letter["record"]["id"] == "gen-bad" and letter["record"]["cost"] == 1.0 and "500" in letter["error"]
+
+
+def test_a_poison_event_alone_is_set_aside_after_a_few_passes(gateway):
+    meter = Meter(Poisoned(gateway.settings.usage_table, gateway.settings.counters_table, 30), interval=0.01)
+    meter.record(UsageEvent(id="gen-bad", key_id="k1", created_at=time.time(), model="m", lab="l"))
+    flushes = 0
+    while meter.backlog and flushes < 10:
+        meter.flush()
+        flushes += 1
+    assert meter.backlog == 0 and meter.dead_letters.count == 1 and flushes <= 3
+
+
+def test_an_outage_sets_nothing_aside_however_long_it_lasts(gateway):
+    class Down(UsageWriter):
+        def write(self, events):
+            raise StorageError("Storage is unavailable (TransactWriteItems: NewConnectionError)",
+                               metadata={"aws_code": "", "transport": True})
+
+    meter = Meter(Down(gateway.settings.usage_table, gateway.settings.counters_table, 30), interval=0.01)
+    for i in range(5):
+        meter.record(event(i))
+    for _ in range(10):
+        assert meter.flush() == 0
+    assert meter.backlog == 5 and meter.dead_letters.count == 0
+
+
+def test_a_transaction_conflict_is_retried_not_isolated(gateway):
+    class Contended(UsageWriter):
+        conflicts = 1
+
+        def write(self, events):
+            if self.conflicts:
+                self.conflicts -= 1
+                raise StorageError("usage transaction cancelled", metadata={"reasons": ["None", "TransactionConflict"]})
+            return super().write(events)
+
+    meter = Meter(Contended(gateway.settings.usage_table, gateway.settings.counters_table, 30), interval=0.01)
+    meter.record(event(1))
+    meter.record(event(2))
+    assert meter.flush() == 0 and meter.backlog == 2
+    assert meter.flush() == 2 and meter.dead_letters.count == 0
+
+
+def test_stop_drains_what_a_passing_failure_held_back(gateway):
+    import asyncio
+
+    class Once(UsageWriter):
+        down = 2
+
+        def write(self, events):
+            if self.down:
+                self.down -= 1
+                raise StorageError("throttled", metadata={"aws_code": "ThrottlingException"})
+            return super().write(events)
+
+    meter = Meter(Once(gateway.settings.usage_table, gateway.settings.counters_table, 30), interval=0.01)
+    for i in range(3):
+        meter.record(event(i))
+    asyncio.run(meter.stop(drain_seconds=5))
+    assert meter.backlog == 0 and counters(gateway)["requests"] == 3

@@ -1,18 +1,16 @@
-"""DynamoDB adapter: plain dicts in, plain dicts out; botocore errors translated here, chained."""
+"""DynamoDB adapter: plain dicts in, plain dicts out (shared/aws/codec.py); botocore errors translated here, chained."""
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any, Iterator
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.aws import client
+from shared.aws.codec import item as to_item, plain as from_item
 from shared.errors import StorageError
 
-_ser = TypeSerializer()
-_de = TypeDeserializer()
+__all__ = ["ConditionFailedError", "Table", "TransactionConflictError", "batch_get", "from_item", "to_item"]
 
 
 class ConditionFailedError(Exception):
@@ -25,34 +23,6 @@ class TransactionConflictError(Exception):
     def __init__(self, reasons: list[str]) -> None:
         super().__init__(f"transaction cancelled: {reasons}")
         self.reasons = reasons
-
-
-def to_item(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: _ser.serialize(_dynamo_value(v)) for k, v in data.items() if v is not None}
-
-
-def from_item(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _plain(_de.deserialize(v)) for k, v in item.items()}
-
-
-def _dynamo_value(v: Any) -> Any:
-    if isinstance(v, float):
-        return Decimal(repr(v))
-    if isinstance(v, dict):
-        return {k: _dynamo_value(x) for k, x in v.items() if x is not None}
-    if isinstance(v, (list, tuple)):
-        return [_dynamo_value(x) for x in v]
-    return v
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, Decimal):
-        return int(v) if v == v.to_integral_value() else float(v)
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_plain(x) for x in v]
-    return v
 
 
 def _translate(e: Exception, what: str) -> Exception:
@@ -113,6 +83,28 @@ class Table:
             client("dynamodb").delete_item(TableName=self.name, Key=to_item(key))
         except (ClientError, BotoCoreError) as e:
             raise _translate(e, f"delete {self.name}") from e
+
+    def query(self, hash_name: str, hash_value: str, *, range_name: str | None = None,
+              prefix: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Up to `limit` items of one partition, optionally those whose sort key starts with `prefix`."""
+        condition, values = "#h = :h", {":h": hash_value}
+        names = {"#h": hash_name}
+        if prefix is not None and range_name is not None:
+            condition += " AND begins_with(#r, :p)"
+            names["#r"], values[":p"] = range_name, prefix
+        kwargs: dict[str, Any] = {"TableName": self.name, "KeyConditionExpression": condition,
+                                  "ExpressionAttributeNames": names, "ExpressionAttributeValues": to_item(values)}
+        found: list[dict[str, Any]] = []
+        while len(found) < limit:
+            try:
+                page = client("dynamodb").query(**kwargs)
+            except (ClientError, BotoCoreError) as e:
+                raise _translate(e, f"query {self.name}") from e
+            found.extend(from_item(i) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return found[:limit]
 
     def scan(self) -> Iterator[dict[str, Any]]:
         kwargs: dict[str, Any] = {"TableName": self.name}

@@ -2,7 +2,8 @@
 
 Measured on the usage-record transaction (97 records, `python -m benchmarks.parts`): boto3's TypeSerializer
 plus botocore's shape-walking JSON serialiser cost ~150 µs of CPU per record in the gateway process; this module
-writes DynamoDB JSON by hand, serialises the request with orjson and signs it with botocore's own SigV4 signer:
+writes DynamoDB JSON by hand (shared/aws/codec.py, the serialiser of every write path), serialises the request
+with orjson and signs it with botocore's own SigV4 signer:
 ~17 µs per record (benchmarks/README.md). Everything else about DynamoDB stays on boto3 (shared/aws/dynamodb.py).
 """
 
@@ -22,29 +23,6 @@ from shared.aws.dynamodb import TransactionConflictError
 from shared.errors import StorageError
 
 _TARGET = "DynamoDB_20120810."
-
-
-def attr(value: Any) -> dict[str, Any] | None:
-    """A Python scalar as a DynamoDB attribute value (None: leave the attribute out)."""
-    if value is None:
-        return None
-    if value is True or value is False:
-        return {"BOOL": value}
-    if isinstance(value, str):
-        return {"S": value}
-    if isinstance(value, int):
-        return {"N": str(value)}
-    if isinstance(value, float):
-        return {"N": repr(value)}
-    if isinstance(value, dict):
-        return {"M": item(value)}
-    if isinstance(value, (list, tuple)):
-        return {"L": [a for v in value if (a := attr(v)) is not None]}
-    raise TypeError(f"no DynamoDB attribute for {type(value).__name__}")
-
-
-def item(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: a for k, v in data.items() if (a := attr(v)) is not None}
 
 
 class JsonClient:
@@ -69,15 +47,19 @@ class JsonClient:
         try:
             response = self.pool.request("POST", self.url, body=data, headers=dict(request.headers.items()))
         except urllib3.exceptions.HTTPError as e:
-            raise StorageError(f"Storage is unavailable ({operation}: {type(e).__name__})") from e
-        payload = orjson.loads(response.data) if response.data else {}
-        if response.status == 200:
+            raise StorageError(f"Storage is unavailable ({operation}: {type(e).__name__})",
+                               metadata={"aws_code": "", "transport": True}) from e
+        try:
+            payload = orjson.loads(response.data) if response.data else {}
+        except orjson.JSONDecodeError:
+            payload = {}  # e.g. an HTML error page from a proxy or a crashed local server
+        if response.status == 200 and isinstance(payload, dict):
             return payload
-        code = str(payload.get("__type", "")).rsplit("#", 1)[-1]
+        code = str(payload.get("__type", "")).rsplit("#", 1)[-1] if isinstance(payload, dict) else ""
         if code == "TransactionCanceledException":
             raise TransactionConflictError([r.get("Code", "None") for r in payload.get("CancellationReasons", [])])
         raise StorageError(f"Storage is unavailable ({operation}: {code or response.status})",
-                           metadata={"aws_code": code})
+                           metadata={"aws_code": code, "http_status": response.status})
 
 
 @lru_cache(maxsize=1)

@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from shared.aws.dynamodb import ConditionFailedError, Table, batch_get
 from shared.errors import AuthenticationError, ForbiddenError, InsufficientCreditsError, NotFoundError
+from shared.keys.counters import counter_key, periods, periods_of_day
 from shared.keys.tokens import KeyKind, ParsedKey, label, new_key, parse_key, secret_hash
 
 __all__ = ["ApiKey", "Authenticator", "KeyStore", "counter_key", "periods", "periods_of_day"]
@@ -18,20 +19,6 @@ __all__ = ["ApiKey", "Authenticator", "KeyStore", "counter_key", "periods", "per
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def periods(at: datetime) -> tuple[str, str]:
-    """The counter sort keys a call at `at` adds to besides 'total': its UTC month and day."""
-    return periods_of_day(f"{at:%Y-%m-%d}")
-
-
-def periods_of_day(day: str) -> tuple[str, str]:
-    """The month and day counter sort keys of a UTC day written YYYY-MM-DD (metering writes, KeyStore reads)."""
-    return f"month#{day[:7]}", f"day#{day}"
-
-
-def counter_key(key_id: str) -> str:
-    return f"key#{key_id}"
 
 
 @dataclass(slots=True)
