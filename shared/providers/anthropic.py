@@ -119,11 +119,13 @@ def _headers(endpoint: Endpoint) -> dict[str, str]:
 
 
 # -- response -----------------------------------------------------------------------------------------------
-def usage_of(u: dict[str, Any]) -> Usage:
-    cache_read = int(u.get("cache_read_input_tokens") or 0)
-    cache_write = int(u.get("cache_creation_input_tokens") or 0)
-    return Usage(int(u.get("input_tokens") or 0) + cache_read + cache_write, int(u.get("output_tokens") or 0),
-                 cached_tokens=cache_read)
+def usage_of(u: Any) -> Usage | None:
+    """Anthropic's usage; None when it is missing or not believable (then the gateway counts)."""
+    if not u or not isinstance(u, dict):
+        return None
+    cache_read, cache_write = u.get("cache_read_input_tokens"), u.get("cache_creation_input_tokens")
+    return Usage.checked(u.get("input_tokens"), u.get("output_tokens"), cache_read,
+                         extra_prompt=(cache_read, cache_write))
 
 
 def _error(status: int, raw: bytes, headers: dict[str, str], endpoint: Endpoint) -> SwitchyardError:
@@ -165,7 +167,8 @@ class AnthropicProvider:
         choice = assistant_choice(text, calls, FINISH.get(native or "", "stop"), native)
         body = {"id": data.get("id"), "object": "chat.completion", "created": int(time.time()),
                 "model": data.get("model", endpoint.upstream_model), "choices": [choice]}
-        return Completion(body, usage_of(data.get("usage") or {}), choice["finish_reason"], data.get("id"))
+        return Completion(body, usage_of(data.get("usage")) or Usage(estimated=True), choice["finish_reason"],
+                          data.get("id"))
 
     async def stream(self, request: ChatRequest, endpoint: Endpoint) -> AsyncIterator[dict[str, Any]]:
         resp = await self._post(request, endpoint, stream=True)
@@ -249,11 +252,8 @@ class _StreamTranslator:
             if self.json_tool and finish == "tool_calls" and not self.tools:
                 finish = "stop"
             u = usage_of(self.usage)
-            usage = {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
-                     "total_tokens": u.prompt_tokens + u.completion_tokens,
-                     "prompt_tokens_details": {"cached_tokens": u.cached_tokens}}
             final = self._chunk({}, finish, self.native)
-            return [final, {**self._chunk({}), "choices": [], "usage": usage}]
+            return [final, {**self._chunk({}), "choices": [], "usage": u.to_openai()}] if u else [final]
         if kind == "error":
             err = event.get("error") or {}
             status = ERROR_STATUS.get(err.get("type", ""), 502)

@@ -18,6 +18,21 @@ from shared.errors import (BadRequestError, PayloadTooLargeError, RateLimitedErr
                            UpstreamError, UpstreamTimeoutError)
 
 
+MAX_TOKENS = 100_000_000  # per count and call: no model comes near it; beyond, a count is a bug or a lie
+
+
+def token_count(value: Any) -> int | None:
+    """A vendor's token count if it is believable: a non-negative integer (or integral float) within MAX_TOKENS;
+    0 when it is absent; None when it is there and wrong (negative, huge, a string, a bool…)."""
+    if value is None:
+        return 0
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if type(value) is not int or not 0 <= value <= MAX_TOKENS:
+        return None
+    return value
+
+
 @dataclass(slots=True)
 class Usage:
     prompt_tokens: int = 0
@@ -27,13 +42,33 @@ class Usage:
     estimated: bool = False
 
     @classmethod
-    def from_openai(cls, u: dict[str, Any] | None) -> "Usage | None":
-        if not u:
+    def checked(cls, prompt: Any, completion: Any, cached: Any = None, reasoning: Any = None,
+                *, extra_prompt: tuple[Any, ...] = ()) -> "Usage | None":
+        """Usage from a vendor's counts, or None when any is not believable (then we count it ourselves).
+        `extra_prompt` counts are added to the prompt (cache reads and writes where a vendor lists them apart)."""
+        counts = [token_count(v) for v in (prompt, completion, cached, reasoning, *extra_prompt)]
+        if None in counts:
+            return None
+        p, c, cached_n, r, *extra = counts
+        return cls(p + sum(extra), c, cached_n, r)
+
+    @classmethod
+    def from_openai(cls, u: Any) -> "Usage | None":
+        """OpenAI's usage object; None when it is missing or not believable."""
+        if not u or not isinstance(u, dict):
             return None
         details = u.get("prompt_tokens_details") or {}
         out_details = u.get("completion_tokens_details") or {}
-        return cls(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0),
-                   int(details.get("cached_tokens") or 0), int(out_details.get("reasoning_tokens") or 0))
+        if not isinstance(details, dict) or not isinstance(out_details, dict):
+            return None
+        return cls.checked(u.get("prompt_tokens"), u.get("completion_tokens"), details.get("cached_tokens"),
+                           out_details.get("reasoning_tokens"))
+
+    def to_openai(self) -> dict[str, Any]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens,
+                "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
+                "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens}}
 
 
 @dataclass(slots=True)

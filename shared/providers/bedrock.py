@@ -134,9 +134,12 @@ def build_request(request: ChatRequest, endpoint: Endpoint) -> dict[str, Any]:
     return params
 
 
-def usage_of(u: dict[str, Any]) -> Usage:
-    read, write = int(u.get("cacheReadInputTokens") or 0), int(u.get("cacheWriteInputTokens") or 0)
-    return Usage(int(u.get("inputTokens") or 0) + read + write, int(u.get("outputTokens") or 0), cached_tokens=read)
+def usage_of(u: Any) -> Usage | None:
+    """Bedrock's usage; None when it is missing or not believable (then the gateway counts)."""
+    if not u or not isinstance(u, dict):
+        return None
+    read, write = u.get("cacheReadInputTokens"), u.get("cacheWriteInputTokens")
+    return Usage.checked(u.get("inputTokens"), u.get("outputTokens"), read, extra_prompt=(read, write))
 
 
 def _error(e: Exception, endpoint: Endpoint) -> SwitchyardError:
@@ -178,7 +181,7 @@ class BedrockProvider:
         request_id = (data.get("ResponseMetadata") or {}).get("RequestId")
         body = {"id": request_id, "object": "chat.completion", "created": int(time.time()),
                 "model": endpoint.upstream_model, "choices": [choice]}
-        return Completion(body, usage_of(data.get("usage") or {}), choice["finish_reason"], request_id)
+        return Completion(body, usage_of(data.get("usage")) or Usage(estimated=True), choice["finish_reason"], request_id)
 
     async def stream(self, request: ChatRequest, endpoint: Endpoint) -> AsyncIterator[dict[str, Any]]:
         params = build_request(request, endpoint)
@@ -275,9 +278,6 @@ class _StreamTranslator:
                 finish = "stop"
             return [self._chunk({}, finish)]
         if "metadata" in event:
-            u = usage_of(event["metadata"].get("usage") or {})
-            return [{**self._chunk({}), "choices": [], "usage": {
-                "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
-                "total_tokens": u.prompt_tokens + u.completion_tokens,
-                "prompt_tokens_details": {"cached_tokens": u.cached_tokens}}}]
+            u = usage_of(event["metadata"].get("usage"))
+            return [{**self._chunk({}), "choices": [], "usage": u.to_openai()}] if u else []
         return []

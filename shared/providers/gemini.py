@@ -107,10 +107,15 @@ def build_request(request: ChatRequest, endpoint: Endpoint) -> dict[str, Any]:
     return body
 
 
-def usage_of(u: dict[str, Any]) -> Usage:
-    thoughts = int(u.get("thoughtsTokenCount") or 0)
-    return Usage(int(u.get("promptTokenCount") or 0), int(u.get("candidatesTokenCount") or 0) + thoughts,
-                 cached_tokens=int(u.get("cachedContentTokenCount") or 0), reasoning_tokens=thoughts)
+def usage_of(u: Any) -> Usage | None:
+    """Gemini's usageMetadata; None when it is missing or not believable (then the gateway counts)."""
+    if not u or not isinstance(u, dict):
+        return None
+    usage = Usage.checked(u.get("promptTokenCount"), u.get("candidatesTokenCount"), u.get("cachedContentTokenCount"),
+                          u.get("thoughtsTokenCount"))
+    if usage is not None:
+        usage.completion_tokens += usage.reasoning_tokens  # thoughts are billed as output
+    return usage
 
 
 def _finish(native: str | None, has_calls: bool) -> str | None:
@@ -194,7 +199,7 @@ class GeminiProvider:
                         "native_finish_reason": feedback.get("blockReason"), "logprobs": None}]
         body = {"id": data.get("responseId"), "object": "chat.completion", "created": int(time.time()),
                 "model": data.get("modelVersion", endpoint.upstream_model), "choices": choices}
-        return Completion(body, usage_of(data.get("usageMetadata") or {}), choices[0]["finish_reason"],
+        return Completion(body, usage_of(data.get("usageMetadata")) or Usage(estimated=True), choices[0]["finish_reason"],
                           data.get("responseId"))
 
     async def stream(self, request: ChatRequest, endpoint: Endpoint) -> AsyncIterator[dict[str, Any]]:
@@ -230,11 +235,6 @@ class GeminiProvider:
             raise transport_error(e, endpoint.provider.id) from e
         finally:
             await chunks.aclose()
-        if usage is not None:
-            u = usage_of(usage)
+        if (u := usage_of(usage)) is not None:
             yield {"id": None, "object": "chat.completion.chunk", "created": int(time.time()),
-                   "model": endpoint.upstream_model, "choices": [],
-                   "usage": {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
-                             "total_tokens": u.prompt_tokens + u.completion_tokens,
-                             "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
-                             "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens}}}
+                   "model": endpoint.upstream_model, "choices": [], "usage": u.to_openai()}
