@@ -123,9 +123,11 @@ def test_keys_api_lifecycle_in_openrouter_shapes(client, keys):
 
     own = client.get("/api/v1/key", headers=bearer(token)).json()["data"]
     assert own["limit_remaining"] == 0.00005
-    first = client.post("/api/v1/chat/completions", json=CHAT, headers=bearer(token))
-    assert first.status_code == 200  # costs more than the limit: the next call is refused
-    assert_error_shape(client.post("/api/v1/chat/completions", json=CHAT, headers=bearer(token)), 402)
+    first = client.post("/api/v1/chat/completions", json={**CHAT, "max_tokens": 8}, headers=bearer(token))
+    assert first.status_code == 200  # its worst case fits the limit
+    refused = assert_error_shape(client.post("/api/v1/chat/completions", json=CHAT, headers=bearer(token)), 402)
+    assert "could cost up to" in refused["message"] and "can only afford" in refused["message"]
+    assert refused["metadata"]["max_tokens"] == 4096 and 0 < refused["metadata"]["affordable_tokens"] < 40
     patched = client.patch(f"/api/v1/keys/{data['hash']}", json={"limit": None, "disabled": True}, headers=admin)
     assert patched.json()["data"]["limit"] is None and patched.json()["data"]["disabled"] is True
     assert_error_shape(client.post("/api/v1/chat/completions", json=CHAT, headers=bearer(token)), 401)

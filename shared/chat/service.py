@@ -18,13 +18,16 @@ from typing import Any, AsyncIterator
 import orjson
 
 from shared.catalog import Catalog
+from shared.chat.budget import affordable_tokens, budget, capped, prompt_bound
 from shared.catalog.source import CatalogSource
 from shared.chat.schema import ChatRequest
 from shared.config import Settings
-from shared.errors import ModelNotFoundError, NoProviderError, SwitchyardError, UpstreamError, UpstreamTimeoutError
+from shared.errors import (InsufficientCreditsError, ModelNotFoundError, NoProviderError, SwitchyardError,
+                           UpstreamError, UpstreamTimeoutError)
 from shared.healing.completion import HealReport, heal_completion
 from shared.healing.repair import HealResult
 from shared.healing.stream import StreamHealer
+from shared.keys.spend import SpendGuard
 from shared.metering import Meter, UsageEvent, cost_of
 from shared.providers import Usage
 from shared.providers.base import first_byte_timeout
@@ -63,6 +66,9 @@ class CallContext:
     app_referer: str | None = None
     client_ip: str | None = None
     user_agent: str | None = None
+    limit: float | None = None  # the key's spend limit (USD); None: unlimited, and no hold is made
+    usage: float = 0.0  # the key's spend as last read
+    prompt_bound: int | None = None  # upper bound of the prompt's tokens, computed once for a limited key's holds
     created: float = field(default_factory=time.time)
     started: float = field(default_factory=time.perf_counter)
 
@@ -78,8 +84,10 @@ Route = Candidate  # one model served by one endpoint through one adapter
 
 
 class ChatService:
-    def __init__(self, catalog: Catalog | CatalogSource, meter: Meter, settings: Settings) -> None:
+    def __init__(self, catalog: Catalog | CatalogSource, meter: Meter, settings: Settings,
+                 spend: SpendGuard | None = None) -> None:
         self.source = catalog if isinstance(catalog, CatalogSource) else None
+        self.spend = spend
         self._catalog = catalog if isinstance(catalog, Catalog) else catalog.current
         self.meter = meter
         self.settings = settings
@@ -182,6 +190,31 @@ class ChatService:
             **({"estimated": True} if usage.estimated else {}),
         }
 
+    async def _bounded(self, ctx: CallContext, event: UsageEvent, route: Route, request: ChatRequest) -> ChatRequest:
+        """The request as this candidate gets it: output capped at the model's max. For a key with a limit, the
+        call's worst case on this candidate is held first (raised from an earlier candidate's hold if higher)."""
+        if ctx.limit is None:
+            return capped(request, route.endpoint)
+        if ctx.usage >= ctx.limit:
+            raise InsufficientCreditsError("This key's credit limit is spent", metadata={
+                "limit": ctx.limit, "limit_remaining": 0.0, "usage": round(ctx.usage, 9)})
+        if ctx.prompt_bound is None:
+            ctx.prompt_bound = prompt_bound(request)
+        b = budget(request, route.endpoint, ctx.prompt_bound)
+        held = event.reserved or 0.0
+        if b.worst_case > held:
+            assert self.spend is not None, "a limited key needs the spend guard"
+            try:
+                await asyncio.to_thread(self.spend.hold, ctx.key_id, ctx.limit, ctx.request_id, b.worst_case,
+                                        already=held, usage=ctx.usage)
+            except InsufficientCreditsError as e:
+                tokens = affordable_tokens(route.endpoint, b.prompt_tokens, e.metadata["limit_remaining"], request.n)
+                e.message += f". You requested up to {b.max_tokens} tokens, but can only afford {tokens}"
+                e.metadata.update(max_tokens=b.max_tokens, affordable_tokens=tokens, model=route.model.id)
+                raise
+            event.reserved = b.worst_case
+        return b.request
+
     async def _attempt(self, plan: Plan, route: Route, request: ChatRequest):
         """One upstream call. Adapters enforce the connect, first-byte and idle timeouts; an attempt after the
         first (a fallback or a retry) is also cut at the call's total deadline, and none starts after it."""
@@ -209,8 +242,9 @@ class ChatService:
             route = plan.first()
             while True:
                 _label(event, route)
+                sent = await self._bounded(ctx, event, route, request)  # a 402 here ends the call
                 try:
-                    done = await self._attempt(plan, route, request)
+                    done = await self._attempt(plan, route, sent)
                 except SwitchyardError as e:
                     following = await plan.next_after(route, e)
                     if following is None:
@@ -248,15 +282,18 @@ class ChatService:
     async def open_stream(self, request: ChatRequest, ctx: CallContext) -> AsyncIterator[bytes]:
         """Start the upstream stream; raise here (a plain HTTP error) if every candidate fails before answering."""
         event = self._event(ctx, request, streamed=True)
+        route = None
         try:
             plan = Plan(self, request, ctx)
             _routed(event, plan)
             route = plan.first()
+            _label(event, route)
+            sent = await self._bounded(ctx, event, route, request)
         except SwitchyardError as e:
             self._fail(event, e)
             self._finish(event, None, ctx, None)
             raise
-        stream = _Stream(self, request, ctx, plan, route, event)
+        stream = _Stream(self, request, ctx, plan, route, event, sent)
         await stream.start()
         return stream.sse()
 
@@ -268,19 +305,20 @@ class _Stream:
     (keep-alive comments may have been sent: they carry no data). After that, an error ends the stream."""
 
     def __init__(self, service: ChatService, request: ChatRequest, ctx: CallContext, plan: Plan, route: Route,
-                 event: UsageEvent) -> None:
+                 event: UsageEvent, sent: ChatRequest) -> None:
         self.service, self.request, self.ctx, self.plan = service, request, ctx, plan
         self.event = event
         self.created = int(ctx.created)
         self.metered = False
         self.sent = False  # a data frame reached the client: no more fallbacks
         self.total_deadline = time.monotonic() + service.settings.total_timeout_seconds
-        self._open(route)
+        self._open(route, sent)
 
-    def _open(self, route: Route) -> None:
+    def _open(self, route: Route, sent: ChatRequest) -> None:
+        """Start streaming from `route`, sending `sent` (the request bounded for it)."""
         self.route = route
         _label(self.event, route)
-        self.upstream = route.adapter.stream(self.request.for_endpoint(route.endpoint.supported), route.endpoint)
+        self.upstream = route.adapter.stream(sent.for_endpoint(route.endpoint.supported), route.endpoint)
         self.next: asyncio.Future[dict[str, Any]] | None = None
         self.usage: Usage | None = None
         self.text: list[str] = []  # what was generated, for counting tokens if the upstream sends no usage
@@ -299,7 +337,13 @@ class _Stream:
         following = await self.plan.next_after(self.route, error)
         if following is None:
             return False
-        self._open(following)
+        _label(self.event, following)
+        try:
+            sent = await self.service._bounded(self.ctx, self.event, following, self.request)
+        except InsufficientCreditsError as e:  # the key cannot afford this fallback: it is the call's answer
+            self.plan.errors = [*self.plan.errors, e]
+            return False
+        self._open(following, sent)
         return True
 
     def _pull(self) -> asyncio.Future[dict[str, Any]]:

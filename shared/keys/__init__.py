@@ -10,8 +10,9 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from shared.aws.dynamodb import ConditionFailedError, Table, batch_get
-from shared.errors import AuthenticationError, ForbiddenError, InsufficientCreditsError, NotFoundError
+from shared.errors import AuthenticationError, ForbiddenError, NotFoundError
 from shared.keys.counters import counter_key, periods, periods_of_day
+from shared.keys.spend import SpendGuard
 from shared.keys.tokens import KeyKind, ParsedKey, label, new_key, parse_key, secret_hash
 
 __all__ = ["ApiKey", "Authenticator", "KeyStore", "counter_key", "periods", "periods_of_day"]
@@ -63,10 +64,12 @@ class ApiKey:
 class KeyStore:
     """Keys in the keys table; spend in the counters table (written by metering)."""
 
-    def __init__(self, keys_table: str, counters_table: str, pepper: Callable[[], bytes]) -> None:
+    def __init__(self, keys_table: str, counters_table: str, pepper: Callable[[], bytes],
+                 spend: SpendGuard | None = None) -> None:
         self.keys = Table(keys_table)
         self.counters_table = counters_table
         self._pepper = pepper
+        self.spend = spend or SpendGuard(counters_table, stale_after=900)
 
     def create(self, name: str, *, kind: KeyKind = "inference", limit: float | None = None,
                tags: tuple[str, ...] = ()) -> tuple[str, ApiKey]:
@@ -75,6 +78,8 @@ class KeyStore:
                      secret_hash=secret_hash(self._pepper(), parts.secret), limit=limit, created_at=now_iso(),
                      tags=tags)
         self.keys.put(self._item(key), condition="attribute_not_exists(key_id)")
+        if limit is not None:
+            self.spend.resync(key.key_id)  # its first hold finds the counters ready
         return token, key
 
     def get(self, key_id: str) -> ApiKey | None:
@@ -123,6 +128,8 @@ class KeyStore:
                              condition="attribute_exists(key_id) AND #k = :k")
         except ConditionFailedError:
             raise NotFoundError(f"No key {key_id!r}", metadata={"hash": key_id}) from None
+        if limit is not None:
+            self.spend.resync(key_id)  # spent while unlimited: `committed` catches up before the limit applies
         key = self.get(key_id)
         assert key is not None
         return key
@@ -184,10 +191,7 @@ class Authenticator:
         if key.kind != kind:
             raise ForbiddenError("Management keys cannot call models" if key.kind == "management"
                                  else "This endpoint needs a management key")
-        if key.limit is not None and key.usage >= key.limit:
-            raise InsufficientCreditsError("This key's credit limit is spent",
-                                           metadata={"limit": key.limit, "usage": round(key.usage, 6)})
-        return key
+        return key  # a spent key still reads its own usage and generations: calls are refused by their hold
 
     def add_spend(self, key_id: str, cost: float) -> None:
         """Count a metered call against the cached key at once, so limits hold between refreshes."""

@@ -2,8 +2,8 @@
 
 - every record is a conditional put on its request id (a retried batch never double counts);
 - the batch's spend is `ADD`ed to each key's counters (total, month, day) in the same transaction, and to
-  `committed` net of what was held for the calls before they ran;
-- each call's hold (shared/keys/spend.py) is deleted, conditional on it still being there: a hold that was
+  `committed` net of what was held for the calls before they ran (shared/keys/spend.py);
+- each call's hold is removed from the key's total row, conditional on it still being there: a hold that was
   released as stale in the meantime is settled as if there had been none, so nothing is released twice.
 A crash never leaves a record without its spend, or a hold settled without its record.
 """
@@ -17,21 +17,23 @@ from shared.aws.codec import item
 from shared.aws.dynamodb import Table, TransactionConflictError
 from shared.aws.dynamodb_json import transact_write
 from shared.errors import StorageError
-from shared.keys.counters import TOTAL, counter_key, hold_period, periods_of_day
+from shared.keys.counters import TOTAL, counter_key, periods_of_day
 from shared.metering.events import UsageEvent, day_of
 
 MAX_ACTIONS = 100  # TransactWriteItems' limit
 
 
 class _Action(NamedTuple):
-    kind: str  # "put" | "hold" | "counter"
-    event: UsageEvent | None
+    kind: str  # "put" | "counter"
+    event: UsageEvent | None = None
+    key_id: str | None = None
+    settles: tuple[UsageEvent, ...] = ()  # the events whose holds a total-row update removes
 
 
 def actions_needed(event: UsageEvent, periods_seen: set[tuple[str, str]]) -> tuple[int, set[tuple[str, str]]]:
-    """How many actions one more event adds to a batch (its put, its hold, new counter rows), and the new rows."""
+    """How many actions one more event adds to a batch (its put, new counter rows), and the new rows."""
     new = {(event.key_id, day_of(int(event.created_at)))} - periods_seen
-    return 1 + (1 if event.reserved else 0) + 3 * len(new), new
+    return 1 + 3 * len(new), new
 
 
 class UsageWriter:
@@ -44,36 +46,38 @@ class UsageWriter:
         """The transaction's actions, and what each one is for (to read cancellation reasons by position)."""
         out: list[dict[str, Any]] = []
         roles: list[_Action] = []
-        totals: dict[tuple[str, str], list[float]] = {}
+        totals: dict[tuple[str, str], list[Any]] = {}
         for e in events:
             out.append({"Put": {"TableName": self.usage.name, "Item": item(e.to_record(self.retention_days)),
                                 "ConditionExpression": "attribute_not_exists(id)"}})
             roles.append(_Action("put", e))
-            if e.reserved:
-                out.append({"Delete": {"TableName": self.counters_table,
-                                       "Key": item({"pk": counter_key(e.key_id), "period": hold_period(e.id)}),
-                                       "ConditionExpression": "attribute_exists(pk)"}})
-                roles.append(_Action("hold", e))
             for period in (TOTAL, *periods_of_day(day_of(int(e.created_at)))):
-                t = totals.setdefault((e.key_id, period), [0.0, 0, 0, 0, 0.0])
+                t = totals.setdefault((e.key_id, period), [0.0, 0, 0, 0, []])
                 t[0] += e.cost
                 t[1] += 1
                 t[2] += e.prompt_tokens
                 t[3] += e.completion_tokens
-                t[4] += e.reserved or 0.0
+                if e.reserved and period == TOTAL:
+                    t[4].append(e)
         for (key_id, period), (cost, requests, prompt, completion, held) in totals.items():
             values: dict[str, Any] = {":c": round(cost, 12), ":r": requests, ":p": prompt, ":t": completion}
+            update: dict[str, Any] = {"TableName": self.counters_table,
+                                      "Key": item({"pk": counter_key(key_id), "period": period})}
             expression = "ADD cost :c, requests :r, prompt_tokens :p, completion_tokens :t"
             if period == TOTAL:
                 expression += ", committed :m"
-                values[":m"] = round(cost - held, 12)
+                values[":m"] = round(cost - sum(e.reserved for e in held), 12)
+                if held:
+                    names = {f"#h{i}": e.id for i, e in enumerate(held)}
+                    expression += " REMOVE " + ", ".join(f"holds.{n}" for n in names)
+                    update["ConditionExpression"] = " AND ".join(f"attribute_exists(holds.{n})" for n in names)
+                    update["ExpressionAttributeNames"] = names
             elif period.startswith("day#"):
                 expression += " SET expires_at = if_not_exists(expires_at, :x)"
                 values[":x"] = int(time.time()) + self.retention_days * 86400
-            out.append({"Update": {"TableName": self.counters_table,
-                                   "Key": item({"pk": counter_key(key_id), "period": period}),
-                                   "UpdateExpression": expression, "ExpressionAttributeValues": item(values)}})
-            roles.append(_Action("counter", None))
+            update.update(UpdateExpression=expression, ExpressionAttributeValues=item(values))
+            out.append({"Update": update})
+            roles.append(_Action("counter", key_id=key_id, settles=tuple(held)))
         return out, roles
 
     def write(self, events: list[UsageEvent]) -> list[UsageEvent]:
@@ -85,15 +89,21 @@ class UsageWriter:
                 transact_write(actions)
                 return skipped
             except TransactionConflictError as e:
-                duplicates = {r.event.id for r, why in zip(roles, e.reasons)
-                              if r.kind == "put" and why == "ConditionalCheckFailed"}
-                released = [r.event for r, why in zip(roles, e.reasons)
-                            if r.kind == "hold" and why == "ConditionalCheckFailed"]
-                if not duplicates and not released:
+                failed = [r for r, why in zip(roles, e.reasons) if why == "ConditionalCheckFailed"]
+                duplicates = {r.event.id for r in failed if r.kind == "put"}
+                unsettled = [r for r in failed if r.kind == "counter" and r.settles]
+                if not failed or len(duplicates) + len(unsettled) < len(failed):
                     raise StorageError("usage transaction cancelled", metadata={"reasons": e.reasons}) from e
-                for event in released:
-                    if event.id not in duplicates:
-                        event.reserved = None  # released as stale already: settle as an unreserved call
+                for role in unsettled:
+                    self._forget_released(role)
                 skipped.extend(ev for ev in events if ev.id in duplicates)
                 events = [ev for ev in events if ev.id not in duplicates]
         return skipped
+
+    def _forget_released(self, role: _Action) -> None:
+        """Holds that are gone (released as stale) are settled as if the calls had held nothing."""
+        row = Table(self.counters_table).get({"pk": counter_key(role.key_id), "period": TOTAL}, consistent=True) or {}
+        holds = row.get("holds") or {}
+        for event in role.settles:
+            if event.id not in holds:
+                event.reserved = None

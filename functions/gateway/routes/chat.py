@@ -35,6 +35,8 @@ def _context(request: Request, key: ApiKey) -> CallContext:
         app_referer=referer[:500] if referer else None,
         client_ip=request.client.host if request.client else None,
         user_agent=h.get("user-agent", "")[:300] or None,
+        limit=key.limit,
+        usage=key.usage,
     )
 
 
