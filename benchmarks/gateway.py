@@ -6,6 +6,7 @@ Starts ../shared/bench/fake_upstream.py, then `python -m infra.local` (auth and 
 with an `openai`-kind provider pointing at it, and measures with wrk, one thread, like ../shared/bench/peers.sh:
 p50/p99 latency at 1 connection and req/s at 32 connections, direct and through the gateway. Then it checks
 that every request served was metered exactly once, and times the Lambda handler's import (cold start).
+Last, the same through a key with a spend limit: what holding each call's worst case in DynamoDB costs.
 """
 
 from __future__ import annotations
@@ -64,6 +65,14 @@ def wrk(url: str, model: str, key: str, connections: int, seconds: int) -> dict[
     total = re.search(r"(\d+) requests in", out)
     return {"p50_ms": ms("50"), "p99_ms": ms("99"), "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]),
             "errors": int(non2xx[1]) if non2xx else 0, "requests": int(total[1]) if total else 0}
+
+
+def create_limited_key(port: int, admin: str) -> str:
+    """An inference key with a spend limit no benchmark reaches: every call holds, none is refused."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/keys", method="POST",
+                                     data=json.dumps({"name": "bench-limited", "limit": 1_000_000}).encode(),
+                                     headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json"})
+    return json.loads(urllib.request.urlopen(request).read())["key"]
 
 
 def import_time(runs: int = 5) -> float:
@@ -129,8 +138,13 @@ def main() -> None:
             results[name] = {"p50_ms": one["p50_ms"], "p99_ms": one["p99_ms"], "rps_32": many["rps"],
                              "errors": one["errors"] + many["errors"],
                              "requests": one["requests"] + many["requests"]}
-        served = warm["requests"] + results["gateway"]["requests"]
-        in_flight = 8 + 1 + 32  # wrk stops with up to one request per connection unanswered (served, uncounted)
+        limited_key = create_limited_key(gw_port, (state / "admin-key").read_text().strip())
+        one = wrk(gw_url, "bench/model", limited_key, 1, args.seconds)
+        many = wrk(gw_url, "bench/model", limited_key, 32, args.seconds)
+        results["limited"] = {"p50_ms": one["p50_ms"], "p99_ms": one["p99_ms"], "rps_32": many["rps"],
+                              "errors": one["errors"] + many["errors"], "requests": one["requests"] + many["requests"]}
+        served = warm["requests"] + results["gateway"]["requests"] + results["limited"]["requests"]
+        in_flight = 8 + 2 * (1 + 32)  # wrk stops with up to one request per connection unanswered (served, uncounted)
         deadline = time.monotonic() + 600  # moto absorbs ~1,000 records a second on this machine
         while time.monotonic() < deadline:
             backlog = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{gw_port}/health").read())["metering_backlog"]
@@ -143,6 +157,8 @@ def main() -> None:
             "direct": d, "gateway": g,
             "added_p50_ms": round(g["p50_ms"] - d["p50_ms"], 3),
             "added_p99_ms": round(g["p99_ms"] - d["p99_ms"], 3),
+            "limited": results["limited"],
+            "hold_p50_ms": round(results["limited"]["p50_ms"] - g["p50_ms"], 3),
             "metering": {"served": served, "usage_records": metered,
                          "exactly_once": served <= metered <= served + in_flight},
             "handler_import_s": round(import_time(), 3),
@@ -151,7 +167,8 @@ def main() -> None:
         print(f"\nadded p50 {report['added_p50_ms']} ms (target ≤ 0.5); gateway {g['rps_32']:.0f} req/s at 32 "
               f"connections (target ≥ 2,670 = 1.5 × Portkey's 1,780); handler import "
               f"{report['handler_import_s']} s (target ≤ 0.5); {metered} usage records for {served} answered "
-              f"requests (+ at most {in_flight} that wrk abandoned in flight)")
+              f"requests (+ at most {in_flight} that wrk abandoned in flight); a limited key adds "
+              f"{report['hold_p50_ms']} ms p50 and serves {results['limited']['rps_32']:.0f} req/s")
     finally:
         for p in procs:
             p.send_signal(signal.SIGINT)
