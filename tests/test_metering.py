@@ -208,3 +208,18 @@ def test_stop_drains_what_a_passing_failure_held_back(gateway):
         meter.record(event(i))
     asyncio.run(meter.stop(drain_seconds=5))
     assert meter.backlog == 0 and counters(gateway)["requests"] == 3
+
+
+def test_dead_letters_are_replayed_once_their_cause_is_gone(gateway, capsys):
+    from infra.dead_letters import main
+
+    meter = Meter(Poisoned(gateway.settings.usage_table, gateway.settings.counters_table, 30), interval=0.01)
+    meter.record(event(1))
+    meter.record(UsageEvent(id="gen-bad", key_id="k1", created_at=time.time(), model="m", lab="l", cost=1.0))
+    assert meter.flush() == 2 and meter.dead_letters.count == 1
+    tables = ["--usage-table", gateway.settings.usage_table, "--counters-table", gateway.settings.counters_table]
+    assert main(tables) == 0 and '"gen-bad"' in capsys.readouterr().out
+    assert main([*tables, "--replay"]) == 0 and "1 replayed, 0 still refused" in capsys.readouterr().out
+    assert Table(gateway.settings.usage_table).get({"id": "gen-bad"})["cost"] == 1.0
+    assert counters(gateway)["requests"] == 2 and counters(gateway)["cost"] == pytest.approx(1.25)
+    assert main([*tables, "--replay"]) == 0 and "0 replayed" in capsys.readouterr().out  # nothing left

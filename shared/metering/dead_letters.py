@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from shared.aws.dynamodb import Table
 from shared.errors import StorageError
+from shared.metering.events import UsageEvent
+
+if TYPE_CHECKING:
+    from shared.metering.writer import UsageWriter
 
 log = logging.getLogger("switchyard.metering")
 PK = "dead-letter"
@@ -41,6 +45,26 @@ class DeadLetters:
                       orjson.dumps(record).decode())
 
     def list(self) -> list[dict[str, Any]]:
-        """Every stored dead letter: {"record": {...}, "error": str}, oldest first."""
+        """Every stored dead letter: {"record": {...}, "error": str, "period": its sort key}, oldest first."""
         found = self.table.query("pk", PK)
-        return [{"record": orjson.loads(i["record"]), "error": i.get("error", "")} for i in found]
+        return [{"record": orjson.loads(i["record"]), "error": i.get("error", ""), "period": i["period"]}
+                for i in found]
+
+    def replay(self, writer: "UsageWriter") -> tuple[int, list[tuple[str, str]]]:
+        """Write each dead letter again (once its cause is fixed), deleting those that landed (a record that
+        had landed already is not counted twice). Returns how many landed and (id, error) of those that did not."""
+        landed, failed = 0, []
+        for letter in self.list():
+            record = letter["record"]
+            event = UsageEvent(**{k: v for k, v in record.items() if k in _EVENT_FIELDS})
+            try:
+                writer.write([event])
+            except StorageError as e:
+                failed.append((event.id, e.message))
+                continue
+            self.table.delete({"pk": PK, "period": letter["period"]})
+            landed += 1
+        return landed, failed
+
+
+_EVENT_FIELDS = frozenset(UsageEvent.__dataclass_fields__)
