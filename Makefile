@@ -27,6 +27,10 @@ bench: install  # needs wrk (apt-get install -y wrk) and ../shared/bench/fake_up
 	$(UV) run --frozen --no-sync python -m benchmarks.parts
 	$(UV) run --frozen --no-sync python -m benchmarks.routing
 
+.PHONY: reliability
+reliability: install  # the trust failures of issue 9 against the local stack: loopback only, about a minute
+	$(UV) run --frozen --no-sync python -m benchmarks.reliability
+
 # The Lambda package's requirements, derived from the lock (a test checks they agree).
 requirements: $(UV)
 	$(UV) export --frozen --no-dev --no-emit-project --no-hashes --format requirements-txt -o requirements.txt >/dev/null
