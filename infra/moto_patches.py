@@ -1,4 +1,9 @@
-"""A fix for moto's DynamoDB transactions, applied by the local stack and the tests (never on AWS).
+"""Two fixes for moto's DynamoDB, applied by the local stack and the tests (never on AWS).
+
+Writes are serialised. DynamoDB applies writes to one item one at a time (a conditional update is atomic);
+moto's threaded server does not: two concurrent `SET committed = committed + :a` on one item could both
+read the old value, and a spend hold could be lost (tests/test_spend.py caught the local stack overshooting a
+limit that way). Every write operation of the backend takes one lock here.
 
 moto's `transact_write_items` keeps a rollback copy by deep-copying every table the transaction touches,
 once per action: O(actions × table size) per call. With the usage table holding tens of thousands of records,
@@ -15,7 +20,7 @@ import threading
 from collections import defaultdict
 from typing import Any
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # every write of the DynamoDB backend, transactions included
 
 
 class _Copier:
@@ -87,3 +92,14 @@ def install() -> None:
 
     transact_write_items.switchyard_patched = True  # type: ignore[attr-defined]
     backend.transact_write_items = transact_write_items
+    for name in ("put_item", "update_item", "delete_item"):
+        setattr(backend, name, _serialised(getattr(backend, name)))
+
+
+def _serialised(write: Any) -> Any:
+    def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with _lock:
+            return write(self, *args, **kwargs)
+
+    locked.__name__ = write.__name__
+    return locked

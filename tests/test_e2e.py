@@ -85,17 +85,17 @@ def test_sdk_exception_classes(local_stack):
 
 def test_sdk_gets_402_when_the_credit_limit_is_spent(local_stack):
     req = urllib.request.Request(local_stack.url + "/api/v1/keys", method="POST",
-                                 data=json.dumps({"name": "tiny", "limit": 0.00001}).encode(),
+                                 data=json.dumps({"name": "tiny", "limit": 0.0001}).encode(),
                                  headers={"Authorization": f"Bearer {local_stack.key('admin-key')}",
                                           "Content-Type": "application/json"})
     with urllib.request.urlopen(req) as r:
         assert r.status == 201
         token = json.loads(r.read())["key"]
     client = sdk(local_stack, token)
-    client.chat.completions.create(model="sim/fast", messages=HI)
+    client.chat.completions.create(model="sim/fast", messages=HI, max_tokens=8)  # its worst case fits
     with pytest.raises(openai.APIStatusError) as e:
-        client.chat.completions.create(model="sim/fast", messages=HI)
-    assert e.value.status_code == 402
+        client.chat.completions.create(model="sim/fast", messages=HI)  # 4,096 tokens at most: it does not
+    assert e.value.status_code == 402 and "can only afford" in e.value.message
 
 
 def test_openai_kind_upstream_complete_and_stream_are_metered_from_vendor_usage(local_stack, fake_upstream):

@@ -62,3 +62,22 @@ def test_a_committed_transaction_changes_everything(ddb):
         client.transact_write_items(TransactItems=actions(usage, counters, ["new-3", "new-1"]))
     assert client.get_item(TableName=counters, Key={"pk": s("key#k"), "period": s("total")})["Item"]["cost"] == n(6)
     assert "Item" not in client.get_item(TableName=usage, Key={"id": s("new-3")})
+
+
+def test_concurrent_updates_of_one_item_are_never_lost(aws):
+    """DynamoDB applies one item's writes one at a time; moto's threaded server did not (lost updates)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shared.aws.dynamodb import Table
+
+    table = Table(aws["CountersTable"])
+    key = {"pk": "key#race", "period": "total"}
+
+    def add(_: int) -> None:
+        for _ in range(25):
+            table.update(key, "ADD n :one, committed :half", values={":one": 1, ":half": 0.5})
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(add, range(16)))
+    row = table.get(key)
+    assert row["n"] == 400 and row["committed"] == 200
