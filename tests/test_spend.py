@@ -7,7 +7,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.aws.dynamodb import Table
 from shared.errors import InsufficientCreditsError
@@ -146,3 +149,19 @@ def test_max_tokens_above_the_models_max_output_is_capped(client, keys):
         **CHAT, "max_tokens": 1_000_000, "response_format": {"type": "json_schema", "json_schema": {
             "name": "many", "schema": {"type": "array", "items": {"type": "string"}, "minItems": 20000}}}})
     assert resp.status_code == 200 and resp.json()["usage"]["completion_tokens"] <= 4096
+
+
+@settings(max_examples=60, deadline=None)
+@given(texts=st.lists(st.text(min_size=0, max_size=200), min_size=1, max_size=4))
+def test_the_prompt_bound_is_never_below_what_is_billed(texts):
+    from shared.chat.budget import prompt_bound
+    from shared.chat.schema import parse_chat_request
+    from shared.providers.sim import prompt_tokens as sim_bills
+    from shared.tokenizer import count_messages
+
+    request = parse_chat_request(orjson.dumps({"model": "sim/fast",
+                                               "messages": [{"role": "user", "content": t} for t in texts]}))
+    openai_bills = count_messages(((m.role, m.text(), m.name) for m in request.messages), "gpt-4o")
+    assert prompt_bound(request, "o200k_base") >= openai_bills
+    assert prompt_bound(request, "bytes") >= openai_bills  # a byte-level BPE token is at least a byte
+    assert prompt_bound(request, "sim") == sim_bills(request.messages)

@@ -2,9 +2,11 @@
 
 Output: `max_tokens` is capped at the model's `max_output`. For a key with a spend limit, a request that gives no
 bound gets one (the model's `max_output`, else `DEFAULT_MAX_TOKENS`), so that the vendor can never generate more
-than was held. Prompt: an upper bound, not an estimate: UTF-8 bytes of every text (a byte-level BPE token is at
-least one byte), 4 tokens a message plus 3, `IMAGE_TOKENS` an image/audio/file part, and the bytes of the tool
-definitions. Cached-token discounts are not assumed. The hold is settled to the real cost when the call ends.
+than was held. Prompt: an upper bound of what the endpoint will bill, not an estimate. Where the tokenizer is
+known it is counted: the `sim` vendor's own count, or tiktoken for OpenAI-family models (plus `MARGIN` for the
+chat format's overhead). Elsewhere: UTF-8 bytes of every text (a byte-level BPE token is at least one byte).
+Either way an image/audio/file part counts `IMAGE_TOKENS`, tool definitions their bytes, and 4 tokens a message
+plus 3. Cached-token discounts are not assumed. The hold is settled to the real cost when the call ends.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ import orjson
 from shared.catalog import Endpoint
 from shared.chat.schema import ChatRequest, TextPart
 from shared.metering import cost_of
+from shared.providers.sim import prompt_tokens as sim_prompt_tokens
+from shared.tokenizer import count_messages, encoding_for
 
 DEFAULT_MAX_TOKENS = 4096
 IMAGE_TOKENS = 2000  # above what any vendor charges for one image at its largest detail
+MARGIN = 16  # tokens: OpenAI's chat format adds a few a message beyond what tiktoken counts of the texts
 
 
 class Budget(NamedTuple):
@@ -28,18 +33,33 @@ class Budget(NamedTuple):
     worst_case: float  # USD
 
 
-def prompt_bound(request: ChatRequest) -> int:
-    """An upper bound on the prompt's tokens (see the module docstring)."""
-    total = 3
+def tokenizer_of(endpoint: Endpoint) -> str:
+    """Which count bounds this endpoint's prompts: "sim", a tiktoken encoding name, or "bytes"."""
+    if endpoint.provider.kind == "sim":
+        return "sim"
+    return encoding_for(endpoint.upstream_model) or "bytes"
+
+
+def prompt_bound(request: ChatRequest, tokenizer: str) -> int:
+    """An upper bound on the prompt's billed tokens with that tokenizer (see the module docstring)."""
+    if tokenizer == "sim":
+        return sim_prompt_tokens(request.messages)  # what the sim bills, exactly
+    texts, parts = [], 0
     for m in request.messages:
-        total += 4 + (len(m.name.encode()) if m.name else 0)
         if isinstance(m.content, str):
-            total += len(m.content.encode())
+            texts.append(m.content)
         elif m.content:
-            for part in m.content:
-                total += len(part.text.encode()) if isinstance(part, TextPart) else IMAGE_TOKENS
-        for call in m.tool_calls or ():
-            total += len(call.function.name.encode()) + len(call.function.arguments.encode())
+            texts.extend(p.text for p in m.content if isinstance(p, TextPart))
+            parts += sum(1 for p in m.content if not isinstance(p, TextPart))
+        texts.extend(x for call in m.tool_calls or () for x in (call.function.name, call.function.arguments))
+        if m.name:
+            texts.append(m.name)
+    if tokenizer == "bytes":
+        total = sum(len(t.encode()) for t in texts)
+    else:
+        total = count_messages((("user", t, None) for t in texts), "gpt-4o" if tokenizer == "o200k_base" else
+                               "gpt-4") + MARGIN
+    total += 3 + 4 * len(request.messages) + parts * IMAGE_TOKENS
     if request.tools:
         total += len(orjson.dumps([t.model_dump(exclude_none=True) for t in request.tools]))
     return total

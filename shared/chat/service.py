@@ -18,7 +18,7 @@ from typing import Any, AsyncIterator
 import orjson
 
 from shared.catalog import Catalog
-from shared.chat.budget import affordable_tokens, budget, capped, prompt_bound
+from shared.chat.budget import affordable_tokens, budget, capped, prompt_bound, tokenizer_of
 from shared.catalog.source import CatalogSource
 from shared.chat.schema import ChatRequest
 from shared.config import Settings
@@ -68,7 +68,7 @@ class CallContext:
     user_agent: str | None = None
     limit: float | None = None  # the key's spend limit (USD); None: unlimited, and no hold is made
     usage: float = 0.0  # the key's spend as last read
-    prompt_bound: int | None = None  # upper bound of the prompt's tokens, computed once for a limited key's holds
+    prompt_bounds: dict[str, int] | None = None  # a limited key's prompt bound per tokenizer, computed once each
     created: float = field(default_factory=time.time)
     started: float = field(default_factory=time.perf_counter)
 
@@ -198,21 +198,27 @@ class ChatService:
         if ctx.usage >= ctx.limit:
             raise InsufficientCreditsError("This key's credit limit is spent", metadata={
                 "limit": ctx.limit, "limit_remaining": 0.0, "usage": round(ctx.usage, 9)})
-        if ctx.prompt_bound is None:
-            ctx.prompt_bound = prompt_bound(request)
-        b = budget(request, route.endpoint, ctx.prompt_bound)
+        return await asyncio.to_thread(self._hold, ctx, event, route, request)
+
+    def _hold(self, ctx: CallContext, event: UsageEvent, route: Route, request: ChatRequest) -> ChatRequest:
+        """(In a worker thread: a tokenizer may load, and the hold is a DynamoDB round trip.)"""
+        tokenizer = tokenizer_of(route.endpoint)
+        bounds = ctx.prompt_bounds = ctx.prompt_bounds or {}
+        if tokenizer not in bounds:
+            bounds[tokenizer] = prompt_bound(request, tokenizer)
+        b = budget(request, route.endpoint, bounds[tokenizer])
         held = event.reserved or 0.0
-        if b.worst_case > held:
-            assert self.spend is not None, "a limited key needs the spend guard"
-            try:
-                await asyncio.to_thread(self.spend.hold, ctx.key_id, ctx.limit, ctx.request_id, b.worst_case,
-                                        already=held, usage=ctx.usage)
-            except InsufficientCreditsError as e:
-                tokens = affordable_tokens(route.endpoint, b.prompt_tokens, e.metadata["limit_remaining"], request.n)
-                e.message += f". You requested up to {b.max_tokens} tokens, but can only afford {tokens}"
-                e.metadata.update(max_tokens=b.max_tokens, affordable_tokens=tokens, model=route.model.id)
-                raise
-            event.reserved = b.worst_case
+        if b.worst_case <= held:
+            return b.request
+        assert self.spend is not None, "a limited key needs the spend guard"
+        try:
+            self.spend.hold(ctx.key_id, ctx.limit, ctx.request_id, b.worst_case, already=held, usage=ctx.usage)
+        except InsufficientCreditsError as e:
+            tokens = affordable_tokens(route.endpoint, b.prompt_tokens, e.metadata["limit_remaining"], request.n)
+            e.message += f". You requested up to {b.max_tokens} tokens, but can only afford {tokens}"
+            e.metadata.update(max_tokens=b.max_tokens, affordable_tokens=tokens, model=route.model.id)
+            raise
+        event.reserved = b.worst_case
         return b.request
 
     async def _attempt(self, plan: Plan, route: Route, request: ChatRequest):
