@@ -1,23 +1,31 @@
 """Switchyard's one exception tree.
 
-Every error the gateway can answer with is a subclass of `SwitchyardError` carrying its HTTP status,
-a message safe to show the caller and a metadata dict. `functions/gateway/app.py` maps the tree to the
-documented body `{"error": {"code": status, "message": ..., "metadata": {...}}}` in exactly one place;
+Every error the gateway can answer with is a subclass of `SwitchyardError` carrying its HTTP status, its kind
+(`error_type`, the name clients see in `metadata.error_type` and policies name in `on_error`), a message safe to
+show the caller and a metadata dict. Two class attributes say what routing does with it (shared/routing/plan.py):
+`retryable` (transient: worth another round after a backoff) and `request_fault` (the request's fault, not the
+endpoint's: it does not count against the endpoint's circuit breaker). `functions/gateway/app.py` maps the tree
+to the documented body `{"error": {"code": status, "message": ..., "metadata": {...}}}` in exactly one place;
 domain code raises these and never builds HTTP responses itself.
 
-    SwitchyardError
-    ├── BadRequestError            400  invalid body or parameter (metadata.field names it)
-    ├── AuthenticationError        401  no key, malformed key, unknown key, wrong secret, disabled key
-    ├── InsufficientCreditsError   402  the key's credit limit is spent
-    ├── ForbiddenError             403  the key may not do this (e.g. a management key calling a model)
-    ├── NotFoundError              404  unknown resource
-    │   └── ModelNotFoundError     404  unknown model id
-    ├── PayloadTooLargeError       413  body over the documented size, refused before parsing
-    ├── RateLimitedError           429  ours or the upstream's (Retry-After passed on)
-    ├── UpstreamError              502  the provider answered with an error or garbage
-    ├── NoProviderError            503  no endpoint of the model is available
-    ├── UpstreamTimeoutError       504  the provider did not answer in time
-    └── StorageError               503  DynamoDB/S3 failed (throttled or unreachable)
+    SwitchyardError                      500  internal_error
+    ├── BadRequestError                  400  invalid_request           request fault (metadata.field names it)
+    │   ├── ContextLengthExceededError   400  context_length_exceeded   request fault (a longer context may take it)
+    │   └── ContentPolicyError           400  content_policy_violation  request fault
+    ├── AuthenticationError              401  authentication_failed     no, malformed, unknown or disabled key
+    ├── InsufficientCreditsError         402  insufficient_credits      the call's worst case exceeds what is left
+    ├── ForbiddenError                   403  forbidden                 the key may not do this
+    ├── NotFoundError                    404  not_found
+    │   └── ModelNotFoundError           404  model_not_found
+    ├── PayloadTooLargeError             413  payload_too_large         request fault
+    ├── RateLimitedError                 429  rate_limit_exceeded       retryable (Retry-After passed on)
+    ├── UpstreamError                    502  provider_error            retryable: the provider answered badly
+    │   ├── ProviderOverloadedError      502  provider_overloaded       retryable (503/529 upstream)
+    │   ├── ProviderUnreachableError     502  provider_unavailable      retryable (could not connect)
+    │   └── ProviderAuthError            502  provider_auth_failed      the gateway's vendor key was refused
+    ├── NoProviderError                  503  provider_unavailable      retryable: no endpoint available
+    ├── UpstreamTimeoutError             504  timeout                   retryable
+    └── StorageError                     503  storage_unavailable       DynamoDB/S3 failed
 """
 
 from __future__ import annotations
@@ -30,6 +38,9 @@ class SwitchyardError(Exception):
 
     status: int = 500
     error_type: str = "internal_error"
+    retryable: bool = False  # transient: the plan may try the same endpoint again after a backoff
+    request_fault: bool = False  # the request's fault: not counted against the endpoint's breaker
+    every_endpoint: bool = False  # every endpoint of the model would refuse it too: skip to the next model
 
     def __init__(self, message: str, *, metadata: dict[str, Any] | None = None,
                  headers: dict[str, str] | None = None) -> None:
@@ -44,6 +55,16 @@ class SwitchyardError(Exception):
 
 class BadRequestError(SwitchyardError):
     status, error_type = 400, "invalid_request"
+    request_fault = every_endpoint = True
+
+
+class ContextLengthExceededError(BadRequestError):
+    error_type = "context_length_exceeded"
+    every_endpoint = False  # another endpoint may have a longer context
+
+
+class ContentPolicyError(BadRequestError):
+    error_type = "content_policy_violation"
 
 
 class AuthenticationError(SwitchyardError):
@@ -68,23 +89,48 @@ class ModelNotFoundError(NotFoundError):
 
 class PayloadTooLargeError(SwitchyardError):
     status, error_type = 413, "payload_too_large"
+    request_fault = True
 
 
 class RateLimitedError(SwitchyardError):
     status, error_type = 429, "rate_limit_exceeded"
+    retryable = True
 
 
 class UpstreamError(SwitchyardError):
     status, error_type = 502, "provider_error"
+    retryable = True
+
+
+class ProviderOverloadedError(UpstreamError):
+    error_type = "provider_overloaded"
+
+
+class ProviderUnreachableError(UpstreamError):
+    error_type = "provider_unavailable"
+
+
+class ProviderAuthError(UpstreamError):
+    error_type = "provider_auth_failed"
+    retryable = False
 
 
 class NoProviderError(SwitchyardError):
     status, error_type = 503, "provider_unavailable"
+    retryable = True
 
 
 class UpstreamTimeoutError(SwitchyardError):
     status, error_type = 504, "timeout"
+    retryable = True
 
 
 class StorageError(SwitchyardError):
     status, error_type = 503, "storage_unavailable"
+
+
+ERROR_TYPES = frozenset(cls.error_type for cls in (
+    SwitchyardError, BadRequestError, ContextLengthExceededError, ContentPolicyError, AuthenticationError,
+    InsufficientCreditsError, ForbiddenError, NotFoundError, ModelNotFoundError, PayloadTooLargeError,
+    RateLimitedError, UpstreamError, ProviderOverloadedError, ProviderUnreachableError, ProviderAuthError,
+    NoProviderError, UpstreamTimeoutError, StorageError))
