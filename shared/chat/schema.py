@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal, Union
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, ValidationError, model_validator
 
+from shared.chat.json_schema import SchemaBudget, check_schema
 from shared.errors import BadRequestError
 
 
@@ -317,4 +318,16 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
         raise _invalid("model", "is required")
     if request.tool_choice is not None and not isinstance(request.tool_choice, str) and not request.tools:
         raise _invalid("tool_choice", "names a function but no tools were given")
+    if request.tools or request.json_schema is not None:
+        _check_schemas(request)
     return request
+
+
+def _check_schemas(request: ChatRequest) -> None:
+    """Every schema of the request usable (shared/chat/json_schema.py), or a 400 naming the first that is not."""
+    budget = SchemaBudget()
+    found = [("response_format.json_schema.schema", request.json_schema)]
+    found += [(f"tools[{i}].function.parameters", t.function.parameters) for i, t in enumerate(request.tools or ())]
+    for field, schema in found:
+        if schema is not None and (problem := check_schema(schema, budget)):
+            raise _invalid(field, problem)
