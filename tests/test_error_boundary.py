@@ -129,3 +129,59 @@ def _raw(port: int, head: bytes, body: bytes = b"") -> bytes:
         while chunk := s.recv(65536):
             out += chunk
         return out
+
+
+def _asgi(app, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> tuple[int, dict, dict]:
+    """One request straight into the ASGI app, as a server that passes headers on unchecked would send it."""
+    sent: list[dict] = []
+
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/api/v1/chat/completions", "raw_path": b"/api/v1/chat/completions", "query_string": b"",
+             "root_path": "", "headers": headers, "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    asyncio.run(app(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    content = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, orjson.loads(content)
+
+
+@pytest.mark.parametrize("values, status", [
+    ([b"abc"], 400), ([b"-1"], 400), ([b"10", b"12"], 400), ([b"10, 12"], 400), ([b""], 400),
+    ([b"99999999999"], 413), ([b"9" * 5000], 413), ([b"10", b"10"], None), ([b"10, 10"], None),
+])
+def test_a_malformed_content_length_is_answered_in_the_error_shape(gateway, values, status):
+    from functions.gateway.app import create_app
+
+    body = b'{"model": "x"}'
+    headers = [(b"content-length", v if v != b"10" else str(len(body)).encode()) for v in values]
+    code, response_headers, answer = _asgi(create_app(), [(b"host", b"x"), *headers], body)
+    if status is None:  # the same length twice is allowed (RFC 9110 §8.6); the body then goes on to auth
+        assert code == 401, answer
+        return
+    assert code == status and answer["error"]["code"] == status, answer
+    assert answer["error"]["metadata"]["generation_id"] == response_headers["x-generation-id"]
+    if status == 400:
+        assert answer["error"]["metadata"]["field"] == "content-length"
+
+
+def test_under_uvicorn_a_chunked_body_over_the_limit_is_a_413_and_the_connection_goes_on(served, keys):
+    chunk = b"x" * (1 << 20)
+    body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(7)) + b"0\r\n\r\n"  # 7 MiB > 6 MiB
+    head = (b"POST /api/v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            b"Authorization: Bearer " + keys["dev"].encode() + b"\r\n\r\n")
+    out = _raw(served.port, head + body + b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    first, _, rest = out.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 413") and b'"code":413' in rest and b"generation_id" in rest
+    assert b"HTTP/1.1 200" in rest and b'"status":"ok"' in rest  # the next request on the connection
+
+
+@pytest.mark.parametrize("header", [b"Content-Length: abc", b"Content-Length: -1",
+                                    b"Content-Length: 2\r\nContent-Length: 5"])
+def test_under_uvicorn_a_malformed_content_length_closes_the_connection_cleanly(served, header):
+    out = _raw(served.port, b"POST /api/v1/chat/completions HTTP/1.1\r\nHost: x\r\n" + header + b"\r\n\r\n{}")
+    assert out.startswith(b"HTTP/1.1 400")  # httptools refuses it before the app; then EOF, not a reset

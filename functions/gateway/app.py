@@ -81,8 +81,16 @@ class BodyLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+        declared = {part.strip() for name, value in scope["headers"] if name == b"content-length"
+                    for part in value.split(b",")}
+        if declared:
+            # One length, in digits: `abc`, `-1` or two that differ would leave the body's end to guesswork.
+            # (uvicorn's parser refuses these itself; other servers may pass them on.)
+            (length,) = declared if len(declared) == 1 else (b"",)
+            if not length.isdigit():
+                error = BadRequestError("Invalid Content-Length header", metadata={"field": "content-length"})
+                return await error_response(error, scope)(scope, receive, send)
+            if len(length) > 18 or int(length) > self.limit:  # int() refuses over 4300 digits
                 return await error_response(self._too_large(), scope)(scope, receive, send)
         seen = 0
 
