@@ -137,3 +137,13 @@ def test_the_merged_meta_schema_agrees_with_the_official_one(schema):
     official = Draft202012Validator(Draft202012Validator.META_SCHEMA,
                                     format_checker=Draft202012Validator.FORMAT_CHECKER).is_valid(schema)
     assert (check_schema(schema, SchemaBudget()) is None) == official, schema
+
+
+def test_a_body_too_deep_to_forward_is_a_400(client, keys):
+    """orjson reads 1024 levels but writes 255: a deeper extra field could never reach an upstream."""
+    deep = b'{"model":"sim/fast","messages":[{"role":"user","content":"hi"}],"extra":' + b"[" * 300 + b"]" * 300 + b"}"
+    resp = client.post("/api/v1/chat/completions", content=deep, headers={"Authorization": f"Bearer {keys['dev']}"})
+    assert resp.status_code == 400 and resp.json()["error"]["metadata"]["field"] == "body", resp.text
+    wide = orjson.dumps({**CHAT, "messages": [{"role": "user", "content": "[" * 5000}]})  # brackets in a string
+    assert client.post("/api/v1/chat/completions", content=wide,
+                       headers={"Authorization": f"Bearer {keys['dev']}"}).status_code == 200

@@ -172,6 +172,9 @@ _PARAMETERS = ("tools", "tool_choice", "response_format", "temperature", "top_p"
                "frequency_penalty", "presence_penalty")
 _REQUESTABLE = frozenset(_PARAMETERS) | {"structured_outputs"}  # every name parameters() can give
 _TYPE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
+# orjson reads 1024 levels but writes at most 255: a deeper body could not be forwarded to an upstream. Only a
+# body with that many brackets at all (a C-speed count) is walked.
+MAX_BODY_DEPTH = 128
 
 
 class ChatRequest(_Model):
@@ -299,6 +302,17 @@ def _invalid(field: str, message: str) -> BadRequestError:
     return BadRequestError(f"Invalid request: {field}: {message}", metadata={"field": field})
 
 
+def _deeper_than(data: Any, limit: int) -> bool:
+    stack = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        if children and depth >= limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def parse_chat_request(raw: bytes) -> ChatRequest:
     """Bytes → a validated request, or a 400 naming the bad field."""
     try:
@@ -320,6 +334,9 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
         raise _invalid("tool_choice", "names a function but no tools were given")
     if request.tools or request.json_schema is not None:
         _check_schemas(request)
+    if raw.count(b"[") + raw.count(b"{") > MAX_BODY_DEPTH and _deeper_than(data, MAX_BODY_DEPTH):
+        raise BadRequestError(f"Request body is nested deeper than {MAX_BODY_DEPTH} levels",
+                              metadata={"field": "body"})
     return request
 
 
