@@ -1,4 +1,4 @@
-"""The FastAPI app: routers, the one error mapping, and the body-size guard. No AWS imports here."""
+"""The FastAPI app: routers, the one error mapping, the request boundary and the body-size guard. No AWS imports."""
 
 from __future__ import annotations
 
@@ -17,15 +17,57 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from functions.gateway.routes import catalog, chat, generation, health, keys, models, policies
 from functions.gateway.state import gateway
+from shared.chat.service import new_request_id
 from shared.errors import BadRequestError, PayloadTooLargeError, SwitchyardError
 from shared.providers import http
 
 log = logging.getLogger("switchyard.gateway")
+GENERATION_ID = "generation_id"  # scope["state"] key: the request's id, shared by its errors and usage record
 
 
-def error_response(error: SwitchyardError) -> Response:
-    return Response(orjson.dumps(error.body()), status_code=error.status, media_type="application/json",
-                    headers=error.headers)
+def error_response(error: SwitchyardError, scope: Scope) -> Response:
+    """The documented error body, with the request's generation id in metadata and in X-Generation-Id."""
+    gen_id = scope["state"][GENERATION_ID]
+    body = error.body()
+    body["error"]["metadata"] = {**error.metadata, GENERATION_ID: gen_id}
+    return Response(orjson.dumps(body), status_code=error.status, media_type="application/json",
+                    headers={**error.headers, "X-Generation-Id": gen_id})
+
+
+class RequestBoundary:
+    """Outermost: gives each request its generation id, and answers an unexpected exception with the documented
+    500 without dropping the connection.
+
+    Starlette's ServerErrorMiddleware (where `exception_handler(Exception)` would go) re-raises after answering,
+    and uvicorn closes a connection whose app raised once the response had started: the client, told nothing
+    (no `Connection: close`), had its next requests on that keep-alive connection reset. Here the exception ends
+    at the boundary; only a response already cut short is left to the server to close."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        scope.setdefault("state", {})[GENERATION_ID] = new_request_id()
+        sent = 0  # 1: response started, 2: response complete
+
+        async def tracked(message: Message) -> None:
+            nonlocal sent
+            if message["type"] == "http.response.start":
+                sent = 1
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                sent = 2
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if sent == 0:
+                await error_response(SwitchyardError("Internal error"), scope)(scope, receive, send)
+            elif sent == 1:
+                raise  # half a response: only closing the connection tells the client
 
 
 class BodyLimit:
@@ -39,9 +81,17 @@ class BodyLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                return await error_response(self._too_large())(scope, receive, send)
+        declared = {part.strip() for name, value in scope["headers"] if name == b"content-length"
+                    for part in value.split(b",")}
+        if declared:
+            # One length, in digits: `abc`, `-1` or two that differ would leave the body's end to guesswork.
+            # (uvicorn's parser refuses these itself; other servers may pass them on.)
+            (length,) = declared if len(declared) == 1 else (b"",)
+            if not length.isdigit():
+                error = BadRequestError("Invalid Content-Length header", metadata={"field": "content-length"})
+                return await error_response(error, scope)(scope, receive, send)
+            if len(length) > 18 or int(length) > self.limit:  # int() refuses over 4300 digits
+                return await error_response(self._too_large(), scope)(scope, receive, send)
         seen = 0
 
         async def limited() -> Message:
@@ -92,29 +142,26 @@ def create_app() -> FastAPI:
     app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(SwitchyardError)
-    async def _ours(_: Request, e: SwitchyardError) -> Response:
-        return error_response(e)
+    async def _ours(request: Request, e: SwitchyardError) -> Response:
+        return error_response(e, request.scope)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, e: RequestValidationError) -> Response:
+    async def _invalid(request: Request, e: RequestValidationError) -> Response:
         first: dict[str, Any] = e.errors()[0] if e.errors() else {}
         field = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path"))
         return error_response(BadRequestError(f"Invalid request: {field or 'body'}: {first.get('msg', '')}",
-                                              metadata={"field": field or "body"}))
+                                              metadata={"field": field or "body"}), request.scope)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, e: StarletteHTTPException) -> Response:
+    async def _http(request: Request, e: StarletteHTTPException) -> Response:
         error = SwitchyardError(str(e.detail))
         error.status = e.status_code
         error.metadata["error_type"] = "not_found" if e.status_code == 404 else "http_error"
-        return error_response(error)
+        return error_response(error, request.scope)
 
-    @app.exception_handler(Exception)
-    async def _bug(request: Request, e: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(SwitchyardError("Internal error"))
-
+    # Unexpected exceptions end at RequestBoundary (not `exception_handler(Exception)`: see its docstring).
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(RequestBoundary)
     return app
 
 

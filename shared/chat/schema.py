@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal, Union
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, ValidationError, model_validator
 
+from shared.chat.json_schema import SchemaBudget, check_schema
 from shared.errors import BadRequestError
 
 
@@ -171,6 +172,9 @@ _PARAMETERS = ("tools", "tool_choice", "response_format", "temperature", "top_p"
                "frequency_penalty", "presence_penalty")
 _REQUESTABLE = frozenset(_PARAMETERS) | {"structured_outputs"}  # every name parameters() can give
 _TYPE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
+# orjson reads 1024 levels but writes at most 255: a deeper body could not be forwarded to an upstream. Only a
+# body with that many brackets at all (a C-speed count) is walked.
+MAX_BODY_DEPTH = 128
 
 
 class ChatRequest(_Model):
@@ -298,6 +302,17 @@ def _invalid(field: str, message: str) -> BadRequestError:
     return BadRequestError(f"Invalid request: {field}: {message}", metadata={"field": field})
 
 
+def _deeper_than(data: Any, limit: int) -> bool:
+    stack = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        if children and depth >= limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def parse_chat_request(raw: bytes) -> ChatRequest:
     """Bytes → a validated request, or a 400 naming the bad field."""
     try:
@@ -317,4 +332,19 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
         raise _invalid("model", "is required")
     if request.tool_choice is not None and not isinstance(request.tool_choice, str) and not request.tools:
         raise _invalid("tool_choice", "names a function but no tools were given")
+    if request.tools or request.json_schema is not None:
+        _check_schemas(request)
+    if raw.count(b"[") + raw.count(b"{") > MAX_BODY_DEPTH and _deeper_than(data, MAX_BODY_DEPTH):
+        raise BadRequestError(f"Request body is nested deeper than {MAX_BODY_DEPTH} levels",
+                              metadata={"field": "body"})
     return request
+
+
+def _check_schemas(request: ChatRequest) -> None:
+    """Every schema of the request usable (shared/chat/json_schema.py), or a 400 naming the first that is not."""
+    budget = SchemaBudget()
+    found = [("response_format.json_schema.schema", request.json_schema)]
+    found += [(f"tools[{i}].function.parameters", t.function.parameters) for i, t in enumerate(request.tools or ())]
+    for field, schema in found:
+        if schema is not None and (problem := check_schema(schema, budget)):
+            raise _invalid(field, problem)

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import orjson
 
+from shared.chat.json_schema import SchemaUnusable, violations
 from shared.healing.repair import HealResult, heal
 
 Status = Literal["healed", "skipped", "failed"]
@@ -69,15 +70,13 @@ def heal_completion(body: dict[str, Any], *, content: bool, tool_arguments: bool
 
 
 def _check_schema(report: HealReport, text: str, schema: dict[str, Any]) -> None:
-    from jsonschema import validators  # only json_schema requests pay for the import
-    from jsonschema.exceptions import SchemaError
-
+    """The value against the request's schema (found valid at the boundary: shared/chat/json_schema.py)."""
     try:
-        validator = validators.validator_for(schema)(schema)
-        errors = sorted(validator.iter_errors(orjson.loads(text)), key=lambda e: list(e.absolute_path))
-    except (SchemaError, orjson.JSONDecodeError) as e:
+        errors = violations(schema, orjson.loads(text))
+    except (SchemaUnusable, orjson.JSONDecodeError) as e:
         report.schema_valid = False
-        report.schema_errors.append(f"schema could not be applied: {type(e).__name__}")
+        reason = str(e) if isinstance(e, SchemaUnusable) else type(e).__name__
+        report.schema_errors.append(f"schema could not be applied: {reason}")
         return
     valid = not errors
     report.schema_valid = valid if report.schema_valid is None else (report.schema_valid and valid)

@@ -1,9 +1,13 @@
-"""Per-endpoint health from our own usage records: uptime and latency percentiles over a recent window."""
+"""Per-endpoint health from our own usage records: uptime and latency percentiles over a recent window,
+served from an aggregate cached per model (`EndpointStats`) so that the unauthenticated endpoints route costs
+one bounded query per model per TTL however many call it."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -12,7 +16,12 @@ from shared.aws.dynamodb import from_item, to_item
 from shared.errors import StorageError
 
 WINDOW_SECONDS = 30 * 60
-MAX_RECORDS = 5000  # enough for stable percentiles; a busy model's window is sampled from its newest calls
+RECENT_RECORDS = 1000  # enough for stable percentiles; a busy model's window is sampled from its newest calls
+MAX_PAGES = 4  # DynamoDB pages stop at 1 MB: 1000 records fit in one or two
+STATS_TTL_SECONDS = 15.0
+# One worker: stats queries queue behind each other and never take the default pool's threads, which key
+# lookups and metering use.
+_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="endpoint-stats")
 _PROVIDER_FAULTS = {408, 429, 500, 502, 503, 504}  # what counts against an endpoint's uptime (not 4xx input)
 
 
@@ -25,23 +34,57 @@ def _percentiles(values: list[float]) -> dict[str, float] | None:
 
 
 def recent_calls(usage_table: str, model: str, *, now: float | None = None) -> list[dict[str, Any]]:
+    """The model's newest usage records in the window, at most RECENT_RECORDS of them."""
     since = (now or time.time()) - WINDOW_SECONDS
     kwargs: dict[str, Any] = {
-        "TableName": usage_table, "IndexName": "by_model", "ScanIndexForward": False, "Limit": 1000,
+        "TableName": usage_table, "IndexName": "by_model", "ScanIndexForward": False, "Limit": RECENT_RECORDS,
         "KeyConditionExpression": "model = :m AND created_at >= :t",
         "ExpressionAttributeValues": to_item({":m": model, ":t": round(since, 3)}),
     }
     calls: list[dict[str, Any]] = []
     try:
-        while len(calls) < MAX_RECORDS:
+        for _ in range(MAX_PAGES):
             page = client("dynamodb").query(**kwargs)
             calls.extend(from_item(i) for i in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
+            if "LastEvaluatedKey" not in page or len(calls) >= RECENT_RECORDS:
                 break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            kwargs.update(ExclusiveStartKey=page["LastEvaluatedKey"], Limit=RECENT_RECORDS - len(calls))
     except (ClientError, BotoCoreError) as e:
         raise StorageError("Storage is unavailable (usage stats)") from e
     return calls
+
+
+class EndpointStats:
+    """`endpoint_stats` per model, computed in a worker thread at most once every `ttl` seconds; callers that
+    arrive while it is computed wait for that computation. A failed one is not kept."""
+
+    def __init__(self, usage_table: str, *, ttl: float = STATS_TTL_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.usage_table, self.ttl, self.clock = usage_table, ttl, clock
+        self._done: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}  # model → (computed at, stats)
+        self._running: dict[str, asyncio.Future[dict[str, dict[str, Any]]]] = {}
+
+    async def get(self, model: str) -> dict[str, dict[str, Any]]:
+        started = self.clock()
+        done = self._done.get(model)
+        if done is not None and started - done[0] < self.ttl:
+            return done[1]
+        loop = asyncio.get_running_loop()
+        running = self._running.get(model)
+        if running is None or running.get_loop() is not loop:
+            running = loop.run_in_executor(_EXECUTOR, self._compute, model)
+            self._running[model] = running
+            running.add_done_callback(lambda f: self._keep(model, started, f))
+        return await asyncio.shield(running)  # one caller going away does not cancel the others' answer
+
+    def _compute(self, model: str) -> dict[str, dict[str, Any]]:
+        return endpoint_stats(recent_calls(self.usage_table, model))
+
+    def _keep(self, model: str, started: float, future: asyncio.Future[dict[str, dict[str, Any]]]) -> None:
+        if self._running.get(model) is future:
+            del self._running[model]
+        if not future.cancelled() and future.exception() is None:
+            self._done[model] = (started, future.result())
 
 
 def endpoint_stats(calls: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

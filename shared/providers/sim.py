@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import random
 import re
 import time
@@ -31,6 +32,10 @@ _BANK = (
     "tokens are metered per key per app and per model for analytics and rankings"
 ).split()
 _CHAOS = random.Random()  # failure injection: per process, not per request
+DEFAULT_MAX_OUTPUT = 4096  # tokens, for a sim model whose catalog entry names no max_output
+_NO_LIMIT = 1 << 62
+_CHARS_PER_TOKEN = 16  # characters an answer may have a token of its limit (a long const is one "token" here)
+_INT_MIN, _INT_MAX = -(1 << 63), (1 << 63) - 1  # what JSON encoders (orjson) write as integers
 _DEFAULT_BEHAVIOUR = SimBehaviour()
 
 
@@ -68,38 +73,121 @@ def _prose(rng: random.Random, request: ChatRequest, tokens: int) -> str:
     return opener + " ".join(words[:tokens]).rstrip(".") + "."
 
 
-def _from_schema(schema: dict[str, Any], rng: random.Random, depth: int = 0) -> Any:
-    """A value that satisfies a (simple) JSON schema: types, properties, items, enum, const."""
+class _Budget:
+    """What a generated JSON value may still grow by: a count of values (each is at least one token of output)
+    and characters (no charge exceeds what is written). Generation stops once either is spent, and the answer
+    then ends with finish_reason "length", its text cut at the limit, as a real model's is."""
+
+    __slots__ = ("values", "chars")
+
+    def __init__(self, tokens: int) -> None:
+        self.values, self.chars = tokens + 1, tokens * _CHARS_PER_TOKEN
+
+    def spend(self, chars: int) -> None:
+        self.values -= 1
+        self.chars -= chars
+
+    @property
+    def spent(self) -> bool:
+        return self.values < 0 or self.chars < 0
+
+
+def _bound(schema: dict[str, Any], inclusive: str, exclusive: str, step: float) -> float | None:
+    value = schema.get(inclusive)
+    if _finite(value):
+        return float(value)
+    value = schema.get(exclusive)
+    return float(value) + step if _finite(value) else None
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _from_schema(schema: Any, rng: random.Random, budget: _Budget, depth: int = 0) -> Any:
+    """A value for a (simple) JSON schema: types, properties, items, enum, const, numeric bounds; as much of one
+    as the budget allows. Never raises: a schema nobody can satisfy (minimum over maximum) still gets a value."""
+    if not isinstance(schema, dict):
+        schema = {}  # a boolean subschema, or one this simulator does not read
     if "const" in schema:
+        budget.spend(len(orjson.dumps(schema["const"])))
         return schema["const"]
-    if schema.get("enum"):
-        return rng.choice(schema["enum"])
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        choice = rng.choice(schema["enum"])
+        budget.spend(len(orjson.dumps(choice)))
+        return choice
     kind = schema.get("type", "object" if "properties" in schema else "string")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
+    if kind == "string" or not isinstance(kind, str):
+        text = " ".join(rng.sample(_BANK, 3))
+        budget.spend(len(text) + 2)
+        return text
+    budget.spend(1)
     if kind == "object":
-        props = schema.get("properties") or {}
-        return {k: _from_schema(v if isinstance(v, dict) else {}, rng, depth + 1) for k, v in props.items()}
+        props = schema.get("properties")
+        out = {}
+        for key, sub in (props.items() if isinstance(props, dict) else ()):
+            if budget.spent:
+                break
+            budget.spend(len(key) + 3)
+            out[key] = _from_schema(sub, rng, budget, depth + 1)
+        return out
     if kind == "array":
-        n = max(int(schema.get("minItems", 0)), rng.randint(1, 3)) if depth < 4 else 0
-        return [_from_schema(schema.get("items") or {}, rng, depth + 1) for _ in range(n)]
+        items = schema.get("items")
+        if isinstance(items, list):  # draft 7's tuple form: one value per position
+            return [_from_schema(sub, rng, budget, depth + 1) for sub in items if not budget.spent]
+        least = schema.get("minItems")
+        n = max(int(least) if _finite(least) else 0, rng.randint(1, 3)) if depth < 4 else 0
+        most = schema.get("maxItems")
+        n = min(n, int(most)) if _finite(most) else n
+        out = []
+        for _ in range(n):
+            if budget.spent:
+                break
+            out.append(_from_schema(items, rng, budget, depth + 1))
+        return out
     if kind == "integer":
-        return rng.randint(int(schema.get("minimum", 0)), int(schema.get("maximum", 100)))
+        low = _bound(schema, "minimum", "exclusiveMinimum", 1)
+        high = _bound(schema, "maximum", "exclusiveMaximum", -1)
+        low = math.ceil(min(max(low, _INT_MIN), _INT_MAX)) if low is not None else 0
+        high = math.floor(min(max(high, _INT_MIN), _INT_MAX)) if high is not None else min(max(low, 100), _INT_MAX)
+        return rng.randint(low, max(low, high))
     if kind == "number":
-        return round(rng.uniform(float(schema.get("minimum", 0)), float(schema.get("maximum", 1))), 3)
+        low = _bound(schema, "minimum", "exclusiveMinimum", 0) or 0.0
+        high = _bound(schema, "maximum", "exclusiveMaximum", 0)
+        high = high if high is not None else max(low, 1.0)
+        return round(rng.uniform(low, max(low, high)), 3)
     if kind == "boolean":
         return rng.random() < 0.5
-    if kind == "null":
-        return None
-    return " ".join(rng.sample(_BANK, 3))
+    return None  # "null"
 
 
-def _json_value(request: ChatRequest, rng: random.Random) -> Any:
+def _json_value(request: ChatRequest, rng: random.Random, budget: _Budget) -> Any:
     fmt = request.response_format
     if fmt and fmt.type == "json_schema" and fmt.json_schema and fmt.json_schema.schema_:
-        return _from_schema(fmt.json_schema.schema_, rng)
+        return _from_schema(fmt.json_schema.schema_, rng, budget)
     return {"answer": " ".join(rng.sample(_BANK, 8)), "confidence": round(rng.uniform(0.5, 0.99), 2),
             "tags": rng.sample(_BANK, 3), "source": "sim", "note": "模拟回答 ✓"}
+
+
+def _cut(text: str, limit: int) -> tuple[str, bool, int]:
+    """The text up to `limit` tokens (whole words, as streamed) and `limit` × 16 characters, whether anything
+    was cut, and its tokens."""
+    chars = limit * _CHARS_PER_TOKEN
+    cut = len(text) > chars
+    text = text[:chars]
+    tokens = count_tokens(text)
+    if tokens <= limit:
+        return text, cut, tokens
+    kept, n = [], 0
+    for piece in _CHUNK.findall(text):
+        counted = count_tokens(piece)
+        if n + counted > limit:
+            break
+        kept.append(piece)
+        n += counted
+    return "".join(kept), True, n
 
 
 def _corrupt(text: str, rng: random.Random) -> str:
@@ -144,41 +232,42 @@ class _Answer:
         self.content: str | None = None
         self.tool_call: dict[str, Any] | None = None
         self.finish_reason = "stop"
-        limit = request.output_limit
+        # What a real model stops at: the request's limit, within the model's own.
+        limit = min(request.output_limit or _NO_LIMIT, endpoint.config.max_output or DEFAULT_MAX_OUTPUT)
         tool = self._tool_to_call(request)
         if tool is not None:
-            args = orjson.dumps(_from_schema(tool.function.parameters or {"type": "object"}, rng)).decode()
+            budget = _Budget(limit)
+            value = _from_schema(tool.function.parameters or {"type": "object"}, rng, budget)
+            args, cut, _ = _cut(orjson.dumps(value).decode(), max(1, limit - 3))
+            cut = cut or budget.spent
             if behaviour.malformed_json_rate and _CHAOS.random() < behaviour.malformed_json_rate:
                 args = _corrupt(args, rng)
             self.tool_call = {"id": f"call_{rng.getrandbits(64):016x}", "type": "function",
                               "function": {"name": tool.function.name, "arguments": args}}
-            self.finish_reason = "tool_calls"
-            self.tokens = count_tokens(self.tool_call["function"]["arguments"]) + 3
+            self.finish_reason = "length" if cut else "tool_calls"
+            self.tokens = count_tokens(args) + 3
             return
+        budget = _Budget(limit)
         if request.wants_json:
-            text = orjson.dumps(_json_value(request, rng)).decode()
+            text = orjson.dumps(_json_value(request, rng, budget)).decode()
             if behaviour.malformed_json_rate and _CHAOS.random() < behaviour.malformed_json_rate:
                 text = _corrupt(text, rng)
         elif request.messages[-1].role == "tool":
             text = f"The tool returned {request.messages[-1].text()[:200]}. " + _prose(rng, request, 12)
         else:
-            text = _prose(rng, request, behaviour.reply_tokens)
-        pieces = _CHUNK.findall(text)
+            text = _prose(rng, request, min(behaviour.reply_tokens, limit + 1))
         if behaviour.truncate_rate and _CHAOS.random() < behaviour.truncate_rate:
-            pieces, self.finish_reason = pieces[: max(1, len(pieces) * 6 // 10)], "length"
-        if limit is not None and count_tokens("".join(pieces)) > limit:
-            kept, n = [], 0
-            for p in pieces:
-                n += count_tokens(p)
-                if n > limit:
-                    break
-                kept.append(p)
-            pieces, self.finish_reason = kept, "length"
-        text, stopped = _apply_stop("".join(pieces), request.stop)
+            pieces = _CHUNK.findall(text)
+            text, self.finish_reason = "".join(pieces[: max(1, len(pieces) * 6 // 10)]), "length"
+        text, cut, tokens = _cut(text, limit)
+        if cut or budget.spent:
+            self.finish_reason = "length"
+        text, stopped = _apply_stop(text, request.stop)
         if stopped:
             self.finish_reason = "stop"
+            tokens = count_tokens(text)
         self.content = text
-        self.tokens = count_tokens(text)
+        self.tokens = tokens
 
     @staticmethod
     def _tool_to_call(request: ChatRequest):

@@ -26,10 +26,13 @@ _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def _context(request: Request, key: ApiKey) -> CallContext:
+    """The call's context; its request id is the generation id RequestBoundary gave the request (app.py), so
+    an error answer and the usage record name the same generation."""
     h = request.headers
     referer = h.get("http-referer") or h.get("referer")
     return CallContext(
         key_id=key.key_id,
+        request_id=request.scope["state"]["generation_id"],
         key_tags=key.tags,
         app_title=h.get("x-title", "")[:200] or None,
         app_referer=referer[:500] if referer else None,
@@ -61,5 +64,6 @@ async def chat_completions(request: Request) -> Response:
         raise
     if chat.stream:
         return StreamingResponse(await service.open_stream(chat, ctx), media_type="text/event-stream",
-                                 headers=_SSE_HEADERS)
-    return Response(orjson.dumps(await service.complete(chat, ctx)), media_type="application/json")
+                                 headers={**_SSE_HEADERS, "X-Generation-Id": ctx.request_id})
+    return Response(orjson.dumps(await service.complete(chat, ctx)), media_type="application/json",
+                    headers={"X-Generation-Id": ctx.request_id})
