@@ -120,7 +120,7 @@ def test_endpoints_report_uptime_and_latency_from_usage_records(client, keys, ga
     assert endpoint["pricing"]["prompt"] == "0.0000005" and endpoint["status"] == 0
     assert endpoint["circuit"] == "closed"
     for _ in range(5):
-        gateway.chat.breakers("sim", "flaky").failure()
+        gateway.chat.routing.breakers("sim", "flaky").failure()
     assert client.get("/api/v1/models/sim/flaky/endpoints").json()["data"]["endpoints"][0]["circuit"] == "open"
     quiet = client.get("/api/v1/models/sim/chat/endpoints").json()["data"]["endpoints"][0]
     assert quiet["requests_last_30m"] == 0 and quiet["uptime_last_30m"] is None

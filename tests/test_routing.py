@@ -141,7 +141,7 @@ def test_sticky_split_keeps_a_user_or_session_on_one_model(service):
 # -- provider routing --
 
 def providers(service, request):
-    return [c.endpoint.provider.id for c in service.candidates("acme/m", request)]
+    return [c.endpoint.provider.id for c in service.routing.candidates("acme/m", request)]
 
 
 def test_provider_order_only_ignore_sort_and_allow_fallbacks(service):
@@ -151,7 +151,7 @@ def test_provider_order_only_ignore_sort_and_allow_fallbacks(service):
     assert providers(service, req(provider={"only": ["sim-c", "sim-b"], "sort": "price"})) == ["sim-c", "sim-b"]
     assert providers(service, req(provider={"ignore": ["sim-a"], "sort": "price"})) == ["sim-c", "sim-b"]
     assert providers(service, req(provider={"data_collection": "deny"})) == ["sim-b"]
-    service.latency.update({("sim-a", "acme/m"): 90.0, ("sim-b", "acme/m"): 10.0, ("sim-c", "acme/m"): 50.0})
+    service.routing.latency.update({("sim-a", "acme/m"): 90.0, ("sim-b", "acme/m"): 10.0, ("sim-c", "acme/m"): 50.0})
     assert providers(service, req(provider={"sort": "latency"})) == ["sim-b", "sim-c", "sim-a"]
 
 
@@ -163,9 +163,9 @@ def test_default_provider_choice_weights_by_inverse_square_price(service):
 
 
 def test_an_endpoint_whose_last_call_failed_goes_last_by_default(service):
-    service.breakers("sim-a", "m").failure()
+    service.routing.breakers("sim-a", "m").failure()
     assert all(providers(service, req())[-1] == "sim-a" for _ in range(50))
-    service.breakers("sim-a", "m").success()
+    service.routing.breakers("sim-a", "m").success()
     assert Counter(providers(service, req())[0] for _ in range(200))["sim-a"] > 100
 
 
@@ -182,7 +182,7 @@ def test_require_parameters_filters_and_unsupported_parameters_are_dropped(servi
     assert preferring[-1] == "sim-b"  # a request with tools tries endpoints that support them first
     assert "sim-b" not in providers(service, req(tools=tools, provider={"require_parameters": True}))
     request = req(tools=tools, seed=3, provider={"only": ["sim-b"]})
-    (only_b,) = service.candidates("acme/m", request)
+    (only_b,) = service.routing.candidates("acme/m", request)
     assert request.parameters() - only_b.endpoint.supported == {"tools", "seed"}
     assert request.for_endpoint(only_b.endpoint.supported).parameters() == set()
     body = run(service.complete(req("acme/m", tools=tools, seed=3, provider={"only": ["sim-b"]}),
@@ -338,7 +338,7 @@ def test_an_open_breaker_sheds_calls_then_a_probe_recovers(make, fake_upstream):
     run(asyncio.sleep(0.25))
     body, _ = call(service, req("fake/fail-once"))  # half-open: the probe goes through and succeeds
     assert body["model"] == "fake/fail-once" and fake_upstream.calls["fail-once"] == 2
-    assert service.breakers("fakevendor", "fail-once").state == CLOSED
+    assert service.routing.breakers("fakevendor", "fail-once").state == CLOSED
 
 
 # -- streams --

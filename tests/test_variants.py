@@ -42,10 +42,10 @@ def test_plain_floor_and_free(service):
 
 
 def test_nitro_follows_measured_throughput(service):
-    service.throughput[("sim-free", "acme/m")] = 40.0
-    service.throughput[("sim-pricey", "acme/m")] = 400.0
+    service.routing.throughput[("sim-free", "acme/m")] = 40.0
+    service.routing.throughput[("sim-pricey", "acme/m")] = 400.0
     assert provider_for(service, "acme/m:nitro") == "sim-pricey"
-    service.throughput[("sim-free", "acme/m")] = 900.0
+    service.routing.throughput[("sim-free", "acme/m")] = 900.0
     assert provider_for(service, "acme/m:nitro") == "sim-free"  # not cached: it follows the measurements
 
 
@@ -54,8 +54,16 @@ def test_variants_through_the_gateway_record_throughput(client, keys, gateway):
                        json={"model": "sim/chat:floor", "messages": [{"role": "user", "content": "hi"}]})
     assert resp.status_code == 200 and resp.json()["model"] == "sim/chat"
     # sim/chat: 250 ms to the first token, then 80 tokens/s; unstreamed, the whole call counts
-    assert 0 < gateway.chat.throughput[("sim", "sim/chat")] < 80
+    assert 0 < gateway.chat.routing.throughput[("sim", "sim/chat")] < 80
     streamed = client.post("/api/v1/chat/completions", headers={"Authorization": f"Bearer {keys['dev']}"},
                            json={"model": "sim/chat", "stream": True, "messages": [{"role": "user", "content": "x"}]})
     assert streamed.status_code == 200
-    assert 0 < gateway.chat.throughput[("sim", "sim/chat")] < 120
+    assert 0 < gateway.chat.routing.throughput[("sim", "sim/chat")] < 120
+
+
+def test_a_variant_on_a_routing_policy_is_refused_naming_the_policy(client, keys):
+    resp = client.post("/api/v1/chat/completions", headers={"Authorization": f"Bearer {keys['dev']}"},
+                       json={"model": "switchyard/auto:floor", "messages": [{"role": "user", "content": "hi"}]})
+    error = resp.json()["error"]
+    assert resp.status_code == 400 and "'switchyard/auto' is a routing policy" in error["message"]
+    assert error["metadata"]["field"] == "model"

@@ -22,8 +22,7 @@ from shared.chat.budget import affordable_tokens, budget, capped, prompt_bound, 
 from shared.catalog.source import CatalogSource
 from shared.chat.schema import ChatRequest
 from shared.config import Settings
-from shared.errors import (InsufficientCreditsError, ModelNotFoundError, NoProviderError, SwitchyardError,
-                           UpstreamError, UpstreamTimeoutError)
+from shared.errors import InsufficientCreditsError, SwitchyardError, UpstreamError, UpstreamTimeoutError
 from shared.healing.completion import HealReport, heal_completion
 from shared.healing.repair import HealResult
 from shared.healing.stream import StreamHealer
@@ -31,14 +30,12 @@ from shared.keys.spend import SpendGuard
 from shared.metering import Meter, UsageEvent, cost_of
 from shared.providers import Usage
 from shared.providers.base import first_byte_timeout
-from shared.routing import providers as provider_routing
-from shared.routing.breaker import BreakerPolicy, Breakers
 from shared.routing.plan import Plan
 from shared.routing.providers import Candidate
+from shared.routing.state import RoutingState
 from shared.tokenizer import count_messages, count_text
 
 KEEPALIVE = b": SWITCHYARD PROCESSING\n\n"
-VARIANTS = ("free", "floor", "nitro")
 DONE = b"data: [DONE]\n\n"
 
 
@@ -86,57 +83,18 @@ Route = Candidate  # one model served by one endpoint through one adapter
 class ChatService:
     def __init__(self, catalog: Catalog | CatalogSource, meter: Meter, settings: Settings,
                  spend: SpendGuard | None = None) -> None:
-        self.source = catalog if isinstance(catalog, CatalogSource) else None
+        self.routing = RoutingState(catalog, settings)
         self.spend = spend
-        self._catalog = catalog if isinstance(catalog, Catalog) else catalog.current
         self.meter = meter
         self.settings = settings
-        self._usable: dict[str, list[Candidate]] = {}  # model id → its candidates when nothing varies per call
-        self.throughput: dict[tuple[str, str], float] = {}  # (provider, model) → tokens/s, moving average
-        self.latency: dict[tuple[str, str], float] = {}  # (provider, model) → ms to first token, moving average
-        self.breakers = Breakers(BreakerPolicy(
-            consecutive=settings.breaker_consecutive_failures, error_rate=settings.breaker_error_rate,
-            min_calls=settings.breaker_min_calls, window=settings.breaker_window_seconds,
-            cooldown=settings.breaker_cooldown_seconds))
 
     @property
     def catalog(self) -> Catalog:
-        """The current catalog; a refreshed catalog drops the cached candidates."""
-        if self.source is not None:
-            self.source.maybe_refresh()
-            if self.source.current is not self._catalog:
-                self._catalog, self._usable = self.source.current, {}
-        return self._catalog
-
-    def candidates(self, model_id: str, request: ChatRequest, catalog: Catalog | None = None) -> list[Candidate]:
-        """The endpoints of one model that may serve this request, in the order to try them."""
-        catalog = catalog or self.catalog
-        fixed = request.provider is None and not request.tools and request.response_format is None
-        if fixed and (cached := self._usable.get(model_id)) is not None:
-            return cached  # the hot path: one endpoint, nothing to weigh
-        variant = None
-        try:
-            model = catalog.get(model_id)
-        except ModelNotFoundError:
-            base, _, variant = model_id.rpartition(":")
-            if variant not in VARIANTS or not base:
-                raise
-            model = catalog.get(base)
-        found = provider_routing.order(model, request, request.provider, variant=variant, breakers=self.breakers,
-                                       latency=self.latency.get, throughput=lambda k: self.throughput.get(k, 0.0))
-        if not found:
-            prefs = request.provider
-            why = "" if prefs is None else " matching the provider preferences"
-            raise NoProviderError(f"No {variant + ' ' if variant else ''}provider of {model.id!r} is available{why}",
-                                  metadata={"model": model.id, "variant": variant,
-                                            "providers": [e.provider.id for e in model.endpoints]})
-        if fixed and variant is None and len(found) == 1:  # more than one is weighed again on every call
-            self._usable[model_id] = found
-        return found
+        return self.routing.catalog
 
     def route(self, request: ChatRequest) -> Route:
         """The first candidate for a request (what a call would try first)."""
-        return Plan(self, request, CallContext(key_id="")).first()
+        return Plan(self.routing, request, CallContext(key_id="")).first()
 
     def _event(self, ctx: CallContext, request: ChatRequest | None, *, streamed: bool) -> UsageEvent:
         """The call's usage record, named after the requested model until a candidate is tried (`_label`)."""
@@ -160,9 +118,8 @@ class ChatService:
             # streamed: tokens over the generation time; unstreamed: over the whole call (no first-token time)
             seconds = ((event.latency_ms - event.ttft_ms) if event.streamed else event.latency_ms) / 1000
             if seconds > 0 and event.completion_tokens:
-                key = (route.endpoint.provider.id, route.model.id)
-                rate = event.completion_tokens / seconds
-                self.throughput[key] = rate if key not in self.throughput else 0.8 * self.throughput[key] + 0.2 * rate
+                self.routing.observed_throughput((route.endpoint.provider.id, route.model.id),
+                                                 event.completion_tokens / seconds)
         self.meter.record(event)
 
     @staticmethod
@@ -243,7 +200,7 @@ class ChatService:
         event = self._event(ctx, request, streamed=False)
         usage: Usage | None = None
         try:
-            plan = Plan(self, request, ctx)
+            plan = Plan(self.routing, request, ctx)
             _routed(event, plan)
             route = plan.first()
             while True:
@@ -290,7 +247,7 @@ class ChatService:
         event = self._event(ctx, request, streamed=True)
         route = None
         try:
-            plan = Plan(self, request, ctx)
+            plan = Plan(self.routing, request, ctx)
             _routed(event, plan)
             route = plan.first()
             _label(event, route)

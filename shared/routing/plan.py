@@ -27,8 +27,9 @@ from shared.errors import NoProviderError, SwitchyardError, UpstreamTimeoutError
 from shared.routing.policy import RoutingInput
 
 if TYPE_CHECKING:
-    from shared.chat.service import CallContext, ChatService
+    from shared.chat.service import CallContext
     from shared.routing.providers import Candidate
+    from shared.routing.state import RoutingState
 
 # Errors worth another try on the same endpoint later; anything else that is the provider's fault still counts
 # against its breaker.
@@ -77,11 +78,11 @@ class Plan:
     round = 0
     expanded: frozenset[str] | set[str] = frozenset()  # policies met later in the chain, expanded once each
 
-    def __init__(self, service: "ChatService", request: ChatRequest, ctx: "CallContext") -> None:
-        self.service, self.request, self.ctx = service, request, ctx
-        settings = service.settings
+    def __init__(self, routing: "RoutingState", request: ChatRequest, ctx: "CallContext") -> None:
+        self.routing, self.request, self.ctx = routing, request, ctx
+        self.settings = settings = routing.settings
         requested = request.model_ids
-        self.catalog = catalog = service.catalog  # read once: every lookup of this call sees the same catalog
+        self.catalog = catalog = routing.catalog  # read once: every lookup of this call sees the same catalog
         self.policy = catalog.policies.find(requested[0]) if len(catalog.policies) else None
         if self.policy is not None:
             chain, self.rule = self.policy.decide(self._input(requested[0]))
@@ -145,7 +146,7 @@ class Plan:
             self.position += 1
             self.next_in_queue = 0
             try:
-                self.queue = self.service.candidates(model_id, self.request, self.catalog)  # may be cached: read only
+                self.queue = self.routing.candidates(model_id, self.request, self.catalog)  # may be cached: read only
             except SwitchyardError as e:
                 self.queue = []
                 self.unresolved = [*self.unresolved, e]
@@ -176,9 +177,7 @@ class Plan:
         """Record the attempt that answered (for a stream: its first chunk) and feed the latency average."""
         ms = self._record(c, 200, None)
         c.breaker.success()
-        key = (c.key[0], c.model.id)
-        averages = self.service.latency
-        averages[key] = ms if key not in averages else 0.8 * averages[key] + 0.2 * ms
+        self.routing.observed_latency((c.key[0], c.model.id), ms)
 
     def broke(self, c: "Candidate", error: SwitchyardError) -> None:
         """A stream that had answered failed mid-way: its attempt says so and its breaker counts it."""
@@ -210,10 +209,10 @@ class Plan:
         if candidate is not None or not self.transient or self.round >= self.retries:
             return candidate
         hint = max((h for e in self.transient if (h := _retry_after(e)) is not None), default=0.0)
-        backoff = self.service.settings.retry_backoff_seconds * 2 ** self.round * (0.5 + _JITTER.random() / 2)
+        backoff = self.settings.retry_backoff_seconds * 2 ** self.round * (0.5 + _JITTER.random() / 2)
         wait = max(backoff, hint)
         remaining = self.deadline - time.perf_counter()
-        if wait > self.service.settings.max_retry_wait_seconds or wait >= remaining:
+        if wait > self.settings.max_retry_wait_seconds or wait >= remaining:
             return None
         await asyncio.sleep(wait)
         self.round += 1

@@ -55,7 +55,7 @@ async def model_endpoints(author: str, slug: str) -> dict:
             "context_length": e.config.context_length, "max_completion_tokens": e.config.max_output,
             "pricing": e.openrouter_pricing(), "supported_parameters": list(e.config.supported_parameters),
             "status": 0 if e.has_credentials else -1, "available": e.has_credentials,
-            "circuit": g.chat.breakers.state(e.provider.id, e.upstream_model),  # closed | open | half_open
+            "circuit": g.chat.routing.breakers.state(e.provider.id, e.upstream_model),  # closed | open | half_open
             "window_seconds": WINDOW_SECONDS, "requests_last_30m": health.get("requests", 0),
             "uptime_last_30m": health.get("uptime"), "latency_last_30m": health.get("latency"),
             "time_to_first_token_last_30m": health.get("time_to_first_token"),
