@@ -30,10 +30,11 @@ runtime-smoke: $(UV)
 	UV_PROJECT_ENVIRONMENT=$(RUNTIME_ENV) $(UV) sync --frozen --no-dev --python $(PYTHON) --quiet
 	UV_PROJECT_ENVIRONMENT=$(RUNTIME_ENV) $(UV) run --frozen --no-sync python -m tests.runtime_smoke
 
-bench: install  # needs wrk (apt-get install -y wrk) and ../shared/bench/fake_upstream.py
+bench: install  # needs wrk (apt-get install -y wrk) and ../shared/bench/fake_upstream.py, fake_stream_upstream.py
 	$(UV) run --frozen --no-sync python -m benchmarks.gateway
 	$(UV) run --frozen --no-sync python -m benchmarks.parts
 	$(UV) run --frozen --no-sync python -m benchmarks.routing
+	$(UV) run --frozen --no-sync python -m benchmarks.streaming
 
 .PHONY: reliability
 reliability: install  # the trust failures of issue 9 against the local stack: loopback only, about a minute
