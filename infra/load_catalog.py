@@ -1,8 +1,12 @@
 """Load a catalog file (providers, models, routing policies; hidden model ids) into a stack's catalog table.
 
     python -m infra.load_catalog my-catalog.yaml --stack switchyard     # a deployed stack
+    python -m infra.load_catalog my-catalog.yaml --stack switchyard --region eu-west-1
     python -m infra.load_catalog my-catalog.yaml --table switchyard-catalog
     python -m infra.load_catalog --hide openai/gpt-4 --show openai/gpt-4o --stack switchyard
+
+The region is --region, else the one the AWS configuration names (AWS_REGION, AWS_DEFAULT_REGION, the
+profile), else us-east-1 (the template's default deploy region), said on stderr.
 
 The file has SWITCHYARD_CONFIG's shape. Everything is validated before anything is written; each entry then
 adds or replaces the one of the same id (the same as `PUT /api/v1/catalog/...` and `PUT /api/v1/routes`), and
@@ -13,6 +17,7 @@ name a provider that exists (built in, in the file, or already in the table).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -22,6 +27,7 @@ from pydantic import ValidationError
 from shared.catalog import BUILTIN, CatalogError, load_catalog
 from shared.catalog.schema import CatalogFile
 from shared.catalog.source import CatalogStore
+from shared.errors import StorageError
 
 
 def load(store: CatalogStore, file: CatalogFile, *, hide: list[str] = (), show: list[str] = ()) -> dict[str, int]:
@@ -52,12 +58,28 @@ def load(store: CatalogStore, file: CatalogFile, *, hide: list[str] = (), show: 
             "hidden": len(hide), "shown": len(show)}
 
 
-def _table(args: argparse.Namespace) -> str:
+DEFAULT_REGION = "us-east-1"
+
+
+def _region(chosen: str | None) -> str:
+    """The region to work in, made the process's default (the catalog table's client reads it from there)."""
+    from botocore.session import get_session
+
+    region = chosen or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") \
+        or get_session().get_config_variable("region")
+    if not region:
+        region = DEFAULT_REGION
+        print(f"no AWS region configured: using {region} (--region picks another)", file=sys.stderr)
+    os.environ["AWS_DEFAULT_REGION"] = os.environ["AWS_REGION"] = region
+    return region
+
+
+def _table(args: argparse.Namespace, region: str) -> str:
     if args.table:
         return args.table
     from botocore.session import get_session
 
-    resources = get_session().create_client("cloudformation").describe_stack_resources(
+    resources = get_session().create_client("cloudformation", region_name=region).describe_stack_resources(
         StackName=args.stack, LogicalResourceId="CatalogTable")
     return resources["StackResources"][0]["PhysicalResourceId"]
 
@@ -68,13 +90,17 @@ def main(argv: list[str] | None = None) -> int:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--stack", help="the CloudFormation stack deployed from template.yaml")
     where.add_argument("--table", help="the catalog table's name")
+    parser.add_argument("--region", help="the stack's AWS region (default: the AWS configuration's, else "
+                                              f"{DEFAULT_REGION})")
     parser.add_argument("--hide", action="append", default=[], metavar="MODEL_ID")
     parser.add_argument("--show", action="append", default=[], metavar="MODEL_ID")
     args = parser.parse_args(argv)
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
         file = CatalogFile.model_validate(yaml.safe_load(args.file.read_text()) or {}) if args.file else CatalogFile()
-        written = load(CatalogStore(_table(args)), file, hide=args.hide, show=args.show)
-    except (OSError, yaml.YAMLError, ValidationError, CatalogError) as e:
+        written = load(CatalogStore(_table(args, _region(args.region))), file, hide=args.hide, show=args.show)
+    except (OSError, yaml.YAMLError, ValidationError, CatalogError, StorageError, BotoCoreError, ClientError) as e:
         print(f"nothing written: {e}", file=sys.stderr)
         return 1
     print(", ".join(f"{n} {what}" for what, n in written.items()))

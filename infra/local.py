@@ -1,14 +1,21 @@
 """The embedded local stack behind `make run`: a moto server on loopback (a child process, see
 infra/moto_process.py) holding the template's tables and bucket, local keys, and the gateway under uvicorn.
-State (tables, pepper, keys) lives under `.switchyard/` and survives restarts (infra/state.py).
+State (tables, pepper, keys) lives under `.switchyard/` (mode 0700) and survives restarts (infra/state.py).
+
+Stopping loses nothing, whatever the signal (SIGINT or SIGTERM, to this process or to its whole group): uvicorn
+stops accepting and finishes the calls in flight, the lifespan flushes the meter (and `main` flushes whatever is
+still pending), and only then is moto stopped, which saves on the way out. The moto child runs in a session of
+its own so that a signal to our group (Ctrl-C, `kill -- -PGID`) cannot stop it before the meter is drained.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from infra.moto_process import PREFIX
@@ -32,10 +39,14 @@ class LocalStack:
         self._moto: subprocess.Popen[str] | None = None
 
     def start(self) -> "LocalStack":
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.state_dir.chmod(0o700)  # keys, pepper and usage: the owner's only
         port = free_port()
+        # A session (and process group) of its own: signals sent to ours reach only the gateway, which stops
+        # moto once its meter is drained (stop()). If the gateway dies, moto notices and saves by itself.
         self._moto = subprocess.Popen([sys.executable, "-m", "infra.moto_process", str(port), str(self.state_dir)],
-                                      cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, text=True)
+                                      cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, text=True,
+                                      start_new_session=True)
         if self._moto.stdout is None or self._moto.stdout.readline().strip() != "ready":
             raise RuntimeError(f"the moto server did not start (exit code {self._moto.poll()})")
         os.environ.update({
@@ -53,13 +64,16 @@ class LocalStack:
         return self
 
     def stop(self) -> None:
-        """Stop the moto child, which saves the state first."""
+        """Stop the moto child and wait until it has saved the state and exited."""
         if self._moto is not None and self._moto.poll() is None:
             self._moto.terminate()
             try:
                 self._moto.wait(timeout=30)
             except subprocess.TimeoutExpired:
+                print("switchyard: the moto server did not stop in 30 s; killed (changes since its last save, "
+                      "at most a few seconds old, are lost)", file=sys.stderr, flush=True)
                 self._moto.kill()
+                self._moto.wait()
         self._moto = None
 
     # -- keys -----------------------------------------------------------------------------------------
@@ -79,8 +93,9 @@ class LocalStack:
             if parsed is not None and parsed.kind == kind and store.get(parsed.key_id) is not None:
                 continue
             token, _ = store.create(name, kind=kind)  # the development key has no credit limit
-            path.write_text(token + "\n")
-            path.chmod(0o600)
+            with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+                f.write(token + "\n")
+            path.chmod(0o600)  # a file left by an older version may be wider
             self.created_keys[filename] = token
 
 
@@ -99,14 +114,65 @@ def _reset_caches() -> None:
         sys.modules["functions.gateway.state"].gateway.cache_clear()
 
 
-def main() -> None:
-    import uvicorn
+def drain_meter(timeout: float = 30.0) -> int:
+    """Write what the gateway's meter still holds (after uvicorn stopped; moto still up). Returns how many
+    records could not be written in `timeout` seconds (logged)."""
+    if "functions.gateway.state" not in sys.modules:
+        return 0  # the gateway never started: nothing was metered
+    meter = sys.modules["functions.gateway.state"].gateway().meter
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while meter.backlog and time.monotonic() < deadline:
+        meter.flush()  # a passing failure keeps the events pending: try again
+        if meter.backlog:
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+    if meter.backlog:
+        print(f"switchyard: {meter.backlog} usage records could not be written before shutdown",
+              file=sys.stderr, flush=True)
+    return meter.backlog
 
+
+class _Stop(BaseException):
+    """A stop signal that arrived outside uvicorn (while starting, or re-raised by uvicorn after its shutdown)."""
+
+
+def _raise_stop(signum: int, _frame: object) -> None:
+    raise _Stop(signum)
+
+
+def main() -> None:
     root = Path(__file__).resolve().parent.parent
     os.chdir(root)
     state_dir = Path(os.environ.get("SWITCHYARD_STATE_DIR", root / ".switchyard"))
     port = int(os.environ.get("PORT", "8080"))
-    stack = LocalStack(state_dir).start()
+    # uvicorn handles SIGINT and SIGTERM while it runs (a graceful shutdown, the lifespan's meter flush), then
+    # raises the signal again under the handler it found: this one, so that moto is still stopped cleanly below
+    # (SIGTERM's default action would end the process on the spot and leave moto saving on its own).
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _raise_stop)
+    stack = LocalStack(state_dir)
+    code = 0
+    try:
+        stack.start()
+        _serve(stack, state_dir, port)
+    except _Stop as stop:
+        code = 128 + stop.args[0]
+    finally:
+        # Signals from here on are ignored: a second Ctrl-C must not cut the drain or moto's save short.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            drain_meter()
+        finally:
+            stack.stop()
+    if code:
+        sys.exit(code)
+
+
+def _serve(stack: LocalStack, state_dir: Path, port: int) -> None:
+    import uvicorn
+
     base = f"http://127.0.0.1:{port}"
     print(f"Switchyard local stack: moto on {os.environ['AWS_ENDPOINT_URL']}, state in {state_dir}", flush=True)
     for filename, token in stack.created_keys.items():
@@ -115,11 +181,8 @@ def main() -> None:
     if not stack.created_keys:
         print(f"  keys: {state_dir / 'dev-key'} (inference), {state_dir / 'admin-key'} (management)")
     print(f"  OpenAI base URL: {base}/api/v1    health: {base}/health    docs: {base}/docs", flush=True)
-    try:
-        uvicorn.run("functions.gateway.app:app", host="127.0.0.1", port=port, log_level="warning",
-                    access_log=False, loop="uvloop", http="httptools", proxy_headers=False, server_header=False)
-    finally:
-        stack.stop()
+    uvicorn.run("functions.gateway.app:app", host="127.0.0.1", port=port, log_level="warning",
+                access_log=False, loop="uvloop", http="httptools", proxy_headers=False, server_header=False)
 
 
 if __name__ == "__main__":

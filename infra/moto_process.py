@@ -5,8 +5,10 @@ the saved state of .switchyard/ loaded, saved every few seconds and when it stop
 
 A child process rather than a thread of the gateway: in-process, moto's request handling held the GIL and
 cut the gateway's throughput with metering on from 1,855 to 763 req/s (benchmarks/README.md). It prints
-`ready` once the tables exist and the state is loaded, and exits (after saving) on SIGTERM or when
-its parent dies (Ctrl-C is left to the gateway, which flushes its metering first and then stops us).
+`ready` once the tables exist and the state is loaded, and exits (after saving) on SIGTERM or SIGINT sent to
+it, or within SAVE_SECONDS of its parent's death. infra/local.py starts it in a session of its own, so that
+Ctrl-C or a `kill` of `make run`'s process group reaches only the gateway, which drains its meter into us and
+then stops us: we never stop while the gateway still has records to write.
 """
 
 from __future__ import annotations
@@ -40,10 +42,9 @@ def main() -> None:
     state = LocalState(state_dir, create_resources(PREFIX), append_only=frozenset({"UsageTable"}))
     state.restore()
     stop = threading.Event()
+    # Signals reach us only when sent to this process itself (our own session: see the docstring).
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    # Ctrl-C reaches the whole process group: the gateway must flush its metering into us before we stop,
-    # so only the gateway's SIGTERM (or its death) stops this process.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     print("ready", flush=True)
     while not stop.wait(SAVE_SECONDS):
         try:

@@ -3,7 +3,7 @@
 Small tables (keys, counters) are written whole when they change; the usage table only ever gains records,
 so new records are appended to a journal instead of rewriting it. Items are read from and restored into the
 in-process moto backend directly (no HTTP round trips), in DynamoDB JSON, which does not depend on moto's
-version.
+version. Every file is the owner's only (0600): the key records hold key hashes, the journal who spent what.
 """
 
 from __future__ import annotations
@@ -15,6 +15,14 @@ from typing import Any
 
 TABLES_FILE = "tables.json"
 JOURNAL_FILE = "usage.jsonl"
+_PRIVATE = 0o600
+
+
+def _open_private(path: Path, flags: int) -> int:
+    """A file descriptor on `path`, created 0600 (an older file is narrowed to 0600 too)."""
+    fd = os.open(path, flags | os.O_CREAT, _PRIVATE)
+    os.fchmod(fd, _PRIVATE)
+    return fd
 
 
 def _backend() -> Any:
@@ -39,6 +47,9 @@ class LocalState:
         self.append_only = append_only
         self._journaled: set[Any] = set()
         self._last_dump = ""
+        for path in (self.tables_file, self.journal_file):  # written 0644 by earlier versions
+            if path.exists():
+                path.chmod(_PRIVATE)
 
     def restore(self) -> int:
         """Load saved items into the (empty) tables; returns how many."""
@@ -70,7 +81,8 @@ class LocalState:
                           sort_keys=True)
         if dump != self._last_dump:
             tmp = self.tables_file.with_suffix(".tmp")
-            tmp.write_text(dump)
+            with os.fdopen(_open_private(tmp, os.O_WRONLY | os.O_TRUNC), "w") as f:
+                f.write(dump)
             tmp.replace(self.tables_file)
             self._last_dump = dump
         lines = []
@@ -80,7 +92,7 @@ class LocalState:
                     lines.append(json.dumps({"table": logical, "item": item.to_json()["Attributes"]}) + "\n")
                     self._journaled.add(item.hash_key)
         if lines:
-            with self.journal_file.open("a") as f:
+            with os.fdopen(_open_private(self.journal_file, os.O_WRONLY | os.O_APPEND), "a") as f:
                 f.writelines(lines)
                 f.flush()
                 os.fsync(f.fileno())

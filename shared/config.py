@@ -30,6 +30,15 @@ class Settings(BaseSettings):
 
     config: Path | None = None  # SWITCHYARD_CONFIG: YAML adding providers and models
 
+    # What a provider added through the catalog API (management key) may use; SWITCHYARD_CONFIG and
+    # infra/load_catalog.py are the operator's own paths and unrestricted. Key env vars: comma-separated names or
+    # NAME_PREFIX* patterns (unset: the key env vars of the built-in catalog's vendors; empty: none), never
+    # SWITCHYARD_* or AWS_*. Secrets: only names under vendor_secret_prefix (the template's VendorSecretPrefix).
+    # Addresses: never link-local or cloud metadata; loopback and private ones only with allow_private.
+    catalog_api_key_envs: str | None = None
+    catalog_api_allow_private: bool = False
+    vendor_secret_prefix: str = "switchyard/vendors/"
+
     max_body_bytes: Annotated[int, Field(gt=0)] = 6 * 1024 * 1024  # Lambda's synchronous payload limit
     key_cache_seconds: Annotated[float, Field(ge=0, le=60)] = 10.0  # the documented revocation delay
     keepalive_seconds: Annotated[float, Field(gt=0)] = 5.0  # SSE comment while the upstream is silent

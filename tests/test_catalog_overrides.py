@@ -3,6 +3,15 @@
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def _fakes_listen_on_loopback(monkeypatch):
+    """The fake upstreams run on 127.0.0.1: providers added here through the API must be allowed to reach them."""
+    from shared.config import get_settings
+
+    monkeypatch.setenv("SWITCHYARD_CATALOG_API_ALLOW_PRIVATE", "true")
+    get_settings.cache_clear()
+
+
 def admin(keys):
     return {"Authorization": f"Bearer {keys['admin']}"}
 

@@ -38,9 +38,9 @@ def local_pepper(state_dir: Path) -> str:
     """The local stack's pepper, generated once and kept under .switchyard/ (mode 0600)."""
     path = state_dir / "pepper"
     if not path.exists():
-        state_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(_random.token_urlsafe(32))
-        path.chmod(0o600)
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:  # never 0644
+            f.write(_random.token_urlsafe(32))
     return path.read_text().strip()
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from shared.routing.policy import RoutePolicy
 
@@ -17,6 +18,44 @@ DEFAULT_PARAMETERS = (
     "max_tokens", "temperature", "top_p", "stop", "seed", "frequency_penalty", "presence_penalty", "tools",
     "tool_choice", "response_format", "structured_outputs", "stream",
 )
+
+
+# What reaches an upstream request's head must not be able to change its framing: header names are HTTP
+# tokens (RFC 9110), values and URLs free of CR, LF and NUL (and URLs of any whitespace or control character).
+_TOKEN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+_FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer",
+                      "keep-alive", "proxy-connection"})
+
+
+def _not_framing(name: str) -> str:
+    if name.lower() in _FRAMING:
+        raise ValueError(f"header {name!r} is set by the gateway itself")
+    return name
+
+
+def _one_line(value: str) -> str:
+    if any(c in value for c in "\r\n\x00"):
+        raise ValueError("a header value may not contain CR, LF or NUL")
+    return value
+
+
+def _url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("a URL starts with http:// or https://")
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError("a URL may not contain whitespace or control characters")
+    return value
+
+
+HeaderName = Annotated[str, Field(min_length=1, max_length=128, pattern=_TOKEN), AfterValidator(_not_framing)]
+HeaderValue = Annotated[str, Field(max_length=4096), AfterValidator(_one_line)]
+Url = Annotated[str, Field(max_length=2048), AfterValidator(_url)]
+# Parts of URLs and requests: names, not free text
+UrlPart = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+Region = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z0-9-]+$")]
+EnvName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+SecretId = Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^[A-Za-z0-9/_+=.@:-]+$")]
+UpstreamModel = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^[^\s\x00-\x1f\x7f]+$")]
 
 
 class Strict(BaseModel):
@@ -50,26 +89,37 @@ class ProviderConfig(Strict):
     id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$")]
     kind: ProviderKind
     name: str | None = None
-    base_url: Annotated[str, Field(pattern=r"^https?://")] | None = None
-    api_key_env: str | None = None  # env var holding the vendor key (local and Lambda)
-    api_key_secret: str | None = None  # Secrets Manager id holding the vendor key (AWS)
-    api_version: str | None = None  # azure: an api-version such as 2024-10-21, or "v1" (the default)
-    region: str | None = None  # bedrock: the AWS region (default: the function's own)
-    headers: dict[str, str] = {}
+    base_url: Url | None = None
+    api_key_env: EnvName | None = None  # env var holding the vendor key (local and Lambda)
+    api_key_secret: SecretId | None = None  # Secrets Manager id holding the vendor key (AWS)
+    api_version: UrlPart | None = None  # azure: an api-version such as 2024-10-21, or "v1" (the default)
+    region: Region | None = None  # bedrock: the AWS region (default: the function's own)
+    headers: dict[HeaderName, HeaderValue] = {}
     # "deny": the provider neither stores nor trains on prompts (OpenRouter's `data_collection`); unknown → "allow"
     data_collection: Literal["allow", "deny"] = "allow"
+    # Set by the catalog API on what it stores (never by a file): such a provider's key env, secret and address
+    # are restricted (shared/catalog/source.py `api_provider_problem`), its connections checked (providers/http.py).
+    added_by_api: bool = False
 
     @model_validator(mode="after")
     def _needs_url(self) -> "ProviderConfig":
         if self.kind in ("openai", "azure") and not self.base_url:
             raise ValueError(f"provider {self.id!r} of kind {self.kind!r} needs a base_url")
+        if self.base_url is not None:
+            parts = urlsplit(self.base_url)
+            try:
+                parts.port  # noqa: B018 (raises on a port that is not a number in range)
+            except ValueError as e:
+                raise ValueError(f"provider {self.id!r}: base_url has an invalid port") from e
+            if not parts.hostname:
+                raise ValueError(f"provider {self.id!r}: base_url has no host")
         return self
 
 
 class ModelConfig(Strict):
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+/[A-Za-z0-9._:-]+$")]
     provider: str
-    upstream_model: str | None = None  # defaults to the part of `id` after the slash
+    upstream_model: UpstreamModel | None = None  # defaults to the part of `id` after the slash
     name: str | None = None
     description: str = ""
     created: int = 0

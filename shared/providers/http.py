@@ -7,22 +7,28 @@ https, connection reuse per host, chunked and content-length bodies (decoded by 
 and three timeouts (connect, first byte = until the response headers, idle gap between body chunks, plus a
 total). A request sent on a reused idle connection that the server had already closed is retried once on a
 new connection, but only when no byte of a response arrived. No proxies, no HTTP/2, no compression (we do not
-send Accept-Encoding, so servers answer in identity).
+send Accept-Encoding, so servers answer in identity). Pools are keyed by (scheme, host, port). Origins that only
+providers added through the catalog API use are guarded: `_connect` resolves them, refuses metadata, link-local
+(and, unless allowed, loopback and private) addresses, and connects to the very address it checked.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import re
+import socket
 import ssl
 from collections import deque
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import AsyncIterator
+from typing import AsyncIterator, Iterable
 from urllib.parse import urlsplit
 
 import httptools
 
-__all__ = ["ConnectError", "HTTPClient", "ProtocolError", "ReadTimeout", "Response", "TransportError", "client"]
+__all__ = ["ConnectError", "HTTPClient", "ProtocolError", "ReadTimeout", "Response", "TransportError", "client",
+           "guard_origins", "literal_address", "refused_address"]
 
 
 class TransportError(Exception):
@@ -43,24 +49,155 @@ class ProtocolError(TransportError):
 
 @dataclass(frozen=True, slots=True)
 class Origin:
+    """Where connections go, and the key of their pool: scheme, host and port only, so that every path on a
+    host (Gemini's per-model URLs, Azure's deployments) shares its connections. `guarded`: an origin that only
+    providers added through the catalog API use (guard_origins); its connections are made by `_connect` to
+    resolved addresses it has checked, and are pooled apart from unchecked ones."""
+
     scheme: str
     host: str
     port: int
-    path: str
+    guarded: bool = False
 
     @property
     def authority(self) -> str:
         default = 443 if self.scheme == "https" else 80
-        return self.host if self.port == default else f"{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == default else f"{host}:{self.port}"
 
 
 @lru_cache(maxsize=1024)
-def origin(url: str) -> Origin:
+def target(url: str) -> tuple[Origin, str]:
+    """A URL's origin (unguarded) and request target (path and query)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"unsupported URL {url!r}")
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    return Origin(parts.scheme, parts.hostname, port, (parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
+    return Origin(parts.scheme, parts.hostname, port), (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+def origin(url: str) -> Origin:
+    return target(url)[0]
+
+
+# -- the address check for providers added through the catalog API -------------------------------------------
+# Cloud metadata services: never reachable from an API-added provider, whatever the settings.
+_METADATA = frozenset(ipaddress.ip_address(a) for a in (
+    "169.254.169.254", "169.254.170.2", "169.254.170.23", "fd00:ec2::254", "fd00:ec2::23", "100.100.100.200"))
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+_guarded: dict[Origin, Origin] = {}  # unguarded origin → its guarded twin
+_allow_private = False
+
+
+def _embedded_v4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one stands for (mapped, NAT64, 6to4, IPv4-compatible), if any."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in _NAT64 or (address in _IPV4_COMPATIBLE and int(address) > 1):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def refused_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address, allow_private: bool) -> str | None:
+    """Why a provider added through the catalog API may not connect to `address` (None: it may).
+
+    Never: cloud metadata, link-local (169.254/16, fe80::/10), unspecified, multicast and reserved addresses.
+    Loopback and every other non-global (private, shared, unique-local) address only with `allow_private`."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.scope_id:
+            address = ipaddress.IPv6Address(str(address).split("%", 1)[0])
+        embedded = _embedded_v4(address)
+        if embedded is not None:
+            return refused_address(embedded, allow_private)
+    if address in _METADATA:
+        return "a cloud metadata address"
+    if address.is_link_local:
+        return "a link-local address"
+    if address.is_loopback:
+        return None if allow_private else "a loopback address"
+    if address.is_unspecified or address.is_multicast or address.is_reserved or address in _THIS_NETWORK:
+        return "not a unicast host address"
+    if not address.is_global:
+        return None if allow_private else "a private address"
+    return None
+
+
+_V4_PART = re.compile(r"0[xX][0-9a-fA-F]*|0[0-7]*|[1-9][0-9]*")
+
+
+def _inet_aton(host: str) -> ipaddress.IPv4Address | None:
+    """An IPv4 literal in any form a resolver accepts (inet_aton): 1 to 4 parts, each decimal, octal (0…) or
+    hex (0x…), the last filling the remaining bytes: 2852039166, 0xa9fea9fe, 0251.0376.0251.0376, 169.254.43518."""
+    parts = host.split(".")
+    if not 1 <= len(parts) <= 4 or not all(_V4_PART.fullmatch(p) for p in parts):
+        return None
+    nums = [int(p[2:] or "0", 16) if p[:2].lower() == "0x" else int(p, 8) if p.startswith("0") else int(p)
+            for p in parts]
+    *head, last = nums
+    if any(n > 255 for n in head) or last >= 256 ** (4 - len(head)):
+        return None
+    value = 0
+    for n in head:
+        value = value * 256 + n
+    return ipaddress.IPv4Address(value * 256 ** (4 - len(head)) + last)
+
+
+def literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a host name that is an IP literal stands for (None: a name to resolve). `host` as urlsplit
+    gives it (no brackets). Parsed the way the system resolver does, so that no spelling slips through."""
+    if host.endswith("."):  # an absolute name: resolvers may still read the rest as a literal
+        host = host[:-1]
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    address = _inet_aton(host)
+    if address is None:
+        try:  # the platform's own parser, in case it accepts more
+            address = ipaddress.IPv4Address(socket.inet_aton(host))
+        except (OSError, ValueError):
+            return None
+    return address
+
+
+def guard_origins(urls: Iterable[str], *, allow_private: bool) -> None:
+    """Make the origins of `urls` guarded: their connections go only to resolved addresses that
+    `refused_address` lets through (re-checked on every new connection: DNS rebinding). Replaces the set."""
+    global _guarded, _allow_private
+    guarded = {}
+    for url in urls:
+        key = origin(url)
+        guarded[key] = Origin(key.scheme, key.host, key.port, guarded=True)
+    _allow_private = allow_private
+    _guarded = guarded
+
+
+async def _checked_connection(loop: asyncio.AbstractEventLoop, key: Origin,
+                              tls: ssl.SSLContext | None) -> "_Connection":
+    """Resolve once, refuse if any address is forbidden, then connect to those very addresses (no second lookup
+    that a rebinding DNS server could answer differently)."""
+    infos = await loop.getaddrinfo(key.host, key.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    targets = []
+    for family, _, _, _, sockaddr in infos:
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        why = refused_address(address, _allow_private)
+        if why is not None:
+            raise ConnectError(f"refusing to connect to {key.authority}: it resolves to {address}, {why}")
+        if (family, sockaddr[0]) not in targets:
+            targets.append((family, sockaddr[0]))
+    error: OSError = OSError(f"{key.host} has no address")
+    for family, address in targets:
+        try:
+            _, conn = await loop.create_connection(_Connection, address, key.port, family=family, ssl=tls,
+                                                   server_hostname=key.host if tls else None)
+            return conn
+        except OSError as e:
+            error = e
+    raise error
 
 
 @lru_cache(maxsize=1)
@@ -224,8 +361,11 @@ class HTTPClient:
         tls = _tls() if key.scheme == "https" else None
         try:
             async with asyncio.timeout(timeout):
-                _, conn = await loop.create_connection(_Connection, key.host, key.port, ssl=tls,
-                                                       server_hostname=key.host if tls else None)
+                if key.guarded:
+                    conn = await _checked_connection(loop, key, tls)
+                else:
+                    _, conn = await loop.create_connection(_Connection, key.host, key.port, ssl=tls,
+                                                           server_hostname=key.host if tls else None)
         except TimeoutError:
             raise ConnectError(f"connecting to {key.authority} timed out") from None
         except OSError as e:
@@ -235,8 +375,10 @@ class HTTPClient:
     async def request(self, method: str, url: str, *, headers: dict[str, str], body: bytes = b"",
                       connect_timeout: float, first_byte_timeout: float, idle_timeout: float) -> Response:
         """Send a request; returns once the response headers arrived (read the body from the Response)."""
-        key = origin(url)
-        head = [f"{method} {key.path} HTTP/1.1\r\nHost: {key.authority}\r\nContent-Length: {len(body)}\r\n"]
+        key, path = target(url)
+        if _guarded:
+            key = _guarded.get(key, key)
+        head = [f"{method} {path} HTTP/1.1\r\nHost: {key.authority}\r\nContent-Length: {len(body)}\r\n"]
         head.extend(f"{name}: {value}\r\n" for name, value in headers.items())
         data = "".join(head).encode("latin-1") + b"\r\n" + body
         pool = self._idle(key)
