@@ -119,18 +119,10 @@ def drain_meter(timeout: float = 30.0) -> int:
     records could not be written in `timeout` seconds (logged)."""
     if "functions.gateway.state" not in sys.modules:
         return 0  # the gateway never started: nothing was metered
-    meter = sys.modules["functions.gateway.state"].gateway().meter
-    deadline = time.monotonic() + timeout
-    delay = 0.05
-    while meter.backlog and time.monotonic() < deadline:
-        meter.flush()  # a passing failure keeps the events pending: try again
-        if meter.backlog:
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
-    if meter.backlog:
-        print(f"switchyard: {meter.backlog} usage records could not be written before shutdown",
-              file=sys.stderr, flush=True)
-    return meter.backlog
+    left = sys.modules["functions.gateway.state"].gateway().meter.drain(timeout)
+    if left:
+        print(f"switchyard: {left} usage records could not be written before shutdown", file=sys.stderr, flush=True)
+    return left
 
 
 class _Stop(BaseException):

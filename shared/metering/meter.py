@@ -196,8 +196,7 @@ class Meter:
             delay = min(delay * 2, MAX_BACKOFF) if self.failures > failures and self._pending else self.interval
 
     async def stop(self, *, drain_seconds: float = 15.0) -> None:
-        """Stop the background task and drain: flush until nothing is pending or `drain_seconds` have passed;
-        what still could not be written is logged whole (never dropped in silence)."""
+        """Stop the background task, then drain (in a worker thread)."""
         if self._task is not None:
             self._task.cancel()
             try:
@@ -205,20 +204,26 @@ class Meter:
             except asyncio.CancelledError:
                 pass
             self._task = None
-        deadline = time.monotonic() + drain_seconds
+        await asyncio.to_thread(self.drain, drain_seconds)
+
+    def drain(self, seconds: float) -> int:
+        """Flush until nothing is pending or `seconds` have passed (backing off while writes fail); what still
+        could not be written is logged whole, never dropped in silence. Returns how many were left."""
+        deadline = time.monotonic() + seconds
         delay = 0.05
         while self._pending:
             try:
-                await asyncio.to_thread(self.flush)
+                self.flush()
             except Exception:
                 log.exception("usage flush failed while draining")
             if not self._pending or time.monotonic() + delay > deadline:
                 break
-            await asyncio.sleep(delay)
+            time.sleep(delay)
             delay = min(delay * 2, 1.0)
         for event in list(self._pending.values()):
             log.error("usage record %s not written before shutdown: %s", event.id,
                       _json(event.to_record(self.writer.retention_days)))
+        return self.backlog
 
 
 def _json(record: dict[str, Any]) -> str:
