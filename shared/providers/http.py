@@ -7,7 +7,9 @@ https, connection reuse per host, chunked and content-length bodies (decoded by 
 and three timeouts (connect, first byte = until the response headers, idle gap between body chunks, plus a
 total). A request sent on a reused idle connection that the server had already closed is retried once on a
 new connection, but only when no byte of a response arrived. No proxies, no HTTP/2, no compression (we do not
-send Accept-Encoding, so servers answer in identity).
+send Accept-Encoding, so servers answer in identity). Memory is bounded against hostile servers: a connection
+stops reading from its socket while HIGH_WATER bytes of body wait to be consumed (TCP pushes back on the
+server), and `read(limit)` refuses a body over `limit` (declared or counted) without reading the rest.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ from urllib.parse import urlsplit
 
 import httptools
 
-__all__ = ["ConnectError", "HTTPClient", "ProtocolError", "ReadTimeout", "Response", "TransportError", "client"]
+__all__ = ["ConnectError", "HTTPClient", "ProtocolError", "ReadTimeout", "Response", "ResponseTooLarge",
+           "TransportError", "client"]
+
+HIGH_WATER = 1024 * 1024  # body bytes buffered per connection before it stops reading its socket
 
 
 class TransportError(Exception):
@@ -39,6 +44,14 @@ class ReadTimeout(TransportError):
 
 class ProtocolError(TransportError):
     pass
+
+
+class ResponseTooLarge(ProtocolError):
+    """The body is over the reader's limit (it was not read further; the connection is closed)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"response body over {limit} bytes")
+        self.limit = limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +93,8 @@ class _Connection(asyncio.Protocol):
         self.started = False  # a byte of the current response has arrived
         self._head: asyncio.Future[None] | None = None
         self._chunks: deque[bytes] = deque()
+        self._buffered = 0  # bytes in _chunks
+        self._paused = False  # reading paused: _buffered reached HIGH_WATER
         self._wakeup: asyncio.Future[None] | None = None
         self._done = False
         self._error: BaseException | None = None
@@ -117,6 +132,10 @@ class _Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self._chunks.append(body)
+        self._buffered += len(body)
+        if self._buffered >= HIGH_WATER and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
         self._wake()
 
     def on_message_complete(self) -> None:
@@ -132,6 +151,8 @@ class _Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._head = loop.create_future()
         self._chunks.clear()
+        self._buffered = 0
+        self._resume()
         self._done = self.started = self.reusable = False
         self._exchange = True
         self._error = None
@@ -154,7 +175,17 @@ class _Connection(asyncio.Protocol):
             finally:
                 timer.cancel()
                 self._wakeup = None
-        return self._chunks.popleft()
+        chunk = self._chunks.popleft()
+        self._buffered -= len(chunk)
+        if self._paused and self._buffered < HIGH_WATER // 2:
+            self._resume()
+        return chunk
+
+    def _resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            if self.transport is not None and not self.closed:
+                self.transport.resume_reading()
 
     def _wake(self) -> None:
         if self._wakeup is not None and not self._wakeup.done():
@@ -194,8 +225,22 @@ class Response:
         finally:
             self.release()
 
-    async def read(self) -> bytes:
-        return b"".join([chunk async for chunk in self.iter_chunks()])
+    async def read(self, limit: int | None = None) -> bytes:
+        """The whole body; ResponseTooLarge past `limit` bytes (refused at once when the length is declared)."""
+        try:
+            if limit is not None:
+                declared = self.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > limit:
+                    raise ResponseTooLarge(limit)
+            parts, size = [], 0
+            while (chunk := await self._conn.next_chunk(self._idle)) is not None:
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    raise ResponseTooLarge(limit)
+                parts.append(chunk)
+            return b"".join(parts)
+        finally:
+            self.release()
 
     def release(self) -> None:
         """Give the connection back when its response ended cleanly; close it otherwise."""
