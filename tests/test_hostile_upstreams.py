@@ -11,7 +11,7 @@ import yaml
 from shared.chat.schema import parse_chat_request
 from shared.chat.service import CallContext, ChatService
 from shared.config import Settings
-from shared.errors import RateLimitedError, UpstreamError
+from shared.errors import RateLimitedError, UpstreamError, UpstreamTimeoutError
 from shared.providers import http
 from tests.support import Recorder, catalog_from, run
 
@@ -124,6 +124,29 @@ def test_an_unread_stream_holds_at_most_a_bounded_buffer(fake_upstream):
 
 
 # -- deadlines and Retry-After --
+
+def test_the_total_timeout_bounds_the_first_attempt_too(make):
+    """The drip's every byte resets the idle timeout; only the call's deadline can end it."""
+    service = make(max_retries=0, total_timeout_seconds=0.3)
+    with pytest.raises(UpstreamTimeoutError):
+        complete(service, req("fake/drip"))
+    assert service.meter.events[-1].status == "failed" and service.meter.events[-1].error_code == 504
+
+
+@pytest.mark.parametrize("model", ["fake/long-stream", "sim-x/steady"])
+def test_a_stream_ends_by_the_invocation_deadline(make, model):
+    """Chunks keep coming; the deadline the Lambda handler set still ends the stream, whatever the adapter."""
+    from shared.providers.base import DEADLINE
+
+    async def go():
+        DEADLINE.set(time.perf_counter() + 0.3)
+        sse = await service.open_stream(req(model, stream=True), CallContext(key_id="k"))
+        return [orjson.loads(f[6:]) for f in [frame async for frame in sse] if f.startswith(b"data: {")]
+    service = make()
+    chunks = run(go())
+    assert chunks[-1]["choices"][0]["finish_reason"] == "error" and chunks[-1]["error"]["code"] == 504
+    assert service.meter.events[-1].status == "failed"
+
 
 @pytest.mark.parametrize("model, expected", [("fake/error-503", (9, 9)), ("fake/error-503-date", (25, 30))])
 def test_retry_after_on_a_503_is_honoured_and_passed_on(make, model, expected):

@@ -141,6 +141,7 @@ def _error(status: int, raw: bytes, headers: dict[str, str], endpoint: Endpoint)
 
 
 class AnthropicProvider:
+    honours_deadline = True  # all its I/O goes through base.post
     async def _post(self, request: ChatRequest, endpoint: Endpoint, *, stream: bool) -> Response:
         url = (endpoint.provider.base_url or DEFAULT_URL).rstrip("/") + "/v1/messages"
         return await post(endpoint, url, _headers(endpoint), orjson.dumps(build_request(request, endpoint, stream=stream)))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Protocol
@@ -48,8 +50,14 @@ class Completion:
     upstream_id: str | None = None
 
 
+DEADLINE: ContextVar[float | None] = ContextVar("switchyard_deadline", default=None)
+"""The time.perf_counter() by which work in this context must end: an invocation's (the Lambda handler sets it),
+narrowed to a call's by ChatService. `post` cuts the connect, the first byte and every read at it."""
+
+
 class Provider(Protocol):
-    """One wire format. Errors are raised as `SwitchyardError`s (see `upstream_error`)."""
+    """One wire format. Errors are raised as `SwitchyardError`s (see `upstream_error`). An adapter whose I/O all
+    goes through `post` sets `honours_deadline = True`: it ends by DEADLINE itself, so the service adds no timer."""
 
     async def complete(self, request: ChatRequest, endpoint: Endpoint) -> Completion: ...
 
@@ -87,14 +95,22 @@ def first_byte_timeout(endpoint: Endpoint) -> float:
 
 
 async def post(endpoint: Endpoint, url: str, headers: dict[str, str], body: bytes) -> "Response":
-    """POST to an upstream with the connect, first-byte and idle timeouts; transport failures as our errors."""
-    first_byte = first_byte_timeout(endpoint)
+    """POST to an upstream with the connect, first-byte and idle timeouts, each cut at DEADLINE when one is set
+    (so is every read of the body); transport failures as our errors."""
+    idle = first_byte = first_byte_timeout(endpoint)
+    connect = get_settings().connect_timeout_seconds
+    deadline = DEADLINE.get()
+    if deadline is not None:
+        remaining = deadline - time.perf_counter()
+        connect, first_byte = min(connect, remaining), min(first_byte, remaining)
     try:
-        return await client().request("POST", url, headers=headers, body=body,
-                                      connect_timeout=get_settings().connect_timeout_seconds,
-                                      first_byte_timeout=first_byte, idle_timeout=first_byte)
+        resp = await client().request("POST", url, headers=headers, body=body, connect_timeout=connect,
+                                      first_byte_timeout=first_byte, idle_timeout=idle)
     except TransportError as e:
         raise transport_error(e, endpoint.provider.id) from e
+    if deadline is not None:
+        resp.deadline = asyncio.get_running_loop().time() + (deadline - time.perf_counter())
+    return resp
 
 
 _POLICY_CODES = {"content_policy_violation", "content_filter", "SAFETY", "PROHIBITED_CONTENT"}

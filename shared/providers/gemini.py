@@ -151,6 +151,7 @@ class _Calls:
 
 
 class GeminiProvider:
+    honours_deadline = True  # all its I/O goes through base.post
     async def _post(self, request: ChatRequest, endpoint: Endpoint, *, stream: bool) -> Response:
         base = (endpoint.provider.base_url or DEFAULT_URL).rstrip("/")
         action = "streamGenerateContent?alt=sse" if stream else "generateContent"

@@ -210,7 +210,10 @@ def _expire(future: asyncio.Future[None], why: str) -> None:
 
 
 class Response:
-    """Status and headers; the body is read with `read()` or `iter_chunks()` (then the connection is reused)."""
+    """Status and headers; the body is read with `read()` or `iter_chunks()` (then the connection is reused).
+    Each read waits at most the idle timeout, and never past `deadline` (on the loop's clock) when one is set."""
+
+    deadline: float | None = None
 
     def __init__(self, client: "HTTPClient", key: Origin, conn: _Connection, idle: float) -> None:
         self._client, self._key, self._conn, self._idle = client, key, conn, idle
@@ -218,9 +221,14 @@ class Response:
         self.headers = conn.headers
         self._released = False
 
+    def _wait(self) -> float:
+        if self.deadline is None:
+            return self._idle
+        return min(self._idle, self.deadline - asyncio.get_running_loop().time())
+
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         try:
-            while (chunk := await self._conn.next_chunk(self._idle)) is not None:
+            while (chunk := await self._conn.next_chunk(self._wait())) is not None:
                 yield chunk
         finally:
             self.release()
@@ -233,7 +241,7 @@ class Response:
                 if declared.isdigit() and int(declared) > limit:
                     raise ResponseTooLarge(limit)
             parts, size = [], 0
-            while (chunk := await self._conn.next_chunk(self._idle)) is not None:
+            while (chunk := await self._conn.next_chunk(self._wait())) is not None:
                 size += len(chunk)
                 if limit is not None and size > limit:
                     raise ResponseTooLarge(limit)

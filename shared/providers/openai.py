@@ -56,6 +56,7 @@ def _redact(message: str, endpoint: Endpoint) -> str:
 
 
 class OpenAIProvider:
+    honours_deadline = True  # all its I/O goes through base.post
     auth_header, auth_prefix = "Authorization", "Bearer "
 
     def url(self, endpoint: Endpoint) -> str:
