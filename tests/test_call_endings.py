@@ -1,5 +1,7 @@
-"""How calls end when they do not complete: when a stream's 200 is committed, and what a failed or abandoned call
-is billed."""
+"""How calls end when they do not complete: when a stream's 200 is committed, what a failed or abandoned call is
+billed, and a client that leaves a non-streamed call (under uvicorn, over real HTTP)."""
+
+import asyncio
 
 import orjson
 import pytest
@@ -102,3 +104,58 @@ def test_a_stream_that_failed_mid_way_bills_what_was_generated(make):
     assert chunks[-1]["choices"][0]["finish_reason"] == "error"
     event = service.meter.events[-1]
     assert event.status == "failed" and event.completion_tokens > 0 and event.prompt_tokens > 0 and event.cost > 0
+
+
+# -- a client that leaves a non-streamed call --
+
+@pytest.fixture
+def fake_gateway(aws, fake_upstream, tmp_path, monkeypatch):
+    """The gateway with the fake OpenAI-compatible vendor in its catalog."""
+    from functions.gateway.state import gateway
+    from tests.conftest import reset_gateway
+
+    config = tmp_path / "switchyard.yaml"
+    config.write_text(fake_upstream.catalog_yaml())
+    monkeypatch.setenv("SWITCHYARD_CONFIG", str(config))
+    monkeypatch.setenv("FAKE_VENDOR_KEY", "k")
+    reset_gateway()
+    return gateway()
+
+
+def test_a_client_that_leaves_a_non_streamed_call_is_metered_cancelled(fake_gateway, fake_upstream, monkeypatch):
+    """Under uvicorn: the client goes away while the upstream (a drip, 2 s) is still answering."""
+    import uvicorn
+
+    from functions.gateway.app import app
+
+    recorder = Recorder()
+    monkeypatch.setattr(fake_gateway.chat, "meter", recorder)
+    key, _ = fake_gateway.keys.create("leaver")
+    body = orjson.dumps({"model": "fake/drip", "messages": [{"role": "user", "content": "hi"}]})
+    head = (f"POST /api/v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+
+    async def go():
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="error"))
+        serving = asyncio.ensure_future(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        seen = len(fake_upstream.requests)
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(head + body)
+        await writer.drain()
+        for _ in range(500):  # until the upstream has the call
+            if len(fake_upstream.requests) > seen and fake_upstream.requests[-1]["body"]["model"] == "drip":
+                break
+            await asyncio.sleep(0.01)
+        writer.close()
+        for _ in range(500):  # until the call is metered
+            if recorder.events:
+                break
+            await asyncio.sleep(0.01)
+        server.should_exit = True
+        await serving
+    asyncio.run(go())
+    (event,) = recorder.events
+    assert event.status == "cancelled" and event.model == "fake/drip" and event.cost == 0
