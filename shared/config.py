@@ -38,8 +38,8 @@ class Settings(BaseSettings):
     total_timeout_seconds: Annotated[float, Field(gt=0)] = 600.0
     # On Lambda a call must also end this long before the invocation does, so that it is metered in time.
     lambda_deadline_margin_seconds: Annotated[float, Field(ge=0)] = 2.5
-    # Hostile upstreams: a non-streamed body over this is refused (502); a stream's lines are capped one by one
-    # (its total is bounded by the call's deadline).
+    # Hostile upstreams: a non-streamed body over this is refused (502); a stream's lines are capped one by
+    # one (its total is bounded by the call's deadline).
     max_upstream_response_bytes: Annotated[int, Field(gt=0)] = 32 * 1024 * 1024
     max_upstream_event_bytes: Annotated[int, Field(gt=0)] = 4 * 1024 * 1024
     # Resilience: after every candidate failed, the whole plan is retried (jittered exponential backoff,

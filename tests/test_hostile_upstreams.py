@@ -1,5 +1,5 @@
-"""Hostile upstreams over real HTTP (tests/fakes/hostile.py): drips, huge bodies, JSON or garbage in answer to a
-stream request, Retry-After abuse. Every adapter, through ChatService, as a caller would meet them."""
+"""Hostile upstreams over real HTTP (tests/fakes/hostile.py): drips, huge bodies, JSON or garbage in answer to
+a stream request, Retry-After abuse. Every adapter, through ChatService, as a caller would meet them."""
 
 import asyncio
 import time
@@ -22,11 +22,15 @@ OK = {"fake": "fake/ok", "anthropic-fake": "anthropic-fake/claude-ok", "gemini-f
 
 @pytest.fixture
 def make(fake_upstream, fake_anthropic, fake_gemini, fake_bedrock, tmp_path, monkeypatch):
-    for var, value in {"FAKE_VENDOR_KEY": "vendor-secret-123", "FAKE_ANTHROPIC_KEY": "a", "FAKE_GEMINI_KEY": "g"}.items():
+    keys = {"FAKE_VENDOR_KEY": "vendor-secret-123", "FAKE_ANTHROPIC_KEY": "anthropic-secret-456",
+            "FAKE_GEMINI_KEY": "gemini-secret-789"}  # as every test: headers are cached per provider
+    for var, value in keys.items():
         monkeypatch.setenv(var, value)
-    parts = [yaml.safe_load(f.catalog_yaml()) for f in (fake_upstream, fake_anthropic, fake_gemini, fake_bedrock)]
+    fakes = (fake_upstream, fake_anthropic, fake_gemini, fake_bedrock)
+    parts = [yaml.safe_load(f.catalog_yaml()) for f in fakes]
     parts.append({"providers": [{"id": "sim-x", "kind": "sim"}], "models": [
-        {"id": "sim-x/steady", "provider": "sim-x", "upstream_model": "steady", "pricing": {"prompt": 1, "completion": 2},
+        {"id": "sim-x/steady", "provider": "sim-x", "upstream_model": "steady",
+         "pricing": {"prompt": 1, "completion": 2},
          "sim": {"tokens_per_second": 40, "reply_tokens": 100}}]})  # 2.5 s of chunks, no silence
     text = yaml.safe_dump({key: [x for part in parts for x in part[key]] for key in ("providers", "models")})
 
@@ -168,6 +172,7 @@ def test_retry_after_forms_and_cap():
     from shared.providers.base import retry_after_seconds
 
     assert retry_after_seconds("7") == 7 and retry_after_seconds("999999") == 60
-    assert retry_after_seconds(time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 20))) in (19, 20)
+    in_20s = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 20))
+    assert retry_after_seconds(in_20s) in (19, 20)
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0  # in the past
-    assert retry_after_seconds("soon") is None and retry_after_seconds("-3") is None and retry_after_seconds("") is None
+    assert all(retry_after_seconds(v) is None for v in ("soon", "-3", "", None))

@@ -1,5 +1,5 @@
-"""Lambda entry point: the FastAPI app behind Mangum; every call ends in time to be metered before the function
-returns (its deadline is the invocation's remaining time less SWITCHYARD_LAMBDA_DEADLINE_MARGIN_SECONDS)."""
+"""Lambda entry point: the FastAPI app behind Mangum. Every call ends in time to be metered before the
+function returns: its deadline is the invocation's remaining time less a margin (a setting, 2.5 s)."""
 
 import time
 from typing import Protocol

@@ -190,7 +190,7 @@ class ChatService:
         try:
             if remaining <= 0:
                 raise TimeoutError
-            if getattr(route.adapter, "honours_deadline", False):  # measured: ~0.3 µs, an asyncio.timeout ~5 µs
+            if getattr(route.adapter, "honours_deadline", False):  # ~0.3 µs; an asyncio.timeout: ~5 µs
                 token = DEADLINE.set(plan.deadline)
                 try:
                     return await route.adapter.complete(request, route.endpoint)
@@ -278,7 +278,7 @@ class _Stream:
         self.created = int(ctx.created)
         self.metered = False
         self.sent = False  # a data frame reached the client: no more fallbacks
-        self.total_deadline = time.monotonic() + plan.remaining()  # the call's deadline, on the monotonic clock
+        self.total_deadline = time.monotonic() + plan.remaining()  # the call's deadline, monotonic clock
         self._open(route)
 
     def _open(self, route: Route) -> None:

@@ -51,13 +51,13 @@ class Completion:
 
 
 DEADLINE: ContextVar[float | None] = ContextVar("switchyard_deadline", default=None)
-"""The time.perf_counter() by which work in this context must end: an invocation's (the Lambda handler sets it),
-narrowed to a call's by ChatService. `post` cuts the connect, the first byte and every read at it."""
+"""The time.perf_counter() by which work in this context must end: an invocation's (the Lambda handler sets
+it), narrowed to a call's by ChatService. `post` cuts the connect, the first byte and every read at it."""
 
 
 class Provider(Protocol):
-    """One wire format. Errors are raised as `SwitchyardError`s (see `upstream_error`). An adapter whose I/O all
-    goes through `post` sets `honours_deadline = True`: it ends by DEADLINE itself, so the service adds no timer."""
+    """One wire format. Errors are raised as `SwitchyardError`s (see `upstream_error`). An adapter whose I/O
+    all goes through `post` sets `honours_deadline = True`: it ends by DEADLINE itself (no timer needed)."""
 
     async def complete(self, request: ChatRequest, endpoint: Endpoint) -> Completion: ...
 
@@ -95,8 +95,8 @@ def first_byte_timeout(endpoint: Endpoint) -> float:
 
 
 async def post(endpoint: Endpoint, url: str, headers: dict[str, str], body: bytes) -> "Response":
-    """POST to an upstream with the connect, first-byte and idle timeouts, each cut at DEADLINE when one is set
-    (so is every read of the body); transport failures as our errors."""
+    """POST to an upstream with the connect, first-byte and idle timeouts, each cut at DEADLINE when one is
+    set (so is every read of the body); transport failures as our errors."""
     idle = first_byte = first_byte_timeout(endpoint)
     connect = get_settings().connect_timeout_seconds
     deadline = DEADLINE.get()
@@ -136,8 +136,8 @@ def retry_after_seconds(value: str | None) -> int | None:
 
 def upstream_error(status: int, message: str, *, provider: str, code: str | None = None,
                    retry_after: str | None = None) -> SwitchyardError:
-    """An upstream HTTP error → our error, with the provider and upstream status in metadata. The Retry-After
-    of a 429, 503 or 529 is kept (capped, in seconds) for our retries and passed on to the caller."""
+    """An upstream HTTP error → our error, with the provider and upstream status in metadata. The
+    Retry-After of a 429, 503 or 529 is kept (capped, in seconds) for our retries and passed on."""
     meta: dict[str, Any] = {"provider_name": provider, "upstream_status": status}
     if code:
         meta["upstream_code"] = code
@@ -203,22 +203,22 @@ async def read_ok(resp: "Response", endpoint: Endpoint, error: ErrorParser) -> b
 
 def _not_sse(provider: str, resp: "Response") -> UpstreamError:
     kind = resp.headers.get("content-type") or "no content type"
-    return UpstreamError(f"{provider} answered a stream request with a body that is not an event stream ({kind})",
-                         metadata={"provider_name": provider, "upstream_status": resp.status})
+    return UpstreamError(f"{provider} answered a stream request with a body that is not an event stream "
+                         f"({kind})", metadata={"provider_name": provider, "upstream_status": resp.status})
 
 
 async def sse_lines(resp: "Response", endpoint: Endpoint, error: ErrorParser) -> AsyncIterator[bytes]:
     """The lines of a streamed answer as they arrive (a line split across reads is joined first); the
-    connection is released when the iteration ends. Raised instead, in our vocabulary: the vendor's error for an
-    HTTP error status; an answer that is not an event stream (a JSON body, or no `data:` line: within the first
-    SWITCHYARD_MAX_UPSTREAM_EVENT_BYTES unless it says text/event-stream, where comments may come first);
-    a line over that same cap; a transport failure."""
+    connection is released when the iteration ends. Raised instead, in our vocabulary: the vendor's error
+    for an HTTP error status; an answer that is not an event stream (a JSON body, or no `data:` line: within
+    the first SWITCHYARD_MAX_UPSTREAM_EVENT_BYTES unless it says text/event-stream, where comments may come
+    first); a line over that same cap; a transport failure."""
     provider = endpoint.provider.id
     chunks = resp.iter_chunks()
     try:
         if resp.status >= 400:
-            raise error(resp.status, await resp.read(get_settings().max_upstream_response_bytes), resp.headers,
-                        endpoint)
+            raw = await resp.read(get_settings().max_upstream_response_bytes)
+            raise error(resp.status, raw, resp.headers, endpoint)
         kind = resp.headers.get("content-type", "")
         declared = kind.startswith("text/event-stream")
         if not declared and "json" in kind:

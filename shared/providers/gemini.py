@@ -212,8 +212,8 @@ class GeminiProvider:
                 except orjson.JSONDecodeError:
                     data = None
                 if not isinstance(data, dict):
-                    raise UpstreamError(f"{endpoint.provider.id} sent a stream event that is not a JSON object",
-                                        metadata={"provider_name": endpoint.provider.id})
+                    raise UpstreamError(f"{endpoint.provider.id} sent a stream event that is not a JSON "
+                                        "object", metadata={"provider_name": endpoint.provider.id})
                 if "error" in data:
                     err = data["error"]
                     raise upstream_error(int(err.get("code") or 502), str(err.get("message")),

@@ -211,7 +211,7 @@ def _expire(future: asyncio.Future[None], why: str) -> None:
 
 class Response:
     """Status and headers; the body is read with `read()` or `iter_chunks()` (then the connection is reused).
-    Each read waits at most the idle timeout, and never past `deadline` (on the loop's clock) when one is set."""
+    Each read waits at most the idle timeout, and never past `deadline` (the loop's clock) when one is set."""
 
     deadline: float | None = None
 
@@ -234,7 +234,7 @@ class Response:
             self.release()
 
     async def read(self, limit: int | None = None) -> bytes:
-        """The whole body; ResponseTooLarge past `limit` bytes (refused at once when the length is declared)."""
+        """The whole body; ResponseTooLarge past `limit` bytes (at once when the declared length is)."""
         try:
             if limit is not None:
                 declared = self.headers.get("content-length", "")

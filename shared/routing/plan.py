@@ -12,8 +12,8 @@ When every candidate failed and some failure was transient (429, 5xx, timeout, c
 again after a jittered exponential backoff (at least the largest Retry-After, and never longer than
 `max_retry_wait_seconds`), at most `max_retries` times (a policy's `retries` overrides), within the call's
 deadline. Endpoints that failed for good are not retried.
-The deadline (`Plan.deadline`) is the call's start plus the total timeout, or the invocation's (`DEADLINE`, set
-by the Lambda handler) when that comes first; every attempt, the first included, ends by it.
+The deadline (`Plan.deadline`) is the call's start plus the total timeout, or the invocation's (`DEADLINE`,
+set by the Lambda handler) when that comes first; every attempt, the first included, ends by it.
 """
 
 from __future__ import annotations

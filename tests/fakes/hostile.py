@@ -25,12 +25,14 @@ async def answer(request: web.Request, model: str, stream: bool) -> web.StreamRe
         if stream:
             resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
             await resp.prepare(request)
-            await resp.write(b'data: {"choices": [{"index": 0, "delta": {"content": "' + b"a" * (5 * MiB) + b'"}}]}\n\n')
+            line = b'data: {"choices": [{"index": 0, "delta": {"content": "' + b"a" * (5 * MiB) + b'"}}]}\n\n'
+            await resp.write(line)
             return resp
-        return web.Response(body=b'{"choices": [{"index": 0, "message": {"content": "' + b"a" * (33 * MiB) + b'"}}]}',
-                            content_type="application/json")
+        body = b'{"choices": [{"index": 0, "message": {"content": "' + b"a" * (33 * MiB) + b'"}}]}'
+        return web.Response(body=body, content_type="application/json")
     if model == "huge-chunked":
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream" if stream else "application/json"})
+        kind = "text/event-stream" if stream else "application/json"
+        resp = web.StreamResponse(headers={"Content-Type": kind})
         resp.enable_chunked_encoding()
         await resp.prepare(request)
         try:
@@ -42,8 +44,9 @@ async def answer(request: web.Request, model: str, stream: bool) -> web.StreamRe
     if not stream:
         return None
     if model == "json-to-stream":
-        return web.json_response({"id": "chatcmpl-x", "object": "chat.completion", "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": "not streamed"}, "finish_reason": "stop"}]})
+        choice = {"index": 0, "message": {"role": "assistant", "content": "not streamed"},
+                  "finish_reason": "stop"}
+        return web.json_response({"id": "chatcmpl-x", "object": "chat.completion", "choices": [choice]})
     if model == "json-error-to-stream":
         return web.json_response({"error": {"message": "internal failure", "type": "server_error"}})
     if model == "garbage-to-stream":
@@ -53,8 +56,8 @@ async def answer(request: web.Request, model: str, stream: bool) -> web.StreamRe
 
 async def drip(request: web.Request, payload: bytes, content_type: str, *, slow_bytes: int = 40,
                gap: float = 0.05) -> web.StreamResponse:
-    """Headers at once, then the first `slow_bytes` of `payload` one byte every `gap` seconds (every byte resets
-    an idle timeout), then the rest: a valid answer that takes `slow_bytes * gap` seconds (2 s by default)."""
+    """Headers at once, then the first `slow_bytes` of `payload` one byte every `gap` seconds (every byte
+    resets an idle timeout), then the rest: a valid answer that takes `slow_bytes * gap` seconds (2 s)."""
     resp = web.StreamResponse(headers={"Content-Type": content_type})
     resp.content_length = len(payload)
     await resp.prepare(request)

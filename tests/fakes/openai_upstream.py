@@ -76,7 +76,8 @@ class FakeUpstream(FakeServer):
             if body.get("stream"):
                 payload = b"".join(_chunk(model, {"content": piece}) for piece in TEXT) + b"data: [DONE]\n\n"
                 return await hostile.drip(request, payload, "text/event-stream")
-            return await hostile.drip(request, hostile.completion_json(model, "".join(TEXT)), "application/json")
+            payload = hostile.completion_json(model, "".join(TEXT))
+            return await hostile.drip(request, payload, "application/json")
         if model in ("error-503", "error-503-date"):
             after = "9" if model == "error-503" else formatdate(time.time() + 30, usegmt=True)
             return web.json_response({"error": {"message": "overloaded", "type": "server_error"}}, status=503,

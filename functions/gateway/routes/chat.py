@@ -70,9 +70,10 @@ async def chat_completions(request: Request) -> Response:
 _WATCH_AFTER = 0.25  # seconds: a call that ends sooner never starts a watcher
 
 
-async def _unless_client_leaves(request: Request, call: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any] | None:
-    """Await `call`, cancelled (so metered `cancelled`) if the client disconnects first; None then. The body is
-    read, so the next `receive()` returns only at a disconnect (or, under Mangum, after the response). The
+async def _unless_client_leaves(request: Request,
+                                call: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any] | None:
+    """Await `call`, cancelled (so metered `cancelled`) if the client disconnects first; None then. The body
+    is read, so the next `receive()` returns only at a disconnect (or, under Mangum, after the response). The
     watcher starts after _WATCH_AFTER: measured, a timer costs ~3.5 µs a call, a watcher task from the start
     ~8 µs; a client that leaves a call ending sooner is metered as the call ended upstream."""
     task = asyncio.current_task()
