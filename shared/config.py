@@ -45,11 +45,18 @@ class Settings(BaseSettings):
     connect_timeout_seconds: Annotated[float, Field(gt=0)] = 5.0
     first_byte_timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
     total_timeout_seconds: Annotated[float, Field(gt=0)] = 600.0
+    # On Lambda a call must also end this long before the invocation does, so that it is metered in time.
+    lambda_deadline_margin_seconds: Annotated[float, Field(ge=0)] = 2.5
+    # Hostile upstreams: a non-streamed body over this is refused (502); a stream's lines are capped one by
+    # one (its total is bounded by the call's deadline).
+    max_upstream_response_bytes: Annotated[int, Field(gt=0)] = 32 * 1024 * 1024
+    max_upstream_event_bytes: Annotated[int, Field(gt=0)] = 4 * 1024 * 1024
     # Resilience: after every candidate failed, the whole plan is retried (jittered exponential backoff,
     # honouring Retry-After up to max_retry_wait_seconds) at most max_retries times. Breakers: see routing/breaker.py.
     max_retries: Annotated[int, Field(ge=0, le=5)] = 1
     retry_backoff_seconds: Annotated[float, Field(ge=0)] = 0.2
     max_retry_wait_seconds: Annotated[float, Field(ge=0)] = 5.0
+    max_retry_after_seconds: Annotated[int, Field(ge=1)] = 60  # an upstream's Retry-After is capped at this
     breaker_consecutive_failures: Annotated[int, Field(ge=1)] = 5
     breaker_error_rate: Annotated[float, Field(gt=0, le=1)] = 0.5
     breaker_min_calls: Annotated[int, Field(ge=1)] = 20

@@ -17,10 +17,10 @@ class LambdaContext:
     memory_limit_in_mb: int = 1024
     invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:switchyard-gateway"
     aws_request_id: str = "52fdfc07-2182-154f-163f-5f0f9a621d72"
+    remaining_ms: int = 29_000
 
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 29_000
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
 
 
 def load(name):
@@ -58,6 +58,24 @@ def test_chat_through_http_api_meters_before_returning(handler, gateway, keys):
     assert gateway.meter.backlog == 0  # written before the function returned
     record = gateway.meter.writer.usage.get({"id": gen_id})
     assert record["app"] == "lambda-test" and record["client_ip"] == "203.0.113.7"
+
+
+def test_a_call_ends_by_the_invocation_deadline_and_is_metered_in_time(handler, gateway, keys, monkeypatch):
+    """The invocation has the metering margin plus 0.2 s left; sim/long-context takes 0.4 s to answer."""
+    event = copy.deepcopy(load("http_api_v2.json"))
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/api/v1/chat/completions"
+    event["requestContext"]["http"]["method"] = "POST"
+    event["headers"].update({"authorization": f"Bearer {keys['dev']}", "content-type": "application/json"})
+    event["body"] = json.dumps({"model": "sim/long-context", "messages": [{"role": "user", "content": "hi"}]})
+    recorded = []
+    record_of = gateway.meter.record
+    monkeypatch.setattr(gateway.meter, "record", lambda e: (recorded.append(e.id), record_of(e)))
+    margin_ms = int(gateway.settings.lambda_deadline_margin_seconds * 1000)
+    response = handler(event, LambdaContext(remaining_ms=margin_ms + 200))
+    assert response["statusCode"] == 504 and body_of(response)["error"]["code"] == 504
+    assert gateway.meter.backlog == 0
+    record = gateway.meter.writer.usage.get({"id": recorded[-1]})
+    assert record["status"] == "failed" and int(record["error_code"]) == 504
 
 
 def test_errors_keep_their_shape_through_the_handler(handler):

@@ -1,4 +1,8 @@
-"""Lambda entry point: the FastAPI app behind Mangum; metering is flushed before the function returns."""
+"""Lambda entry point: the FastAPI app behind Mangum. Every call ends in time to be metered before the
+function returns: its deadline is the invocation's remaining time less a margin (a setting, 2.5 s)."""
+
+import time
+from typing import Protocol
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -6,17 +10,25 @@ from mangum import Mangum
 
 from functions.gateway.app import app
 from functions.gateway.state import gateway
+from shared.providers.base import DEADLINE
 
 logger = Logger()
 metrics = Metrics()
 asgi = Mangum(app, lifespan="off")
 
 
+class LambdaContext(Protocol):
+    def get_remaining_time_in_millis(self) -> int: ...
+
+
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
-def handler(event: dict, context: object) -> dict:
+def handler(event: dict, context: LambdaContext) -> dict:
+    margin = gateway().settings.lambda_deadline_margin_seconds
+    token = DEADLINE.set(time.perf_counter() + context.get_remaining_time_in_millis() / 1000 - margin)
     try:
         return asgi(event, context)
     finally:
+        DEADLINE.reset(token)
         # A frozen function runs no background work: write the usage records now.
         metrics.add_metric(name="UsageRecordsWritten", unit=MetricUnit.Count, value=gateway().meter.flush())

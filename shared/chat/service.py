@@ -1,10 +1,10 @@
 """Chat completions: plan the call (shared/routing), try its candidates, shape the answer, meter it exactly once.
 
-Streams: the first upstream chunk is awaited briefly before anything is sent, so that an upstream that fails
-at once still gets a proper HTTP status. An upstream silent for longer commits the 200 and keeps the
-connection alive with SSE comments; an error after that ends the stream with an error event in OpenRouter's
-mid-stream format (`finish_reason: "error"`). A client that goes away is metered as cancelled with what was
-generated up to then.
+Streams: the status waits for the first upstream chunk for up to one keep-alive interval, so that an upstream
+that fails (or times out) within it still gets a proper HTTP status. An upstream silent for longer commits the
+200 and keeps the connection alive with SSE comments; an error after that ends the stream with an error event
+in OpenRouter's mid-stream format (`finish_reason: "error"`). A stream that fails or is left bills what was
+generated up to then (nothing, when nothing was); a client that goes away is metered as cancelled.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from shared.healing.stream import StreamHealer
 from shared.keys.spend import SpendGuard
 from shared.metering import Meter, UsageEvent, cost_of
 from shared.providers import Usage
-from shared.providers.base import first_byte_timeout
+from shared.providers.base import DEADLINE, first_byte_timeout
 from shared.routing.plan import Plan
 from shared.routing.providers import Candidate
 from shared.routing.state import RoutingState
@@ -179,15 +179,19 @@ class ChatService:
         return b.request
 
     async def _attempt(self, plan: Plan, route: Route, request: ChatRequest):
-        """One upstream call. Adapters enforce the connect, first-byte and idle timeouts; an attempt after the
-        first (a fallback or a retry) is also cut at the call's total deadline, and none starts after it."""
+        """One upstream call. Adapters enforce the connect, first-byte and idle timeouts; every attempt, the
+        first included, is also cut at the call's deadline (`Plan.deadline`), and none starts after it."""
         request = request.for_endpoint(route.endpoint.supported)
-        if not plan.tried:
-            return await route.adapter.complete(request, route.endpoint)
         remaining = plan.remaining()
         try:
             if remaining <= 0:
                 raise TimeoutError
+            if getattr(route.adapter, "honours_deadline", False):  # ~0.3 µs; an asyncio.timeout: ~5 µs
+                token = DEADLINE.set(plan.deadline)
+                try:
+                    return await route.adapter.complete(request, route.endpoint)
+                finally:
+                    DEADLINE.reset(token)
             async with asyncio.timeout(remaining):
                 return await route.adapter.complete(request, route.endpoint)
         except TimeoutError:
@@ -274,7 +278,7 @@ class _Stream:
         self.created = int(ctx.created)
         self.metered = False
         self.sent = False  # a data frame reached the client: no more fallbacks
-        self.total_deadline = time.monotonic() + service.settings.total_timeout_seconds
+        self.total_deadline = time.monotonic() + plan.remaining()  # the call's deadline, monotonic clock
         self._open(route, sent)
 
     def _open(self, route: Route, sent: ChatRequest) -> None:
@@ -324,20 +328,30 @@ class _Stream:
         return bool(done)
 
     async def start(self) -> None:
-        """Wait up to one keep-alive interval for the first chunk, falling back while candidates fail; an error
-        that ends the plan by then is raised (a plain HTTP error)."""
+        """Hold the status until the first chunk, for at most one keep-alive interval from now, falling back
+        while candidates fail (a first-byte timeout that falls within the interval included); an error that
+        ends the plan by then is raised (a plain HTTP error). After the interval the 200 is committed."""
+        commit_at = time.monotonic() + self.service.settings.keepalive_seconds
         while True:
-            window = min(self.service.settings.keepalive_seconds, self.first_byte_deadline - time.monotonic())
-            if not await self._wait(window) or self.next is None:
-                return
-            error = self.next.exception()
-            if not isinstance(error, SwitchyardError):
-                return
-            self.next = None
+            own_deadline_first = self.first_byte_deadline <= commit_at
+            if await self._wait(min(commit_at, self.first_byte_deadline) - time.monotonic()):
+                error = self.next.exception()
+                if not isinstance(error, SwitchyardError):
+                    return  # the first chunk (or a bug, which sse() reports)
+                self.next = None
+            elif own_deadline_first:
+                error = self._silent(True)
+            else:
+                return  # silent for a whole interval: the 200 goes out, keep-alive comments follow
             if not await self._fallback(error):
                 final = self.plan.final_error()
                 self._close(final)
                 raise final
+
+    def _silent(self, first: bool) -> UpstreamTimeoutError:
+        provider = self.route.endpoint.provider.id
+        why = "went silent" if first else "did not finish in time (the call's total timeout)"
+        return UpstreamTimeoutError(f"{provider} {why}", metadata={"provider_name": provider})
 
     def _relabel(self, chunk: dict[str, Any]) -> tuple[bytes | None, bool]:
         """The chunk as our SSE frame (None for a usage-only chunk), and whether it finishes a choice."""
@@ -389,6 +403,13 @@ class _Stream:
             self.usage = counted_usage(self.request, self.route, "".join(self.text))
         return self.usage
 
+    def _billed(self, completed: bool) -> Usage | None:
+        """A completed stream bills its usage; one that failed or was left bills what was generated up to then
+        (the vendor's count when it sent one), and nothing when nothing was."""
+        if completed or self.usage is not None or self.text:
+            return self._final_usage()
+        return None
+
     def _frame(self, **fields: Any) -> bytes:
         body = {"id": self.ctx.request_id, "object": "chat.completion.chunk", "created": self.created,
                 "model": self.route.model.id, "provider": self.route.endpoint.provider.id, **fields}
@@ -405,8 +426,7 @@ class _Stream:
                     if time.monotonic() < deadline:
                         yield KEEPALIVE
                         continue
-                    silent = UpstreamTimeoutError(f"{self.route.endpoint.provider.id} went silent",
-                                                  metadata={"provider_name": self.route.endpoint.provider.id})
+                    silent = self._silent(first)
                     if await self._fallback(silent):
                         continue
                     raise silent
@@ -467,7 +487,7 @@ class _Stream:
             self.event.attempts = self.plan.metered_attempts()
             if self.next is not None and not self.next.done():
                 self.next.cancel()
-            self.service._finish(self.event, self.route, self.ctx, self._final_usage())
+            self.service._finish(self.event, self.route, self.ctx, self._billed(False))
 
     def _close(self, error: BaseException | None, *, cancelled: bool = False) -> None:
         if self.metered:
@@ -481,7 +501,7 @@ class _Stream:
             self.service._fail(self.event, error)
         if cancelled:
             self.event.status = "cancelled"
-        self.service._finish(self.event, self.route, self.ctx, self._final_usage())
+        self.service._finish(self.event, self.route, self.ctx, self._billed(error is None and not cancelled))
 
 
 def _label(event: UsageEvent, route: Route) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import time
+from contextlib import aclosing
 from typing import Any, AsyncIterator
 
 import orjson
@@ -26,8 +27,8 @@ from shared.catalog import Endpoint
 from shared.chat.schema import ChatRequest, ImagePart, Message, TextPart, ToolChoiceFunction
 from shared.errors import BadRequestError, SwitchyardError, UpstreamError
 from shared.providers.base import (JSON_INSTRUCTION, Completion, Usage, alternating_turns, assistant_choice,
-                                   call_arguments, post, read_ok, sse_lines, tool_call, transport_error, upstream_error)
-from shared.providers.http import Response, TransportError
+                                   call_arguments, post, read_ok, sse_lines, tool_call, upstream_error)
+from shared.providers.http import Response
 
 VERSION = "2023-06-01"
 DEFAULT_URL = "https://api.anthropic.com"
@@ -142,6 +143,7 @@ def _error(status: int, raw: bytes, headers: dict[str, str], endpoint: Endpoint)
 
 
 class AnthropicProvider:
+    honours_deadline = True  # all its I/O goes through base.post
     async def _post(self, request: ChatRequest, endpoint: Endpoint, *, stream: bool) -> Response:
         url = (endpoint.provider.base_url or DEFAULT_URL).rstrip("/") + "/v1/messages"
         return await post(endpoint, url, _headers(endpoint), orjson.dumps(build_request(request, endpoint, stream=stream)))
@@ -172,20 +174,13 @@ class AnthropicProvider:
 
     async def stream(self, request: ChatRequest, endpoint: Endpoint) -> AsyncIterator[dict[str, Any]]:
         resp = await self._post(request, endpoint, stream=True)
-        chunks = resp.iter_chunks()
         translator = _StreamTranslator(request, endpoint)
-        try:
-            if resp.status >= 400:
-                raise _error(resp.status, await resp.read(), resp.headers, endpoint)
-            async for line in sse_lines(chunks):
+        async with aclosing(sse_lines(resp, endpoint, _error)) as lines:
+            async for line in lines:
                 for chunk in translator.line(line):
                     yield chunk
                 if translator.done:
                     return
-        except TransportError as e:
-            raise transport_error(e, endpoint.provider.id) from e
-        finally:
-            await chunks.aclose()
 
 
 class _StreamTranslator:
@@ -213,8 +208,10 @@ class _StreamTranslator:
         try:
             event = orjson.loads(line[5:])
         except orjson.JSONDecodeError:
-            raise UpstreamError(f"{self.endpoint.provider.id} sent a stream event that is not JSON",
-                                metadata={"provider_name": self.endpoint.provider.id}) from None
+            event = None
+        if not isinstance(event, dict):
+            raise UpstreamError(f"{self.endpoint.provider.id} sent a stream event that is not a JSON object",
+                                metadata={"provider_name": self.endpoint.provider.id})
         kind = event.get("type")
         if kind == "message_start":
             message = event.get("message") or {}

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from contextvars import ContextVar
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Protocol
 
 import orjson
@@ -10,7 +14,7 @@ import orjson
 from shared.catalog import Endpoint
 from shared.chat.schema import ChatRequest
 from shared.config import get_settings
-from shared.providers.http import ConnectError, ReadTimeout, TransportError, client
+from shared.providers.http import ConnectError, ReadTimeout, ResponseTooLarge, TransportError, client
 
 if TYPE_CHECKING:
     from shared.providers.http import Response
@@ -81,8 +85,14 @@ class Completion:
     upstream_id: str | None = None
 
 
+DEADLINE: ContextVar[float | None] = ContextVar("switchyard_deadline", default=None)
+"""The time.perf_counter() by which work in this context must end: an invocation's (the Lambda handler sets
+it), narrowed to a call's by ChatService. `post` cuts the connect, the first byte and every read at it."""
+
+
 class Provider(Protocol):
-    """One wire format. Errors are raised as `SwitchyardError`s (see `upstream_error`)."""
+    """One wire format. Errors are raised as `SwitchyardError`s (see `upstream_error`). An adapter whose I/O
+    all goes through `post` sets `honours_deadline = True`: it ends by DEADLINE itself (no timer needed)."""
 
     async def complete(self, request: ChatRequest, endpoint: Endpoint) -> Completion: ...
 
@@ -120,14 +130,22 @@ def first_byte_timeout(endpoint: Endpoint) -> float:
 
 
 async def post(endpoint: Endpoint, url: str, headers: dict[str, str], body: bytes) -> "Response":
-    """POST to an upstream with the connect, first-byte and idle timeouts; transport failures as our errors."""
-    first_byte = first_byte_timeout(endpoint)
+    """POST to an upstream with the connect, first-byte and idle timeouts, each cut at DEADLINE when one is
+    set (so is every read of the body); transport failures as our errors."""
+    idle = first_byte = first_byte_timeout(endpoint)
+    connect = get_settings().connect_timeout_seconds
+    deadline = DEADLINE.get()
+    if deadline is not None:
+        remaining = deadline - time.perf_counter()
+        connect, first_byte = min(connect, remaining), min(first_byte, remaining)
     try:
-        return await client().request("POST", url, headers=headers, body=body,
-                                      connect_timeout=get_settings().connect_timeout_seconds,
-                                      first_byte_timeout=first_byte, idle_timeout=first_byte)
+        resp = await client().request("POST", url, headers=headers, body=body, connect_timeout=connect,
+                                      first_byte_timeout=first_byte, idle_timeout=idle)
     except TransportError as e:
         raise transport_error(e, endpoint.provider.id) from e
+    if deadline is not None:
+        resp.deadline = asyncio.get_running_loop().time() + (deadline - time.perf_counter())
+    return resp
 
 
 _POLICY_CODES = {"content_policy_violation", "content_filter", "SAFETY", "PROHIBITED_CONTENT"}
@@ -135,12 +153,32 @@ _POLICY_HINTS = ("content policy", "content management policy", "safety system",
 _CONTEXT_HINTS = ("context_length", "context length", "maximum context", "too many tokens", "prompt is too long")
 
 
+def retry_after_seconds(value: str | None) -> int | None:
+    """An upstream's Retry-After (delay-seconds or an HTTP date) as whole seconds from now, capped at
+    SWITCHYARD_MAX_RETRY_AFTER_SECONDS; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        seconds = int(value)
+    else:
+        try:
+            seconds = max(0, round(parsedate_to_datetime(value).timestamp() - time.time()))
+        except (TypeError, ValueError, IndexError):
+            return None
+    return min(seconds, get_settings().max_retry_after_seconds)
+
+
 def upstream_error(status: int, message: str, *, provider: str, code: str | None = None,
                    retry_after: str | None = None) -> SwitchyardError:
-    """An upstream HTTP error → our error, with the provider and upstream status in metadata."""
+    """An upstream HTTP error → our error, with the provider and upstream status in metadata. The
+    Retry-After of a 429, 503 or 529 is kept (capped, in seconds) for our retries and passed on."""
     meta: dict[str, Any] = {"provider_name": provider, "upstream_status": status}
     if code:
         meta["upstream_code"] = code
+    headers: dict[str, str] = {}
+    if status in (429, 503, 529) and (after := retry_after_seconds(retry_after)) is not None:
+        meta["retry_after"] = headers["Retry-After"] = str(after)
     text = message[:500]
     if status == 400 and (code == "context_length_exceeded" or any(h in text.lower() for h in _CONTEXT_HINTS)):
         err: SwitchyardError = BadRequestError(text, metadata=meta)
@@ -155,13 +193,10 @@ def upstream_error(status: int, message: str, *, provider: str, code: str | None
     if status == 413:
         return PayloadTooLargeError(f"{provider}: request too large", metadata=meta)
     if status == 429:
-        headers = {"Retry-After": retry_after} if retry_after else {}
-        if retry_after:
-            meta["retry_after"] = retry_after
         return RateLimitedError(f"{provider} is rate limiting requests", metadata=meta, headers=headers)
     if status in (408, 504):
         return UpstreamTimeoutError(f"{provider} timed out", metadata=meta)
-    err = UpstreamError(f"{provider} returned HTTP {status}: {text}", metadata=meta)
+    err = UpstreamError(f"{provider} returned HTTP {status}: {text}", metadata=meta, headers=headers)
     if status in (503, 529):
         err.metadata["error_type"] = "provider_overloaded"
     elif status in (401, 403):
@@ -173,17 +208,27 @@ def transport_error(e: TransportError, provider: str) -> SwitchyardError:
     """A failure below HTTP (connect, reset, silence) as our error."""
     if isinstance(e, ReadTimeout):
         return UpstreamTimeoutError(f"{provider} did not answer in time", metadata={"provider_name": provider})
+    if isinstance(e, ResponseTooLarge):
+        return too_large(provider, e.limit)
     err = UpstreamError(f"Could not reach {provider}: {e}", metadata={"provider_name": provider})
     if isinstance(e, ConnectError):
         err.metadata["error_type"] = "provider_unavailable"
     return err
 
 
-async def read_ok(resp: "Response", endpoint: Endpoint,
-                  error: Callable[[int, bytes, dict[str, str], Endpoint], SwitchyardError]) -> bytes:
-    """A response's whole body; the vendor's error (in our vocabulary) when the status says it failed."""
+def too_large(provider: str, limit: int) -> UpstreamError:
+    return UpstreamError(f"{provider} sent a response that was too large (over {limit} bytes)",
+                         metadata={"provider_name": provider, "limit_bytes": limit})
+
+
+ErrorParser = Callable[[int, bytes, dict[str, str], Endpoint], SwitchyardError]
+
+
+async def read_ok(resp: "Response", endpoint: Endpoint, error: ErrorParser) -> bytes:
+    """A response's whole body (at most SWITCHYARD_MAX_UPSTREAM_RESPONSE_BYTES); the vendor's error (in our
+    vocabulary) when the status says it failed."""
     try:
-        raw = await resp.read()
+        raw = await resp.read(get_settings().max_upstream_response_bytes)
     except TransportError as e:
         raise transport_error(e, endpoint.provider.id) from e
     if resp.status >= 400:
@@ -191,16 +236,53 @@ async def read_ok(resp: "Response", endpoint: Endpoint,
     return raw
 
 
-async def sse_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The lines of an SSE body as they arrive (a line split across reads is joined first)."""
-    pending = b""
-    async for block in chunks:
-        pending += block
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            yield line
-    if pending.strip():
-        yield pending
+def _not_sse(provider: str, resp: "Response") -> UpstreamError:
+    kind = resp.headers.get("content-type") or "no content type"
+    return UpstreamError(f"{provider} answered a stream request with a body that is not an event stream "
+                         f"({kind})", metadata={"provider_name": provider, "upstream_status": resp.status})
+
+
+async def sse_lines(resp: "Response", endpoint: Endpoint, error: ErrorParser) -> AsyncIterator[bytes]:
+    """The lines of a streamed answer as they arrive (a line split across reads is joined first); the
+    connection is released when the iteration ends. Raised instead, in our vocabulary: the vendor's error
+    for an HTTP error status; an answer that is not an event stream (a JSON body, or no `data:` line: within
+    the first SWITCHYARD_MAX_UPSTREAM_EVENT_BYTES unless it says text/event-stream, where comments may come
+    first); a line over that same cap; a transport failure."""
+    provider = endpoint.provider.id
+    chunks = resp.iter_chunks()
+    try:
+        if resp.status >= 400:
+            raw = await resp.read(get_settings().max_upstream_response_bytes)
+            raise error(resp.status, raw, resp.headers, endpoint)
+        kind = resp.headers.get("content-type", "")
+        declared = kind.startswith("text/event-stream")
+        if not declared and "json" in kind:
+            raise _not_sse(provider, resp)
+        limit = get_settings().max_upstream_event_bytes
+        pending, data, scanned = b"", False, 0
+        async for block in chunks:
+            pending += block
+            *lines, pending = pending.split(b"\n")
+            if len(pending) > limit:
+                raise too_large(provider, limit)
+            for line in lines:
+                if len(line) > limit:
+                    raise too_large(provider, limit)
+                if not data:
+                    data = line.startswith(b"data:")
+                    scanned += len(line) + 1
+                    if not data and not declared and scanned > limit:
+                        raise _not_sse(provider, resp)
+                yield line
+        if pending.strip():
+            data = data or pending.startswith(b"data:")
+            yield pending
+        if not data:
+            raise _not_sse(provider, resp)
+    except TransportError as e:
+        raise transport_error(e, provider) from e
+    finally:
+        await chunks.aclose()  # releases the connection (reused only if the response ended cleanly)
 
 
 def tool_call(call_id: str | None, name: str | None, arguments: Any) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from typing import Any, AsyncIterator
 
 import orjson
 from botocore.config import Config
+from botocore.eventstream import ParserError
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.session import get_session
 
@@ -152,6 +153,9 @@ def _error(e: Exception, endpoint: Endpoint) -> SwitchyardError:
         if code == "ValidationException" and ("too long" in message.lower() or "too many" in message.lower()):
             code = "context_length_exceeded"
         return upstream_error(status, message, provider=provider, code=code)
+    if isinstance(e, ParserError):  # botocore refuses frames over 24 MiB and bytes that are not its framing
+        return UpstreamError(f"{provider} answered a stream request with a body that is not an event stream "
+                             f"({type(e).__name__})", metadata={"provider_name": provider})
     if "timeout" in type(e).__name__.lower():
         return UpstreamTimeoutError(f"{provider} did not answer in time", metadata={"provider_name": provider})
     err = UpstreamError(f"Could not reach {provider}: {type(e).__name__}", metadata={"provider_name": provider})

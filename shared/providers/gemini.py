@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import time
+from contextlib import aclosing
 from typing import Any, AsyncIterator
 
 import orjson
@@ -25,8 +26,8 @@ from shared.catalog import Endpoint
 from shared.chat.schema import ChatRequest, ImagePart, Message, TextPart, ToolChoiceFunction
 from shared.errors import SwitchyardError, UpstreamError
 from shared.providers.base import (Completion, Usage, alternating_turns, call_arguments, post, read_ok, sse_lines,
-                                   transport_error, upstream_error)
-from shared.providers.http import Response, TransportError
+                                   upstream_error)
+from shared.providers.http import Response
 
 DEFAULT_URL = "https://generativelanguage.googleapis.com"
 BLOCKED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "LANGUAGE"}
@@ -155,6 +156,7 @@ class _Calls:
 
 
 class GeminiProvider:
+    honours_deadline = True  # all its I/O goes through base.post
     async def _post(self, request: ChatRequest, endpoint: Endpoint, *, stream: bool) -> Response:
         base = (endpoint.provider.base_url or DEFAULT_URL).rstrip("/")
         action = "streamGenerateContent?alt=sse" if stream else "generateContent"
@@ -204,20 +206,19 @@ class GeminiProvider:
 
     async def stream(self, request: ChatRequest, endpoint: Endpoint) -> AsyncIterator[dict[str, Any]]:
         resp = await self._post(request, endpoint, stream=True)
-        chunks = resp.iter_chunks()
         calls, usage, first = _Calls(), None, True
-        try:
-            if resp.status >= 400:
-                raise _error(resp.status, await resp.read(), resp.headers, endpoint)
-            async for line in sse_lines(chunks):
+        async with aclosing(sse_lines(resp, endpoint, _error)) as lines:
+            async for line in lines:
                 line = line.strip()
                 if not line.startswith(b"data:"):
                     continue
                 try:
                     data = orjson.loads(line[5:])
                 except orjson.JSONDecodeError:
-                    raise UpstreamError(f"{endpoint.provider.id} sent a stream event that is not JSON",
-                                        metadata={"provider_name": endpoint.provider.id}) from None
+                    data = None
+                if not isinstance(data, dict):
+                    raise UpstreamError(f"{endpoint.provider.id} sent a stream event that is not a JSON "
+                                        "object", metadata={"provider_name": endpoint.provider.id})
                 if "error" in data:
                     err = data["error"]
                     raise upstream_error(int(err.get("code") or 502), str(err.get("message")),
@@ -231,10 +232,6 @@ class GeminiProvider:
                         choice["delta"]["role"] = "assistant"
                     first = False
                 yield chunk
-        except TransportError as e:
-            raise transport_error(e, endpoint.provider.id) from e
-        finally:
-            await chunks.aclose()
         if (u := usage_of(usage)) is not None:
             yield {"id": None, "object": "chat.completion.chunk", "created": int(time.time()),
                    "model": endpoint.upstream_model, "choices": [], "usage": u.to_openai()}

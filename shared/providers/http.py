@@ -10,6 +10,9 @@ new connection, but only when no byte of a response arrived. No proxies, no HTTP
 send Accept-Encoding, so servers answer in identity). Pools are keyed by (scheme, host, port). Origins that only
 providers added through the catalog API use are guarded: `_connect` resolves them, refuses metadata, link-local
 (and, unless allowed, loopback and private) addresses, and connects to the very address it checked.
+Memory is bounded against hostile servers: a connection stops reading from its socket while HIGH_WATER bytes
+of body wait to be consumed (TCP pushes back on the server), and `read(limit)` refuses a body over `limit`
+(declared or counted) without reading the rest.
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ from urllib.parse import urlsplit
 
 import httptools
 
-__all__ = ["ConnectError", "HTTPClient", "ProtocolError", "ReadTimeout", "Response", "TransportError", "client",
-           "guard_origins", "literal_address", "refused_address"]
+__all__ = ["ConnectError", "HTTPClient", "ProtocolError", "ReadTimeout", "Response", "ResponseTooLarge",
+           "TransportError", "client", "guard_origins", "literal_address", "refused_address"]
+
+HIGH_WATER = 1024 * 1024  # body bytes buffered per connection before it stops reading its socket
 
 
 class TransportError(Exception):
@@ -45,6 +50,14 @@ class ReadTimeout(TransportError):
 
 class ProtocolError(TransportError):
     pass
+
+
+class ResponseTooLarge(ProtocolError):
+    """The body is over the reader's limit (it was not read further; the connection is closed)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"response body over {limit} bytes")
+        self.limit = limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +230,8 @@ class _Connection(asyncio.Protocol):
         self.started = False  # a byte of the current response has arrived
         self._head: asyncio.Future[None] | None = None
         self._chunks: deque[bytes] = deque()
+        self._buffered = 0  # bytes in _chunks
+        self._paused = False  # reading paused: _buffered reached HIGH_WATER
         self._wakeup: asyncio.Future[None] | None = None
         self._done = False
         self._error: BaseException | None = None
@@ -254,6 +269,10 @@ class _Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self._chunks.append(body)
+        self._buffered += len(body)
+        if self._buffered >= HIGH_WATER and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
         self._wake()
 
     def on_message_complete(self) -> None:
@@ -269,6 +288,8 @@ class _Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._head = loop.create_future()
         self._chunks.clear()
+        self._buffered = 0
+        self._resume()
         self._done = self.started = self.reusable = False
         self._exchange = True
         self._error = None
@@ -291,7 +312,17 @@ class _Connection(asyncio.Protocol):
             finally:
                 timer.cancel()
                 self._wakeup = None
-        return self._chunks.popleft()
+        chunk = self._chunks.popleft()
+        self._buffered -= len(chunk)
+        if self._paused and self._buffered < HIGH_WATER // 2:
+            self._resume()
+        return chunk
+
+    def _resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            if self.transport is not None and not self.closed:
+                self.transport.resume_reading()
 
     def _wake(self) -> None:
         if self._wakeup is not None and not self._wakeup.done():
@@ -316,7 +347,10 @@ def _expire(future: asyncio.Future[None], why: str) -> None:
 
 
 class Response:
-    """Status and headers; the body is read with `read()` or `iter_chunks()` (then the connection is reused)."""
+    """Status and headers; the body is read with `read()` or `iter_chunks()` (then the connection is reused).
+    Each read waits at most the idle timeout, and never past `deadline` (the loop's clock) when one is set."""
+
+    deadline: float | None = None
 
     def __init__(self, client: "HTTPClient", key: Origin, conn: _Connection, idle: float) -> None:
         self._client, self._key, self._conn, self._idle = client, key, conn, idle
@@ -324,15 +358,34 @@ class Response:
         self.headers = conn.headers
         self._released = False
 
+    def _wait(self) -> float:
+        if self.deadline is None:
+            return self._idle
+        return min(self._idle, self.deadline - asyncio.get_running_loop().time())
+
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         try:
-            while (chunk := await self._conn.next_chunk(self._idle)) is not None:
+            while (chunk := await self._conn.next_chunk(self._wait())) is not None:
                 yield chunk
         finally:
             self.release()
 
-    async def read(self) -> bytes:
-        return b"".join([chunk async for chunk in self.iter_chunks()])
+    async def read(self, limit: int | None = None) -> bytes:
+        """The whole body; ResponseTooLarge past `limit` bytes (at once when the declared length is)."""
+        try:
+            if limit is not None:
+                declared = self.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > limit:
+                    raise ResponseTooLarge(limit)
+            parts, size = [], 0
+            while (chunk := await self._conn.next_chunk(self._wait())) is not None:
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    raise ResponseTooLarge(limit)
+                parts.append(chunk)
+            return b"".join(parts)
+        finally:
+            self.release()
 
     def release(self) -> None:
         """Give the connection back when its response ended cleanly; close it otherwise."""

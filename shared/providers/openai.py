@@ -8,6 +8,7 @@ streamed call is metered from the vendor's own counts.
 from __future__ import annotations
 
 import time
+from contextlib import aclosing
 from functools import lru_cache
 from typing import Any, AsyncIterator
 
@@ -17,8 +18,8 @@ from shared.aws.secrets import vendor_key
 from shared.catalog import Endpoint
 from shared.chat.schema import ChatRequest
 from shared.errors import SwitchyardError, UpstreamError
-from shared.providers.base import Completion, Usage, post, read_ok, sse_lines, transport_error, upstream_error
-from shared.providers.http import Response, TransportError
+from shared.providers.base import Completion, Usage, post, read_ok, sse_lines, upstream_error
+from shared.providers.http import Response
 
 
 _HEADERS_SECONDS = 300  # how long a resolved vendor key is reused (rotations show up after this)
@@ -55,6 +56,7 @@ def _redact(message: str, endpoint: Endpoint) -> str:
 
 
 class OpenAIProvider:
+    honours_deadline = True  # all its I/O goes through base.post
     auth_header, auth_prefix = "Authorization", "Bearer "
 
     def url(self, endpoint: Endpoint) -> str:
@@ -96,20 +98,13 @@ class OpenAIProvider:
         body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}
         provider = endpoint.provider.id
         resp = await self._post(endpoint, body)
-        chunks = resp.iter_chunks()
-        try:
-            if resp.status >= 400:
-                raise _error_from(resp.status, await resp.read(), resp.headers, endpoint)
-            async for line in sse_lines(chunks):
+        async with aclosing(sse_lines(resp, endpoint, _error_from)) as lines:
+            async for line in lines:
                 chunk = _event(line, provider)
                 if chunk is _DONE:
                     return
                 if chunk is not None:
                     yield chunk
-        except TransportError as e:
-            raise transport_error(e, provider) from e
-        finally:
-            await chunks.aclose()  # releases the connection (reused only if the response ended cleanly)
 
 
 _DONE: Any = object()
@@ -126,9 +121,11 @@ def _event(line: bytes, provider: str) -> dict[str, Any] | None:
     try:
         chunk = orjson.loads(data)
     except orjson.JSONDecodeError:
-        raise UpstreamError(f"{provider} sent a stream event that is not JSON",
-                            metadata={"provider_name": provider}) from None
-    if isinstance(chunk, dict) and "error" in chunk:
+        chunk = None
+    if not isinstance(chunk, dict):
+        raise UpstreamError(f"{provider} sent a stream event that is not a JSON object",
+                            metadata={"provider_name": provider})
+    if "error" in chunk:
         err = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
         raise UpstreamError(f"{provider} failed mid-stream: {str(err.get('message'))[:300]}",
                             metadata={"provider_name": provider, "upstream_code": err.get("code")})

@@ -11,7 +11,9 @@ the failed attempt itself. What moves on:
 When every candidate failed and some failure was transient (429, 5xx, timeout, connection), the plan is run
 again after a jittered exponential backoff (at least the largest Retry-After, and never longer than
 `max_retry_wait_seconds`), at most `max_retries` times (a policy's `retries` overrides), within the call's
-total timeout. Endpoints that failed for good are not retried.
+deadline. Endpoints that failed for good are not retried.
+The deadline (`Plan.deadline`) is the call's start plus the total timeout, or the invocation's (`DEADLINE`,
+set by the Lambda handler) when that comes first; every attempt, the first included, ends by it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from shared.chat.schema import ChatRequest
 from shared.errors import NoProviderError, SwitchyardError, UpstreamTimeoutError
+from shared.providers.base import DEADLINE
 from shared.routing.policy import RoutingInput
 
 if TYPE_CHECKING:
@@ -48,7 +51,7 @@ def _retry_after(error: SwitchyardError) -> float | None:
     try:
         return max(float(value), 0.0) if value is not None else None
     except ValueError:
-        return None  # an HTTP date: treated as no hint
+        return None  # (an upstream's HTTP date is already seconds: see providers.base.retry_after_seconds)
 
 
 class Attempt(NamedTuple):
@@ -93,6 +96,8 @@ class Plan:
         self.retries = self.policy.retries if self.policy is not None and self.policy.retries is not None \
             else settings.max_retries
         self.deadline = ctx.started + settings.total_timeout_seconds  # on time.perf_counter's clock
+        if (outer := DEADLINE.get()) is not None and outer < self.deadline:
+            self.deadline = outer  # the Lambda invocation's, less a margin for metering
         self.position = 0
         self.queue: list[Candidate] = []  # the current model's candidates (shared: read from `next_in_queue` on)
         self.next_in_queue = 0

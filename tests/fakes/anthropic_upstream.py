@@ -6,6 +6,7 @@
   claude-429     rate_limit_error with Retry-After: 13;  claude-529: overloaded_error
   claude-long    400 "prompt is too long"
   claude-midstream-error   one text delta, then an `error` event
+  and the hostile answers of tests/fakes/hostile.py under their own names (huge, json-to-stream…)
 It records every request (headers and body) so tests can assert what the gateway sent.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes import hostile
 from tests.fakes.server import FakeServer, catalog_text
 
 USAGE = {"input_tokens": 21, "output_tokens": 9, "cache_read_input_tokens": 5, "cache_creation_input_tokens": 3}
@@ -39,7 +41,7 @@ class FakeAnthropic(FakeServer):
         return catalog_text(
             "fakeanthropic", f"kind: anthropic, base_url: '{self.base_url}', api_key_env: FAKE_ANTHROPIC_KEY",
             "anthropic-fake", ("claude-ok", "claude-tool", "claude-json", "claude-429", "claude-529", "claude-long",
-                               "claude-midstream-error"),
+                               "claude-midstream-error", *hostile.NAMES),
             "context_length: 200000, max_output: 1024, pricing: {prompt: 3.0, completion: 15.0}")
 
     def routes(self, app: web.Application) -> None:
@@ -62,6 +64,8 @@ class FakeAnthropic(FakeServer):
         body = json.loads(await request.read())
         self.requests.append({"headers": dict(request.headers), "body": body})
         model = body["model"]
+        if (answer := await hostile.answer(request, model, bool(body.get("stream")))) is not None:
+            return answer
         if model == "claude-429":
             return _error(429, "rate_limit_error", "Number of requests exceeded", {"retry-after": "13"})
         if model == "claude-529":

@@ -7,6 +7,7 @@ application/vnd.amazon.eventstream framing (prelude, typed headers, payload, CRC
   bedrock-json       answers through the forced tool named in toolConfig.toolChoice
   bedrock-throttle   ThrottlingException (429);  bedrock-long: ValidationException "Input is too long"
   bedrock-midstream  one text delta, then a throttlingException event
+  and the hostile answers of tests/fakes/hostile.py under their own names (huge, json-to-stream…)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes import hostile
 from tests.fakes.server import FakeServer, catalog_text
 
 USAGE = {"inputTokens": 11, "outputTokens": 5, "totalTokens": 16, "cacheReadInputTokens": 4,
@@ -45,7 +47,8 @@ class FakeBedrock(FakeServer):
     def catalog_yaml(self) -> str:
         return catalog_text(
             "fakebedrock", f"kind: bedrock, region: us-east-1, base_url: '{self.base_url}'", "bedrock-fake",
-            ("bedrock-ok", "bedrock-tool", "bedrock-json", "bedrock-throttle", "bedrock-long", "bedrock-midstream"),
+            ("bedrock-ok", "bedrock-tool", "bedrock-json", "bedrock-throttle", "bedrock-long", "bedrock-midstream",
+             *hostile.NAMES),
             "context_length: 200000, max_output: 2048, pricing: {prompt: 3.0, completion: 15.0}")
 
     def routes(self, app: web.Application) -> None:
@@ -66,6 +69,8 @@ class FakeBedrock(FakeServer):
         body = json.loads(await request.read())
         model, action = request.match_info["model"], request.match_info["action"]
         self.requests.append({"headers": dict(request.headers), "body": body, "model": model, "action": action})
+        if (answer := await hostile.answer(request, model, action == "converse-stream")) is not None:
+            return answer
         if model == "bedrock-throttle":
             return web.json_response({"message": "Too many requests, please wait before trying again."}, status=429,
                                      headers={"x-amzn-ErrorType": "ThrottlingException"})

@@ -5,6 +5,7 @@ scripted by model name:
   gemini-tool    a functionCall (or, once a functionResponse came back, a text answer)
   gemini-json    JSON text when generationConfig.responseMimeType is application/json
   gemini-safety  finishReason SAFETY with no content;  gemini-429: RESOURCE_EXHAUSTED;  gemini-long: 400 token limit
+  and the hostile answers of tests/fakes/hostile.py under their own names (huge, json-to-stream…)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes import hostile
 from tests.fakes.server import FakeServer, catalog_text
 
 USAGE = {"promptTokenCount": 17, "candidatesTokenCount": 6, "thoughtsTokenCount": 4, "cachedContentTokenCount": 2,
@@ -28,7 +30,7 @@ class FakeGemini(FakeServer):
     def catalog_yaml(self) -> str:
         return catalog_text(
             "fakegemini", f"kind: gemini, base_url: '{self.base_url}', api_key_env: FAKE_GEMINI_KEY", "gemini-fake",
-            ("gemini-ok", "gemini-tool", "gemini-json", "gemini-safety", "gemini-429", "gemini-long"),
+            ("gemini-ok", "gemini-tool", "gemini-json", "gemini-safety", "gemini-429", "gemini-long", *hostile.NAMES),
             "context_length: 1048576, pricing: {prompt: 1.25, completion: 10.0}")
 
     def routes(self, app: web.Application) -> None:
@@ -52,6 +54,8 @@ class FakeGemini(FakeServer):
         model, _, action = request.match_info["call"].partition(":")
         self.requests.append({"headers": dict(request.headers), "body": body, "action": action,
                               "query": dict(request.query)})
+        if (answer := await hostile.answer(request, model, action.startswith("stream"))) is not None:
+            return answer
         if model == "gemini-429":
             return web.json_response({"error": {"code": 429, "message": "Resource has been exhausted",
                                                 "status": "RESOURCE_EXHAUSTED"}}, status=429)

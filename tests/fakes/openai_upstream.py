@@ -13,6 +13,10 @@ it is scripted per upstream model name:
   reset         drops the connection without answering (a connection reset)
   hang          answers after 5 s (its catalog entry times out after 0.3 s)
   fail-once     503 on every other call, starting with the first (a transient failure)
+  error-503     503 with Retry-After: 9;  error-503-date: 503 with Retry-After as an HTTP date 30 s ahead
+  error-429-forever   429 with Retry-After: 999999
+  drip          a valid answer whose first 40 bytes trickle in a byte every 50 ms (JSON or SSE)
+and the hostile answers of tests/fakes/hostile.py (huge bodies, JSON or garbage to a stream request).
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from email.utils import formatdate
 from typing import Any
 
 from aiohttp import web
 
+from tests.fakes import hostile
 from tests.fakes.server import FakeServer, catalog_text
 
 USAGE = {"prompt_tokens": 13, "completion_tokens": 7, "total_tokens": 20,
@@ -47,7 +53,8 @@ class FakeUpstream(FakeServer):
         return catalog_text(
             "fakevendor", f"kind: openai, base_url: '{self.base_url}', api_key_env: FAKE_VENDOR_KEY", "fake",
             ("ok", "slow-stream", "error-401", "error-429", "error-500", "error-context", "garbage", "mid-error",
-             "long-stream", "gpt-4o-no-usage", "no-usage", "reset", "fail-once"),
+             "long-stream", "gpt-4o-no-usage", "no-usage", "reset", "fail-once", "error-503", "error-503-date",
+             "error-429-forever", "drip", *hostile.NAMES),
             "context_length: 8192, pricing: {prompt: 1.0, completion: 2.0}",
             "  - {id: fake/hang, provider: fakevendor, upstream_model: hang, context_length: 8192, "
             "timeout_seconds: 0.3, pricing: {prompt: 1.0, completion: 2.0}}\n")
@@ -63,6 +70,21 @@ class FakeUpstream(FakeServer):
         self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body,
                               "query": dict(request.query), "at": time.time()})
         model = request.match_info.get("deployment") or body["model"]
+        if (answer := await hostile.answer(request, model, bool(body.get("stream")))) is not None:
+            return answer
+        if model == "drip":
+            if body.get("stream"):
+                payload = b"".join(_chunk(model, {"content": piece}) for piece in TEXT) + b"data: [DONE]\n\n"
+                return await hostile.drip(request, payload, "text/event-stream")
+            payload = hostile.completion_json(model, "".join(TEXT))
+            return await hostile.drip(request, payload, "application/json")
+        if model in ("error-503", "error-503-date"):
+            after = "9" if model == "error-503" else formatdate(time.time() + 30, usegmt=True)
+            return web.json_response({"error": {"message": "overloaded", "type": "server_error"}}, status=503,
+                                     headers={"Retry-After": after})
+        if model == "error-429-forever":
+            return web.json_response({"error": {"message": "slow down", "type": "rate_limit"}}, status=429,
+                                     headers={"Retry-After": "999999"})
         if model == "reset":
             request.transport.abort()
             raise ConnectionResetError("dropped on purpose")

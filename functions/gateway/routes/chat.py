@@ -1,3 +1,4 @@
+import asyncio
 from typing import Any, Callable, Coroutine
 
 import orjson
@@ -65,5 +66,45 @@ async def chat_completions(request: Request) -> Response:
     if chat.stream:
         return StreamingResponse(await service.open_stream(chat, ctx), media_type="text/event-stream",
                                  headers={**_SSE_HEADERS, "X-Generation-Id": ctx.request_id})
-    return Response(orjson.dumps(await service.complete(chat, ctx)), media_type="application/json",
-                    headers={"X-Generation-Id": ctx.request_id})
+    body = await _unless_client_leaves(request, service.complete(chat, ctx))
+    if body is None:
+        return Response(status_code=499)  # nobody is listening: what matters is that the call was metered
+    return Response(orjson.dumps(body), media_type="application/json", headers={"X-Generation-Id": ctx.request_id})
+
+
+_WATCH_AFTER = 0.25  # seconds: a call that ends sooner never starts a watcher
+
+
+async def _unless_client_leaves(request: Request,
+                                call: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any] | None:
+    """Await `call`, cancelled (so metered `cancelled`) if the client disconnects first; None then. The body
+    is read, so the next `receive()` returns only at a disconnect (or, under Mangum, after the response). The
+    watcher starts after _WATCH_AFTER: measured, a timer costs ~3.5 µs a call, a watcher task from the start
+    ~8 µs; a client that leaves a call ending sooner is metered as the call ended upstream."""
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    watcher: asyncio.Task[None] | None = None
+    left = False
+
+    async def watch() -> None:
+        nonlocal left
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        left = True
+        task.cancel()
+
+    def start() -> None:
+        nonlocal watcher
+        watcher = loop.create_task(watch())
+
+    timer = loop.call_later(_WATCH_AFTER, start)
+    try:
+        return await call
+    except asyncio.CancelledError:
+        if left and not task.uncancel():
+            return None
+        raise
+    finally:
+        timer.cancel()
+        if watcher is not None:
+            watcher.cancel()
