@@ -1,9 +1,11 @@
 """Two fixes for moto's DynamoDB, applied by the local stack and the tests (never on AWS).
 
-Writes are serialised. DynamoDB applies writes to one item one at a time (a conditional update is atomic);
-moto's threaded server does not: two concurrent `SET committed = committed + :a` on one item could both
-read the old value, and a spend hold could be lost (tests/test_spend.py caught the local stack overshooting a
-limit that way). Every write operation of the backend takes one lock here.
+Requests are serialised. DynamoDB applies writes to one item one at a time (a conditional update is atomic)
+and never lets a read see half a write; moto's threaded server does neither: two concurrent
+`SET committed = committed + :a` on one item could both read the old value (a spend hold was lost and a limit
+overshot, caught by tests/test_spend.py), and a read serialising an item while a write changed it raised
+"dictionary changed size during iteration". Every DynamoDB request, and every write made to the backend
+directly, takes one lock here (`lock`, also taken by infra/state.py while it reads the tables to save them).
 
 moto's `transact_write_items` keeps a rollback copy by deep-copying every table the transaction touches,
 once per action: O(actions × table size) per call. With the usage table holding tens of thousands of records,
@@ -20,7 +22,7 @@ import threading
 from collections import defaultdict
 from typing import Any
 
-_lock = threading.RLock()  # every write of the DynamoDB backend, transactions included
+lock = _lock = threading.RLock()  # every DynamoDB request and backend write, transactions included
 
 
 class _Copier:
@@ -94,6 +96,9 @@ def install() -> None:
     backend.transact_write_items = transact_write_items
     for name in ("put_item", "update_item", "delete_item"):
         setattr(backend, name, _serialised(getattr(backend, name)))
+    from moto.dynamodb.responses import DynamoHandler
+
+    DynamoHandler.call_action = _serialised(DynamoHandler.call_action)  # the action and its response's items
 
 
 def _serialised(write: Any) -> Any:

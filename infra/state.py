@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from infra import moto_patches
+
 TABLES_FILE = "tables.json"
 JOURNAL_FILE = "usage.jsonl"
 _PRIVATE = 0o600
@@ -76,21 +78,21 @@ class LocalState:
 
     def save(self) -> None:
         backend = _backend()
-        dump = json.dumps({logical: [i.to_json()["Attributes"] for i in _items(backend.get_table(name))]
-                           for logical, name in self.names.items() if logical not in self.append_only},
-                          sort_keys=True)
+        with moto_patches.lock:  # no request changes an item while it is read (infra/moto_patches.py)
+            dump = json.dumps({logical: [i.to_json()["Attributes"] for i in _items(backend.get_table(name))]
+                               for logical, name in self.names.items() if logical not in self.append_only},
+                              sort_keys=True)
+            fresh = [(logical, item) for logical in self.append_only & set(self.names)
+                     for item in _items(backend.get_table(self.names[logical])) if item.hash_key not in self._journaled]
+            lines = [json.dumps({"table": logical, "item": item.to_json()["Attributes"]}) + "\n"
+                     for logical, item in fresh]
         if dump != self._last_dump:
             tmp = self.tables_file.with_suffix(".tmp")
             with os.fdopen(_open_private(tmp, os.O_WRONLY | os.O_TRUNC), "w") as f:
                 f.write(dump)
             tmp.replace(self.tables_file)
             self._last_dump = dump
-        lines = []
-        for logical in self.append_only & set(self.names):
-            for item in _items(backend.get_table(self.names[logical])):
-                if item.hash_key not in self._journaled:
-                    lines.append(json.dumps({"table": logical, "item": item.to_json()["Attributes"]}) + "\n")
-                    self._journaled.add(item.hash_key)
+        self._journaled.update(item.hash_key for _, item in fresh)
         if lines:
             with os.fdopen(_open_private(self.journal_file, os.O_WRONLY | os.O_APPEND), "a") as f:
                 f.writelines(lines)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from shared.catalog import Catalog, load_catalog
 from shared.providers import http
+from shared.providers.base import Marker
 
 
 def run(coro):
@@ -18,8 +19,9 @@ def run(coro):
 
 
 def collect(provider, request, endpoint) -> list[dict]:
+    """The chunks of a stream (its FLUSH and PULSE markers left out)."""
     async def go():
-        return [c async for c in provider.stream(request, endpoint)]
+        return [c async for c in provider.stream(request, endpoint) if not isinstance(c, Marker)]
     return run(go())
 
 
@@ -37,3 +39,9 @@ class Recorder:
 
     def record(self, event):
         self.events.append(event)
+
+
+def sse_frames(sent: list[bytes]) -> list[bytes]:
+    """What a relay sent, as SSE frames (each `data: ...` or `: comment`, without its blank line): one write
+    may carry several frames."""
+    return [f for f in b"".join(sent).split(b"\n\n") if f]

@@ -10,7 +10,7 @@ from shared.chat.schema import parse_chat_request
 from shared.chat.service import CallContext, ChatService
 from shared.config import Settings
 from shared.errors import UpstreamTimeoutError
-from tests.support import Recorder, catalog_from, run
+from tests.support import Recorder, catalog_from, run, sse_frames
 
 SIM = "  - {id: sim-a, kind: sim}\n"
 MODELS = r"""
@@ -39,7 +39,7 @@ def req(model, **fields):
 def frames(service, request):
     async def go():
         sse = await service.open_stream(request, CallContext(key_id="k"))
-        return [frame async for frame in sse]
+        return sse_frames([frame async for frame in sse])
     return run(go())
 
 
@@ -132,7 +132,7 @@ def test_a_client_that_leaves_a_non_streamed_call_is_metered_cancelled(fake_gate
     from functions.gateway.app import app
 
     recorder = Recorder()
-    monkeypatch.setattr(fake_gateway.chat, "meter", recorder)
+    monkeypatch.setattr(fake_gateway.chat.recorder, "meter", recorder)
     key, _ = fake_gateway.keys.create("leaver")
     body = orjson.dumps({"model": "fake/drip", "messages": [{"role": "user", "content": "hi"}]})
     head = (f"POST /api/v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"

@@ -13,7 +13,7 @@ from shared.chat.service import CallContext, ChatService
 from shared.config import Settings
 from shared.errors import RateLimitedError, UpstreamError, UpstreamTimeoutError
 from shared.providers import http
-from tests.support import Recorder, catalog_from, run
+from tests.support import Recorder, catalog_from, run, sse_frames
 
 ADAPTERS = ["fake", "anthropic-fake", "gemini-fake"]  # over our HTTP client (bedrock: botocore, below)
 OK = {"fake": "fake/ok", "anthropic-fake": "anthropic-fake/claude-ok", "gemini-fake": "gemini-fake/gemini-ok",
@@ -52,7 +52,7 @@ def stream(service, request):
     """Open the stream (raising here is a plain HTTP error) and read it whole."""
     async def go():
         sse = await service.open_stream(request, CallContext(key_id="k"))
-        return [frame async for frame in sse]
+        return sse_frames([frame async for frame in sse])
     frames = run(go())
     return [orjson.loads(f[6:]) for f in frames if f.startswith(b"data: {")]
 
@@ -145,7 +145,7 @@ def test_a_stream_ends_by_the_invocation_deadline(make, model):
     async def go():
         DEADLINE.set(time.perf_counter() + 0.3)
         sse = await service.open_stream(req(model, stream=True), CallContext(key_id="k"))
-        return [orjson.loads(f[6:]) for f in [frame async for frame in sse] if f.startswith(b"data: {")]
+        return [orjson.loads(f[6:]) for f in sse_frames([frame async for frame in sse]) if f.startswith(b"data: {")]
     service = make()
     chunks = run(go())
     assert chunks[-1]["choices"][0]["finish_reason"] == "error" and chunks[-1]["error"]["code"] == 504

@@ -13,7 +13,7 @@ from shared.config import Settings
 from shared.errors import BadRequestError, NoProviderError, RateLimitedError, UpstreamError
 from shared.routing.breaker import CLOSED, HALF_OPEN, OPEN, Breaker, BreakerPolicy
 from shared.routing.plan import Plan
-from tests.support import Recorder, catalog_from, run
+from tests.support import Recorder, catalog_from, run, sse_frames
 
 SIM = r"""
   - {id: sim-a, kind: sim}
@@ -207,7 +207,7 @@ def test_a_single_endpoint_gets_only_the_parameters_it_supports(service, fake_up
 
 async def _collect_stream(service, request):
     sse = await service.open_stream(request, CallContext(key_id="k"))
-    return [frame async for frame in sse]
+    return sse_frames([frame async for frame in sse])
 
 
 def test_bad_provider_preferences_are_a_400():
@@ -346,7 +346,7 @@ def test_an_open_breaker_sheds_calls_then_a_probe_recovers(make, fake_upstream):
 def stream(service, request, raw=False):
     async def go():
         sse = await service.open_stream(request, CallContext(key_id="k"))
-        return [frame async for frame in sse]
+        return sse_frames([frame async for frame in sse])
     frames = run(go())
     chunks = [orjson.loads(f[6:]) for f in frames if f.startswith(b"data: {")]
     return (chunks, service.meter.events[-1]) if not raw else (chunks, service.meter.events[-1], frames)

@@ -26,7 +26,7 @@ from shared.aws.secrets import vendor_key
 from shared.catalog import Endpoint
 from shared.chat.schema import ChatRequest, ImagePart, Message, TextPart, ToolChoiceFunction
 from shared.errors import BadRequestError, SwitchyardError, UpstreamError
-from shared.providers.base import (JSON_INSTRUCTION, Completion, Usage, alternating_turns, assistant_choice,
+from shared.providers.base import (JSON_INSTRUCTION, Completion, Marker, Usage, alternating_turns, assistant_choice,
                                    call_arguments, post, read_ok, sse_lines, tool_call, upstream_error)
 from shared.providers.http import Response
 
@@ -144,6 +144,8 @@ def _error(status: int, raw: bytes, headers: dict[str, str], endpoint: Endpoint)
 
 class AnthropicProvider:
     honours_deadline = True  # all its I/O goes through base.post
+    marks_stream = True  # its stream comes through sse_lines, which marks reads and silences
+
     async def _post(self, request: ChatRequest, endpoint: Endpoint, *, stream: bool) -> Response:
         url = (endpoint.provider.base_url or DEFAULT_URL).rstrip("/") + "/v1/messages"
         return await post(endpoint, url, _headers(endpoint), orjson.dumps(build_request(request, endpoint, stream=stream)))
@@ -177,6 +179,9 @@ class AnthropicProvider:
         translator = _StreamTranslator(request, endpoint)
         async with aclosing(sse_lines(resp, endpoint, _error)) as lines:
             async for line in lines:
+                if line.__class__ is Marker:
+                    yield line
+                    continue
                 for chunk in translator.line(line):
                     yield chunk
                 if translator.done:

@@ -90,15 +90,60 @@ DEADLINE: ContextVar[float | None] = ContextVar("switchyard_deadline", default=N
 it), narrowed to a call's by ChatService. `post` cuts the connect, the first byte and every read at it."""
 
 
+class Marker:
+    """A point in a stream that is not a chunk: FLUSH (what one read brought ends here: send it) and PULSE (the
+    upstream has been silent for a keep-alive interval)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name.upper()
+
+
+FLUSH, PULSE = Marker("flush"), Marker("pulse")
+
+
 class Provider(Protocol):
     """One wire format. Errors are raised as `SwitchyardError`s (see `upstream_error`). An adapter whose I/O
-    all goes through `post` sets `honours_deadline = True`: it ends by DEADLINE itself (no timer needed)."""
+    all goes through `post` sets `honours_deadline = True`: it ends by DEADLINE itself (no timer needed). An
+    adapter whose stream yields FLUSH and PULSE markers itself sets `marks_stream = True`; the others' streams
+    are given them by `marked()`."""
 
     async def complete(self, request: ChatRequest, endpoint: Endpoint) -> Completion: ...
 
-    def stream(self, request: ChatRequest, endpoint: Endpoint) -> AsyncIterator[dict[str, Any]]:
-        """OpenAI `chat.completion.chunk` dicts; a chunk carrying `usage` may come last."""
+    def stream(self, request: ChatRequest, endpoint: Endpoint) -> AsyncIterator[dict[str, Any] | Marker]:
+        """OpenAI `chat.completion.chunk` dicts (a chunk carrying `usage` may come last), and markers."""
         ...
+
+
+async def marked(chunks: AsyncIterator[Any], pulse: float, until: float | None = None) -> AsyncIterator[Any]:
+    """A stream of chunks with markers: FLUSH after each chunk, PULSE after each `pulse` seconds of silence and
+    at `until` (time.monotonic()), for adapters whose reads are not ours to watch: the sim, botocore's event
+    stream."""
+    pending: asyncio.Future[Any] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(chunks.__anext__())
+            wait = pulse if until is None else max(min(pulse, until - time.monotonic()), 0)
+            done, _ = await asyncio.wait({pending}, timeout=wait)
+            if not done:
+                yield PULSE
+                continue
+            finished, pending = pending, None
+            try:
+                item = finished.result()
+            except StopAsyncIteration:
+                return
+            yield item
+            yield FLUSH
+    finally:
+        if pending is not None:
+            pending.cancel()
+        await chunks.aclose()  # type: ignore[attr-defined]
 
 
 JSON_INSTRUCTION = "Answer with one JSON object and nothing else: no prose, no code fences."
@@ -242,14 +287,15 @@ def _not_sse(provider: str, resp: "Response") -> UpstreamError:
                          f"({kind})", metadata={"provider_name": provider, "upstream_status": resp.status})
 
 
-async def sse_lines(resp: "Response", endpoint: Endpoint, error: ErrorParser) -> AsyncIterator[bytes]:
-    """The lines of a streamed answer as they arrive (a line split across reads is joined first); the
-    connection is released when the iteration ends. Raised instead, in our vocabulary: the vendor's error
+async def sse_lines(resp: "Response", endpoint: Endpoint, error: ErrorParser) -> AsyncIterator[bytes | Marker]:
+    """The lines of a streamed answer as they arrive (a line split across reads is joined first), with a FLUSH
+    after the lines of each read and a PULSE for each keep-alive interval of silence; the connection is
+    released when the iteration ends. Raised instead, in our vocabulary: the vendor's error
     for an HTTP error status; an answer that is not an event stream (a JSON body, or no `data:` line: within
     the first SWITCHYARD_MAX_UPSTREAM_EVENT_BYTES unless it says text/event-stream, where comments may come
     first); a line over that same cap; a transport failure."""
     provider = endpoint.provider.id
-    chunks = resp.iter_chunks()
+    chunks = resp.iter_chunks(get_settings().keepalive_seconds)
     try:
         if resp.status >= 400:
             raw = await resp.read(get_settings().max_upstream_response_bytes)
@@ -261,6 +307,9 @@ async def sse_lines(resp: "Response", endpoint: Endpoint, error: ErrorParser) ->
         limit = get_settings().max_upstream_event_bytes
         pending, data, scanned = b"", False, 0
         async for block in chunks:
+            if not block:
+                yield PULSE
+                continue
             pending += block
             *lines, pending = pending.split(b"\n")
             if len(pending) > limit:
@@ -274,6 +323,7 @@ async def sse_lines(resp: "Response", endpoint: Endpoint, error: ErrorParser) ->
                     if not data and not declared and scanned > limit:
                         raise _not_sse(provider, resp)
                 yield line
+            yield FLUSH
         if pending.strip():
             data = data or pending.startswith(b"data:")
             yield pending

@@ -25,7 +25,7 @@ from shared.aws.secrets import vendor_key
 from shared.catalog import Endpoint
 from shared.chat.schema import ChatRequest, ImagePart, Message, TextPart, ToolChoiceFunction
 from shared.errors import SwitchyardError, UpstreamError
-from shared.providers.base import (Completion, Usage, alternating_turns, call_arguments, post, read_ok, sse_lines,
+from shared.providers.base import (Completion, Marker, Usage, alternating_turns, call_arguments, post, read_ok, sse_lines,
                                    upstream_error)
 from shared.providers.http import Response
 
@@ -157,6 +157,8 @@ class _Calls:
 
 class GeminiProvider:
     honours_deadline = True  # all its I/O goes through base.post
+    marks_stream = True  # its stream comes through sse_lines, which marks reads and silences
+
     async def _post(self, request: ChatRequest, endpoint: Endpoint, *, stream: bool) -> Response:
         base = (endpoint.provider.base_url or DEFAULT_URL).rstrip("/")
         action = "streamGenerateContent?alt=sse" if stream else "generateContent"
@@ -209,6 +211,9 @@ class GeminiProvider:
         calls, usage, first = _Calls(), None, True
         async with aclosing(sse_lines(resp, endpoint, _error)) as lines:
             async for line in lines:
+                if line.__class__ is Marker:
+                    yield line
+                    continue
                 line = line.strip()
                 if not line.startswith(b"data:"):
                     continue

@@ -298,20 +298,27 @@ class _Connection(asyncio.Protocol):
         self.transport.write(data)
         return self._head
 
-    async def next_chunk(self, idle: float) -> bytes | None:
-        """The next piece of the body, or None at its end; ReadTimeout after `idle` seconds of silence."""
+    async def next_chunk(self, idle: float, pulse: float | None = None) -> bytes | None:
+        """The next piece of the body, or None at its end; ReadTimeout after `idle` seconds of silence; b""
+        when `pulse` (shorter than `idle`) seconds of silence come first."""
         while not self._chunks:
             if self._error is not None:
                 raise self._error
             if self._done:
                 return None
-            self._wakeup = asyncio.get_running_loop().create_future()
-            timer = asyncio.get_running_loop().call_later(idle, _expire, self._wakeup, "the upstream went silent")
+            loop = asyncio.get_running_loop()
+            self._wakeup = loop.create_future()
+            timer = loop.call_later(idle, _expire, self._wakeup, "the upstream went silent")
+            beat = loop.call_later(pulse, _beat, self._wakeup) if pulse is not None and pulse < idle else None
             try:
-                await self._wakeup
+                pulsed = await self._wakeup
             finally:
                 timer.cancel()
+                if beat is not None:
+                    beat.cancel()
                 self._wakeup = None
+            if pulsed and not self._chunks:
+                return b""
         chunk = self._chunks.popleft()
         self._buffered -= len(chunk)
         if self._paused and self._buffered < HIGH_WATER // 2:
@@ -346,6 +353,11 @@ def _expire(future: asyncio.Future[None], why: str) -> None:
         future.set_exception(ReadTimeout(why))
 
 
+def _beat(future: asyncio.Future[bool]) -> None:
+    if not future.done():
+        future.set_result(True)
+
+
 class Response:
     """Status and headers; the body is read with `read()` or `iter_chunks()` (then the connection is reused).
     Each read waits at most the idle timeout, and never past `deadline` (the loop's clock) when one is set."""
@@ -358,14 +370,28 @@ class Response:
         self.headers = conn.headers
         self._released = False
 
-    def _wait(self) -> float:
-        if self.deadline is None:
+    def _wait(self, heard: float | None = None) -> float:
+        """Seconds the next read may wait: the idle timeout (from `heard`, the loop time of the last byte, when
+        given), never past the deadline."""
+        if self.deadline is None and heard is None:
             return self._idle
-        return min(self._idle, self.deadline - asyncio.get_running_loop().time())
+        now = asyncio.get_running_loop().time()
+        idle = self._idle if heard is None else self._idle - (now - heard)
+        return idle if self.deadline is None else min(idle, self.deadline - now)
 
-    async def iter_chunks(self) -> AsyncIterator[bytes]:
+    async def iter_chunks(self, pulse: float | None = None) -> AsyncIterator[bytes]:
+        """The body as it arrives; with `pulse`, also b"" after every `pulse` seconds of silence (the idle
+        timeout still counts from the last byte)."""
         try:
-            while (chunk := await self._conn.next_chunk(self._wait())) is not None:
+            if pulse is None:
+                while (chunk := await self._conn.next_chunk(self._wait())) is not None:
+                    yield chunk
+                return
+            loop = asyncio.get_running_loop()
+            heard = loop.time()
+            while (chunk := await self._conn.next_chunk(self._wait(heard), pulse)) is not None:
+                if chunk:
+                    heard = loop.time()
                 yield chunk
         finally:
             self.release()

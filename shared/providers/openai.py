@@ -18,7 +18,7 @@ from shared.aws.secrets import vendor_key
 from shared.catalog import Endpoint
 from shared.chat.schema import ChatRequest
 from shared.errors import SwitchyardError, UpstreamError
-from shared.providers.base import Completion, Usage, post, read_ok, sse_lines, upstream_error
+from shared.providers.base import Completion, Marker, Usage, post, read_ok, sse_lines, upstream_error
 from shared.providers.http import Response
 
 
@@ -56,6 +56,7 @@ def _redact(message: str, endpoint: Endpoint) -> str:
 
 
 class OpenAIProvider:
+    marks_stream = True
     honours_deadline = True  # all its I/O goes through base.post
     auth_header, auth_prefix = "Authorization", "Bearer "
 
@@ -100,6 +101,9 @@ class OpenAIProvider:
         resp = await self._post(endpoint, body)
         async with aclosing(sse_lines(resp, endpoint, _error_from)) as lines:
             async for line in lines:
+                if line.__class__ is Marker:
+                    yield line
+                    continue
                 chunk = _event(line, provider)
                 if chunk is _DONE:
                     return

@@ -30,7 +30,7 @@ from shared.providers.base import DEADLINE
 from shared.routing.policy import RoutingInput
 
 if TYPE_CHECKING:
-    from shared.chat.service import CallContext
+    from shared.chat.context import CallContext
     from shared.routing.providers import Candidate
     from shared.routing.state import RoutingState
 

@@ -1,0 +1,36 @@
+"""Who is calling and from where: everything a call's usage record needs besides the answer."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+
+def new_request_id() -> str:
+    """Unique and time-ordered. From os.urandom, not a seeded PRNG: a Lambda SnapStart snapshot would give
+    every restored instance the same PRNG state (and the same ids)."""
+    return f"gen-{int(time.time()):x}{os.urandom(10).hex()}"
+
+
+@dataclass(slots=True)
+class CallContext:
+    key_id: str
+    key_tags: tuple[str, ...] = ()
+    request_id: str = field(default_factory=new_request_id)
+    app_title: str | None = None
+    app_referer: str | None = None
+    client_ip: str | None = None
+    user_agent: str | None = None
+    limit: float | None = None  # the key's spend limit (USD); None: unlimited, and no hold is made
+    usage: float = 0.0  # the key's spend as last read
+    prompt_bounds: dict[str, int] | None = None  # a limited key's prompt bound per tokenizer, computed once each
+    created: float = field(default_factory=time.time)
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def app(self) -> str | None:
+        return self.app_title or self.app_referer
+
+    def elapsed_ms(self) -> float:
+        return round((time.perf_counter() - self.started) * 1000, 3)
