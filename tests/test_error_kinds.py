@@ -151,3 +151,20 @@ def _client_error(code: str, message: str, status: int = 400) -> ClientError:
 ])
 def test_bedrock_errors_map_to_their_class(failure, cls, wire):
     exactly(bedrock._error(failure, ENDPOINT), cls, wire)
+
+
+# -- policies name kinds from the one list --
+
+def test_a_policy_names_any_kind_of_the_tree_and_nothing_else():
+    from pydantic import ValidationError
+
+    from shared.routing.policy import RoutePolicy
+
+    policy = {"id": "acme/p", "default": {"model": "acme/m"}}
+    for name in errors.ERROR_TYPES:
+        assert RoutePolicy.model_validate({**policy, "on_error": {name: "acme/next"}}).on_error == {name: "acme/next"}
+    with pytest.raises(ValidationError) as e:
+        RoutePolicy.model_validate({**policy, "on_error": {"context_too_long": "acme/next"}})
+    (problem,) = e.value.errors()
+    assert problem["loc"][0] == "on_error" and "unknown error type 'context_too_long'" in problem["msg"]
+    assert "context_length_exceeded" in problem["msg"]  # the names it could have meant
