@@ -11,12 +11,17 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
 import shared.errors as errors
-from shared.errors import (BadRequestError, ContentPolicyError, ContextLengthExceededError,
+from shared.chat.schema import parse_chat_request
+from shared.chat.service import CallContext, ChatService
+from shared.config import Settings
+from shared.errors import (BadRequestError, ContentPolicyError, ContextLengthExceededError, InsufficientCreditsError,
                            PayloadTooLargeError, ProviderAuthError, ProviderOverloadedError, ProviderUnreachableError,
                            RateLimitedError, SwitchyardError, UpstreamError, UpstreamTimeoutError)
 from shared.providers import anthropic, bedrock, gemini, openai
 from shared.providers.base import transport_error, upstream_error
 from shared.providers.http import ConnectError, ReadTimeout, ResponseTooLarge, TransportError
+from shared.routing.plan import Plan
+from tests.support import Recorder, catalog_from, run
 
 ENDPOINT = SimpleNamespace(provider=SimpleNamespace(id="p", api_key_env=None, api_key_secret=None))
 
@@ -151,6 +156,110 @@ def _client_error(code: str, message: str, status: int = 400) -> ClientError:
 ])
 def test_bedrock_errors_map_to_their_class(failure, cls, wire):
     exactly(bedrock._error(failure, ENDPOINT), cls, wire)
+
+
+# -- the plan follows the class attributes --
+
+CATALOG = """
+providers:
+  - {id: sim-a, kind: sim}
+  - {id: sim-b, kind: sim}
+models:
+  - {id: acme/m, provider: sim-a, upstream_model: m, sim: {}}
+  - {id: acme/m, provider: sim-b, upstream_model: m, sim: {}}
+  - {id: acme/next, provider: sim-a, upstream_model: next, sim: {}}
+"""
+
+
+@pytest.fixture
+def make_plan(tmp_path):
+    service = ChatService(catalog_from(CATALOG, tmp_path), Recorder(),
+                          Settings(max_retries=1, retry_backoff_seconds=0.001))
+
+    def make(*models: str) -> Plan:
+        request = parse_chat_request(orjson.dumps({"model": models[0], "models": list(models[1:]),
+                                                   "messages": [{"role": "user", "content": "hi"}]}))
+        return Plan(service.routing, request, CallContext(key_id="k"))
+    return make
+
+
+@pytest.fixture
+def plan(make_plan):
+    return make_plan("acme/m", "acme/next")  # acme/m has two endpoints
+
+
+class Flaky(SwitchyardError):  # a kind the plan has never heard the name of
+    error_type = "flaky"
+    retryable = True
+
+
+class NamedLikeARateLimitButFinal(SwitchyardError):  # the name is not what decides
+    error_type = "rate_limit_exceeded"
+
+
+class RefusedEverywhere(SwitchyardError):
+    error_type = "refused_everywhere"
+    request_fault = every_endpoint = True
+
+
+class RefusedHereOnly(BadRequestError):  # still `invalid_request` on the wire
+    every_endpoint = False
+
+
+def outcome(plan, error):
+    """(counted against the breaker, retried later, the model's other endpoint skipped) after `error`."""
+    first = plan.first()
+    plan.failed(first, error)
+    following = plan._next()
+    assert following is not None
+    return (first.breaker.streak == 1, error in plan.transient,
+            following.model.id != first.model.id)
+
+
+def test_a_custom_retryable_kind_is_retried_after_a_backoff(make_plan):
+    plan = make_plan("acme/next")  # one endpoint: what is left is another round
+    first = plan.first()
+    again = run(plan.next_after(first, Flaky("flaky")))
+    assert again is not None and again.key == first.key and plan.round == 1
+    assert [(a.error_type, a.round) for a in plan.tried] == [("flaky", 0)]
+    plan = make_plan("acme/next")
+    assert run(plan.next_after(plan.first(), NamedLikeARateLimitButFinal("final"))) is None
+
+
+def test_the_name_alone_decides_nothing(plan):
+    assert outcome(plan, NamedLikeARateLimitButFinal("final")) == (True, False, False)
+
+
+def test_a_custom_request_fault_for_every_endpoint_skips_the_model_and_spares_the_breaker(plan):
+    assert outcome(plan, RefusedEverywhere("no")) == (False, False, True)
+
+
+def test_a_bad_request_kind_that_another_endpoint_may_take_goes_to_it(plan):
+    assert outcome(plan, RefusedHereOnly("not here")) == (False, False, False)
+
+
+def test_a_key_that_cannot_afford_a_candidate_does_not_count_against_its_breaker(plan):
+    assert outcome(plan, InsufficientCreditsError("spent")) == (False, False, False)
+
+
+def test_an_upstream_413_does_not_count_against_the_breaker(plan):
+    """One caller's oversized bodies must not open the breaker for every caller; another endpoint may take it."""
+    assert outcome(plan, upstream_error(413, "too big", provider="sim-a")) == (False, False, False)
+
+
+# What the plan did by name before kinds were classes (RETRYABLE, REQUEST_FAULTS, and the two kinds that skip a
+# model's other endpoints): unchanged for every class but the two above.
+RETRYABLE = {"rate_limit_exceeded", "provider_overloaded", "provider_error", "timeout", "provider_unavailable"}
+REQUEST_FAULTS = {"invalid_request", "context_length_exceeded", "content_policy_violation"}
+SKIPS = {"invalid_request", "content_policy_violation"}
+
+
+@pytest.mark.parametrize("cls", [c for _, c in inspect.getmembers(errors, inspect.isclass)
+                                 if issubclass(c, SwitchyardError)
+                                 and c not in (InsufficientCreditsError, PayloadTooLargeError)])
+def test_every_other_class_is_decided_as_its_name_was(plan, cls):
+    name = cls.error_type
+    assert outcome(plan, cls("x")) == (name not in REQUEST_FAULTS, name in RETRYABLE, name in SKIPS)
 
 
 # -- policies name kinds from the one list --
