@@ -60,6 +60,17 @@ def test_vendor_errors_map_to_our_errors(catalog, model, error, check):
     assert check(e.value) and e.value.metadata["provider_name"] == "fakevendor"
 
 
+def test_built_headers_are_reused_only_for_the_very_provider_config_they_were_built_for(catalog):
+    from shared.catalog import Endpoint
+
+    ep = catalog.get("fake/ok").endpoints[0]
+    first = provider.headers(ep)
+    assert provider.headers(ep) is first and first["Authorization"] == "Bearer vendor-secret-123"  # the cache
+    moved = ep.provider.model_copy(update={"base_url": "http://127.0.0.1:9/v1", "api_key_env": None})
+    assert "Authorization" not in provider.headers(Endpoint(moved, ep.config))  # same id, another provider
+    assert provider.headers(ep)["Authorization"] == "Bearer vendor-secret-123"
+
+
 def test_a_vendor_echoing_our_key_never_leaks_it(catalog):
     with pytest.raises(ProviderAuthError) as e:
         run(provider.complete(req("fake/error-401"), catalog.get("fake/error-401").endpoints[0]))
