@@ -2,22 +2,25 @@
 
 Every error the gateway can answer with is a subclass of `SwitchyardError` carrying its HTTP status, its kind
 (`error_type`, the name clients see in `metadata.error_type` and policies name in `on_error`), a message safe to
-show the caller and a metadata dict. Two class attributes say what routing does with it (shared/routing/plan.py):
-`retryable` (transient: worth another round after a backoff) and `request_fault` (the request's fault, not the
-endpoint's: it does not count against the endpoint's circuit breaker). `functions/gateway/app.py` maps the tree
-to the documented body `{"error": {"code": status, "message": ..., "metadata": {...}}}` in exactly one place;
+show the caller and a metadata dict. Three class attributes say what routing does with it
+(shared/routing/plan.py): `retryable` (transient: worth another round after a backoff), `request_fault` (the
+request's fault, not the endpoint's: it does not count against the endpoint's circuit breaker) and
+`every_endpoint` (the model's other endpoints would refuse it too: the plan moves on to the next model). A new
+kind of error is a new subclass here; nothing else lists the kinds (a policy's `on_error` is checked against
+`ERROR_TYPES`). `functions/gateway/app.py` maps the tree to the documented body
+`{"error": {"code": status, "message": ..., "metadata": {...}}}` in exactly one place;
 domain code raises these and never builds HTTP responses itself.
 
     SwitchyardError                      500  internal_error
-    ├── BadRequestError                  400  invalid_request           request fault (metadata.field names it)
+    ├── BadRequestError                  400  invalid_request           request fault, every endpoint; metadata.field
     │   ├── ContextLengthExceededError   400  context_length_exceeded   request fault (a longer context may take it)
-    │   └── ContentPolicyError           400  content_policy_violation  request fault
+    │   └── ContentPolicyError           400  content_policy_violation  request fault, every endpoint
     ├── AuthenticationError              401  authentication_failed     no, malformed, unknown or disabled key
-    ├── InsufficientCreditsError         402  insufficient_credits      the call's worst case exceeds what is left
+    ├── InsufficientCreditsError         402  insufficient_credits      request fault: the key cannot afford the call
     ├── ForbiddenError                   403  forbidden                 the key may not do this
     ├── NotFoundError                    404  not_found
     │   └── ModelNotFoundError           404  model_not_found
-    ├── PayloadTooLargeError             413  payload_too_large         request fault
+    ├── PayloadTooLargeError             413  payload_too_large         request fault (another endpoint may take it)
     ├── RateLimitedError                 429  rate_limit_exceeded       retryable (Retry-After passed on)
     ├── UpstreamError                    502  provider_error            retryable: the provider answered badly
     │   ├── ProviderOverloadedError      502  provider_overloaded       retryable (503/529 upstream)
@@ -73,6 +76,7 @@ class AuthenticationError(SwitchyardError):
 
 class InsufficientCreditsError(SwitchyardError):
     status, error_type = 402, "insufficient_credits"
+    request_fault = True  # the key cannot afford it: the endpoint is not to blame
 
 
 class ForbiddenError(SwitchyardError):
@@ -89,7 +93,7 @@ class ModelNotFoundError(NotFoundError):
 
 class PayloadTooLargeError(SwitchyardError):
     status, error_type = 413, "payload_too_large"
-    request_fault = True
+    request_fault = True  # an upstream's 413 is about this body: one caller's must not open the breaker for all
 
 
 class RateLimitedError(SwitchyardError):

@@ -4,7 +4,8 @@ import orjson
 import pytest
 
 from shared.chat.schema import parse_chat_request
-from shared.errors import BadRequestError, RateLimitedError, UpstreamError
+from shared.errors import (BadRequestError, ContextLengthExceededError, ProviderOverloadedError, RateLimitedError,
+                           UpstreamError)
 from shared.providers.anthropic import AnthropicProvider
 from tests.support import catalog_from, collect as _collect, run
 
@@ -113,8 +114,8 @@ def test_json_schema_is_a_forced_tool_whose_input_is_the_answer(catalog, fake_an
 
 @pytest.mark.parametrize("model, error, check", [
     ("claude-429", RateLimitedError, lambda e: e.headers["Retry-After"] == "13"),
-    ("claude-529", UpstreamError, lambda e: e.metadata["error_type"] == "provider_overloaded"),
-    ("claude-long", BadRequestError, lambda e: e.metadata["error_type"] == "context_length_exceeded"),
+    ("claude-529", ProviderOverloadedError, lambda e: e.metadata["error_type"] == "provider_overloaded"),
+    ("claude-long", ContextLengthExceededError, lambda e: e.metadata["error_type"] == "context_length_exceeded"),
 ])
 def test_vendor_errors_map_to_our_vocabulary(catalog, model, error, check):
     with pytest.raises(error) as e:
@@ -123,7 +124,7 @@ def test_vendor_errors_map_to_our_vocabulary(catalog, model, error, check):
 
 
 def test_an_error_event_mid_stream_and_unsupported_n(catalog):
-    with pytest.raises(UpstreamError) as e:
+    with pytest.raises(ProviderOverloadedError) as e:
         collect(req("claude-midstream-error"), endpoint(catalog, "claude-midstream-error"))
     assert e.value.metadata["error_type"] == "provider_overloaded"
     with pytest.raises(BadRequestError):

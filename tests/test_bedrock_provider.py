@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from shared.chat.schema import parse_chat_request
-from shared.errors import BadRequestError, RateLimitedError
+from shared.errors import BadRequestError, ContextLengthExceededError, RateLimitedError
 from shared.providers.bedrock import BedrockProvider, _client
 from tests.support import catalog_from, collect as _collect
 
@@ -95,7 +95,7 @@ def test_json_schema_forced_tool_and_errors(catalog):
         {"name": "Ada", "n": 36}
     with pytest.raises(RateLimitedError):
         asyncio.run(provider.complete(req("bedrock-throttle"), endpoint(catalog, "bedrock-throttle")))
-    with pytest.raises(BadRequestError) as e:
+    with pytest.raises(ContextLengthExceededError) as e:
         asyncio.run(provider.complete(req("bedrock-long"), endpoint(catalog, "bedrock-long")))
     assert e.value.metadata["error_type"] == "context_length_exceeded"
     with pytest.raises(RateLimitedError):

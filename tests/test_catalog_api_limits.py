@@ -86,6 +86,28 @@ def test_the_gateways_pepper_never_reaches_a_provider_added_through_the_api(clie
     assert all("test-pepper-not-secret" not in str(r["headers"]) for r in fake_upstream.requests[before:])
 
 
+def test_a_replaced_provider_never_sends_the_key_of_the_one_it_replaced(client, keys, fake_upstream, monkeypatch):
+    """The openai adapter caches each provider's built headers (the vendor key included) for minutes: a provider
+    replaced through the API under the same id, at another address and with no key, must not get the old ones."""
+    from tests.fakes.openai_upstream import FakeUpstream
+
+    settings_env(monkeypatch, SWITCHYARD_CATALOG_API_ALLOW_PRIVATE="true", OPENAI_API_KEY="sk-the-gateways-own-key")
+    chat = {"model": "acme/cached", "messages": [{"role": "user", "content": "hi"}]}
+    inference = {"Authorization": f"Bearer {keys['dev']}"}
+    assert put_provider(client, keys, id="openai", base_url=fake_upstream.base_url,
+                        api_key_env="OPENAI_API_KEY").status_code == 200
+    assert client.put("/api/v1/catalog/models", headers=admin(keys), json={
+        "id": "acme/cached", "provider": "openai", "upstream_model": "ok"}).status_code == 200
+    assert client.post("/api/v1/chat/completions", headers=inference, json=chat).status_code == 200
+    assert fake_upstream.requests[-1]["headers"]["Authorization"] == "Bearer sk-the-gateways-own-key"
+
+    with FakeUpstream() as elsewhere:
+        assert put_provider(client, keys, id="openai", base_url=elsewhere.base_url).status_code == 200
+        assert client.post("/api/v1/chat/completions", headers=inference, json=chat).status_code == 200
+        (sent,) = elsewhere.requests
+        assert "sk-the-gateways-own-key" not in str(sent["headers"]) and "Authorization" not in sent["headers"]
+
+
 # -- headers --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("headers, field", [
     ({"X-Team": "a\r\nX-Injected: 1"}, "headers.X-Team"),

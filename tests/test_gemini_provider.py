@@ -4,7 +4,7 @@ import orjson
 import pytest
 
 from shared.chat.schema import parse_chat_request
-from shared.errors import BadRequestError, RateLimitedError
+from shared.errors import ContextLengthExceededError, RateLimitedError
 from shared.providers.gemini import GeminiProvider
 from tests.support import catalog_from, collect as _collect, run
 
@@ -98,6 +98,6 @@ def test_json_mode_safety_and_errors(catalog, fake_gemini):
     with pytest.raises(RateLimitedError) as e:
         run(provider.complete(req("gemini-429"), endpoint(catalog, "gemini-429")))
     assert e.value.metadata["upstream_code"] == "RESOURCE_EXHAUSTED"
-    with pytest.raises(BadRequestError) as e:
+    with pytest.raises(ContextLengthExceededError) as e:
         run(provider.complete(req("gemini-long"), endpoint(catalog, "gemini-long")))
     assert e.value.metadata["error_type"] == "context_length_exceeded"

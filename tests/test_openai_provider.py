@@ -7,7 +7,8 @@ import pytest
 
 from shared.catalog import load_catalog
 from shared.chat.schema import parse_chat_request
-from shared.errors import BadRequestError, RateLimitedError, UpstreamError, UpstreamTimeoutError
+from shared.errors import (ContextLengthExceededError, ProviderAuthError, ProviderUnreachableError, RateLimitedError,
+                           UpstreamError, UpstreamTimeoutError)
 from shared.providers.base import Marker
 from shared.providers.openai import OpenAIProvider
 from tests.support import catalog_from, run
@@ -52,7 +53,7 @@ def test_stream_asks_for_usage_and_passes_chunks_through(catalog, fake_upstream)
 @pytest.mark.parametrize("model, error, check", [
     ("fake/error-429", RateLimitedError, lambda e: e.headers["Retry-After"] == "11"),
     ("fake/error-500", UpstreamError, lambda e: e.metadata["upstream_status"] == 500),
-    ("fake/error-context", BadRequestError, lambda e: e.metadata["error_type"] == "context_length_exceeded"),
+    ("fake/error-context", ContextLengthExceededError, lambda e: e.metadata["error_type"] == "context_length_exceeded"),
     ("fake/garbage", UpstreamError, lambda e: "not a chat completion" in e.message),
 ])
 def test_vendor_errors_map_to_our_errors(catalog, model, error, check):
@@ -61,8 +62,19 @@ def test_vendor_errors_map_to_our_errors(catalog, model, error, check):
     assert check(e.value) and e.value.metadata["provider_name"] == "fakevendor"
 
 
+def test_built_headers_are_reused_only_for_the_very_provider_config_they_were_built_for(catalog):
+    from shared.catalog import Endpoint
+
+    ep = catalog.get("fake/ok").endpoints[0]
+    first = provider.headers(ep)
+    assert provider.headers(ep) is first and first["Authorization"] == "Bearer vendor-secret-123"  # the cache
+    moved = ep.provider.model_copy(update={"base_url": "http://127.0.0.1:9/v1", "api_key_env": None})
+    assert "Authorization" not in provider.headers(Endpoint(moved, ep.config))  # same id, another provider
+    assert provider.headers(ep)["Authorization"] == "Bearer vendor-secret-123"
+
+
 def test_a_vendor_echoing_our_key_never_leaks_it(catalog):
-    with pytest.raises(UpstreamError) as e:
+    with pytest.raises(ProviderAuthError) as e:
         run(provider.complete(req("fake/error-401"), catalog.get("fake/error-401").endpoints[0]))
     text = str(e.value.body())
     assert "vendor-se" not in text and "[redacted]" in text
@@ -76,7 +88,7 @@ def test_unreachable_upstream_is_502_and_silence_is_504(tmp_path):
     path.write_text(f"providers: [{{id: gone, kind: openai, base_url: 'http://127.0.0.1:{port}/v1'}}]\n"
                     "models: [{id: gone/m, provider: gone, timeout_seconds: 0.3}]\n")
     catalog = load_catalog(path)
-    with pytest.raises(UpstreamError) as e:
+    with pytest.raises(ProviderUnreachableError) as e:
         run(provider.complete(req("gone/m"), catalog.get("gone/m").endpoints[0]))
     assert e.value.metadata["error_type"] == "provider_unavailable"
 

@@ -18,8 +18,9 @@ from shared.providers.http import ConnectError, ReadTimeout, ResponseTooLarge, T
 
 if TYPE_CHECKING:
     from shared.providers.http import Response
-from shared.errors import (BadRequestError, PayloadTooLargeError, RateLimitedError, SwitchyardError,
-                           UpstreamError, UpstreamTimeoutError)
+from shared.errors import (BadRequestError, ContentPolicyError, ContextLengthExceededError, PayloadTooLargeError,
+                           ProviderAuthError, ProviderOverloadedError, ProviderUnreachableError, RateLimitedError,
+                           SwitchyardError, UpstreamError, UpstreamTimeoutError)
 
 
 MAX_TOKENS = 100_000_000  # per count and call: no model comes near it; beyond, a count is a bug or a lie
@@ -226,13 +227,9 @@ def upstream_error(status: int, message: str, *, provider: str, code: str | None
         meta["retry_after"] = headers["Retry-After"] = str(after)
     text = message[:500]
     if status == 400 and (code == "context_length_exceeded" or any(h in text.lower() for h in _CONTEXT_HINTS)):
-        err: SwitchyardError = BadRequestError(text, metadata=meta)
-        err.metadata["error_type"] = "context_length_exceeded"
-        return err
+        return ContextLengthExceededError(text, metadata=meta)
     if status in (400, 403, 422) and (code in _POLICY_CODES or any(h in text.lower() for h in _POLICY_HINTS)):
-        err = BadRequestError(f"{provider} refused the content: {text}", metadata=meta)
-        err.metadata["error_type"] = "content_policy_violation"
-        return err
+        return ContentPolicyError(f"{provider} refused the content: {text}", metadata=meta)
     if status in (400, 422):
         return BadRequestError(f"{provider} rejected the request: {text}", metadata=meta)
     if status == 413:
@@ -241,12 +238,12 @@ def upstream_error(status: int, message: str, *, provider: str, code: str | None
         return RateLimitedError(f"{provider} is rate limiting requests", metadata=meta, headers=headers)
     if status in (408, 504):
         return UpstreamTimeoutError(f"{provider} timed out", metadata=meta)
-    err = UpstreamError(f"{provider} returned HTTP {status}: {text}", metadata=meta, headers=headers)
+    summary = f"{provider} returned HTTP {status}: {text}"
     if status in (503, 529):
-        err.metadata["error_type"] = "provider_overloaded"
-    elif status in (401, 403):
-        err.metadata["error_type"] = "provider_auth_failed"
-    return err
+        return ProviderOverloadedError(summary, metadata=meta, headers=headers)
+    if status in (401, 403):
+        return ProviderAuthError(summary, metadata=meta)  # our vendor key, not the caller's: a 502
+    return UpstreamError(summary, metadata=meta, headers=headers)
 
 
 def transport_error(e: TransportError, provider: str) -> SwitchyardError:
@@ -255,10 +252,9 @@ def transport_error(e: TransportError, provider: str) -> SwitchyardError:
         return UpstreamTimeoutError(f"{provider} did not answer in time", metadata={"provider_name": provider})
     if isinstance(e, ResponseTooLarge):
         return too_large(provider, e.limit)
-    err = UpstreamError(f"Could not reach {provider}: {e}", metadata={"provider_name": provider})
     if isinstance(e, ConnectError):
-        err.metadata["error_type"] = "provider_unavailable"
-    return err
+        return ProviderUnreachableError(f"Could not reach {provider}: {e}", metadata={"provider_name": provider})
+    return UpstreamError(f"Could not reach {provider}: {e}", metadata={"provider_name": provider})
 
 
 def too_large(provider: str, limit: int) -> UpstreamError:

@@ -33,7 +33,8 @@ from botocore.session import get_session
 from shared.catalog import Endpoint
 from shared.chat.schema import ChatRequest, ImagePart, Message, TextPart, ToolChoiceFunction
 from shared.config import get_settings
-from shared.errors import BadRequestError, SwitchyardError, UpstreamError, UpstreamTimeoutError
+from shared.errors import (BadRequestError, ProviderUnreachableError, SwitchyardError, UpstreamError,
+                           UpstreamTimeoutError)
 from shared.providers.base import (JSON_INSTRUCTION, Completion, Usage, alternating_turns, assistant_choice,
                                    call_arguments, tool_call, upstream_error)
 
@@ -158,9 +159,8 @@ def _error(e: Exception, endpoint: Endpoint) -> SwitchyardError:
                              f"({type(e).__name__})", metadata={"provider_name": provider})
     if "timeout" in type(e).__name__.lower():
         return UpstreamTimeoutError(f"{provider} did not answer in time", metadata={"provider_name": provider})
-    err = UpstreamError(f"Could not reach {provider}: {type(e).__name__}", metadata={"provider_name": provider})
-    err.metadata["error_type"] = "provider_unavailable"
-    return err
+    return ProviderUnreachableError(f"Could not reach {provider}: {type(e).__name__}",
+                                    metadata={"provider_name": provider})
 
 
 class BedrockProvider:

@@ -15,7 +15,7 @@ from typing import Any, AsyncIterator
 import orjson
 
 from shared.aws.secrets import vendor_key
-from shared.catalog import Endpoint
+from shared.catalog import Endpoint, ProviderConfig
 from shared.chat.schema import ChatRequest
 from shared.errors import SwitchyardError, UpstreamError
 from shared.providers.base import Completion, Marker, Usage, post, read_ok, sse_lines, upstream_error
@@ -23,7 +23,10 @@ from shared.providers.http import Response
 
 
 _HEADERS_SECONDS = 300  # how long a resolved vendor key is reused (rotations show up after this)
-_headers_cache: dict[str, tuple[float, dict[str, str]]] = {}
+# provider id → (until, the provider config they were built for, the headers, vendor key included). Only that
+# very config gets them: one replaced under the same id (another address, no key) builds its own. Configs are
+# frozen, so the same object is the same fields; a catalog refresh brings new objects, hence a rebuild (~2 µs).
+_headers_cache: dict[str, tuple[float, ProviderConfig, dict[str, str]]] = {}
 
 
 @lru_cache(maxsize=1024)
@@ -66,13 +69,13 @@ class OpenAIProvider:
     def headers(self, endpoint: Endpoint) -> dict[str, str]:
         p = endpoint.provider
         cached = _headers_cache.get(p.id)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
+        if cached is not None and cached[1] is p and cached[0] > time.monotonic():
+            return cached[2]
         headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream", **p.headers}
         key = vendor_key(p.api_key_env, p.api_key_secret)
         if key:
             headers[self.auth_header] = self.auth_prefix + key
-        _headers_cache[p.id] = (time.monotonic() + _HEADERS_SECONDS, headers)
+        _headers_cache[p.id] = (time.monotonic() + _HEADERS_SECONDS, p, headers)
         return headers
 
     async def _post(self, endpoint: Endpoint, body: dict[str, Any]) -> Response:

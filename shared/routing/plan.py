@@ -3,9 +3,12 @@
 The chain of models comes from a routing policy (when the requested id names one) followed by the request's own
 `models: [...]` list. Each model's endpoints come from provider routing (shared/routing/providers.py). Moving
 on is immediate: a failed attempt is followed at once by the next candidate, so a fallback costs nothing but
-the failed attempt itself. What moves on:
+the failed attempt itself. What moves on (the error's class says: `retryable`, `request_fault` and
+`every_endpoint` in shared/errors.py; its name matters only to `on_error` and the attempt records):
 - any upstream error moves to the next endpoint of the model; a request the upstream called invalid (plain
   400, content policy) skips the model's other endpoints, since they would refuse it too;
+- only the endpoint's own faults count against its breaker, never the request's (400s, 413, a key that
+  cannot afford it);
 - a policy's `on_error` reroutes by error type (e.g. `context_length_exceeded` → a longer-context model);
 - an endpoint whose breaker is open is skipped (its load is shed).
 When every candidate failed and some failure was transient (429, 5xx, timeout, connection), the plan is run
@@ -34,15 +37,11 @@ if TYPE_CHECKING:
     from shared.routing.providers import Candidate
     from shared.routing.state import RoutingState
 
-# Errors worth another try on the same endpoint later; anything else that is the provider's fault still counts
-# against its breaker.
-RETRYABLE = frozenset({"rate_limit_exceeded", "provider_overloaded", "provider_error", "timeout",
-                       "provider_unavailable"})
-REQUEST_FAULTS = frozenset({"invalid_request", "context_length_exceeded", "content_policy_violation"})
 _JITTER = random.Random()
 
 
 def error_type(error: SwitchyardError) -> str:
+    """The name an error goes by in attempt records and a policy's `on_error` (what the error body shows)."""
     return error.metadata.get("error_type") or error.error_type
 
 
@@ -157,20 +156,21 @@ class Plan:
                 self.unresolved = [*self.unresolved, e]
 
     def failed(self, c: "Candidate", error: SwitchyardError) -> None:
-        """Record a failed attempt and let its breaker know."""
+        """Record a failed attempt and let its breaker know. What follows is the error class's to say
+        (shared/errors.py): `request_fault`, `retryable`, `every_endpoint`."""
         kind = error_type(error)
         self._record(c, error.metadata.get("upstream_status") or error.status, kind)
         self.errors = [*self.errors, error]
         breaker = c.breaker
-        if kind not in REQUEST_FAULTS:
+        if not error.request_fault:
             breaker.failure()
         elif breaker.probing:
             breaker.success()  # the probe reached a healthy upstream that refused the request itself
-        if kind in RETRYABLE:
+        if error.retryable:
             self.transient = [*self.transient, error]
         else:
             self.spent = self.spent | {c.key}
-        if kind in ("invalid_request", "content_policy_violation"):
+        if error.every_endpoint:
             self.next_in_queue = len(self.queue)  # the model's other endpoints would refuse this request too
         target = self.policy.on_error.get(kind) if self.policy is not None else None
         if target is not None and target not in self.rerouted:
@@ -190,7 +190,7 @@ class Plan:
         if self.tried and self.tried[-1].candidate is c:
             self.tried[-1] = self.tried[-1]._replace(status=error.metadata.get("upstream_status") or error.status,
                                                      error_type=kind, flag="mid_stream")
-        if kind not in REQUEST_FAULTS:
+        if not error.request_fault:
             c.breaker.failure()
 
     def _record(self, c: "Candidate", status: int, kind: str | None) -> float:
@@ -236,7 +236,7 @@ class Plan:
             wait = max(1, math.ceil(breaker.opened_at + breaker.policy.cooldown - time.monotonic()))
             return NoProviderError(
                 "Every provider of the requested models is failing; calls are paused while they recover",
-                metadata={"error_type": "provider_unavailable", "breaker": "open",
+                metadata={"breaker": "open",
                           "providers": sorted({c.endpoint.provider.id for c in self.shed})},
                 headers={"Retry-After": str(wait)})
         if self.unresolved:

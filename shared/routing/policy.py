@@ -28,9 +28,11 @@ import fnmatch
 import hashlib
 import re
 from functools import lru_cache
-from typing import Annotated, Any, Callable, Iterable, Literal
+from typing import Annotated, Any, Callable, Iterable
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from shared.errors import ERROR_TYPES
 
 
 class Strict(BaseModel):
@@ -38,9 +40,16 @@ class Strict(BaseModel):
 
 
 ModelId = Annotated[str, Field(min_length=3, max_length=256, pattern=r"^[A-Za-z0-9._-]+/[A-Za-z0-9._:-]+$")]
-ErrorType = Literal["context_length_exceeded", "rate_limit_exceeded", "provider_overloaded", "provider_unavailable",
-                    "provider_error", "timeout", "content_policy_violation", "invalid_request", "provider_auth_failed",
-                    "model_not_found"]
+
+
+def _known_error_type(name: str) -> str:
+    if name not in ERROR_TYPES:
+        raise ValueError(f"unknown error type {name!r} (one of: {', '.join(sorted(ERROR_TYPES))})")
+    return name
+
+
+ErrorType = Annotated[str, AfterValidator(_known_error_type)]  # an `error_type` of shared/errors.py
+
 _WORD_BYTES = bytes((c + 32 if 65 <= c <= 90 else c) if chr(c).isalnum() and c < 128 or c == 95 else 32
                     for c in range(256))  # ASCII: word characters kept (lower-cased), the rest → spaces
 _COMPARISON = re.compile(r"^\s*(>=|<=|>|<|==)?\s*(\d+)\s*$")
