@@ -4,8 +4,7 @@ import orjson
 import pytest
 
 from shared.chat.schema import parse_chat_request
-from shared.errors import (BadRequestError, ContextLengthExceededError, ProviderOverloadedError, RateLimitedError,
-                           UpstreamError)
+from shared.errors import (BadRequestError, ContextLengthExceededError, ProviderOverloadedError, RateLimitedError)
 from shared.providers.anthropic import AnthropicProvider
 from tests.support import catalog_from, collect as _collect, run
 
