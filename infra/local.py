@@ -4,8 +4,9 @@ State (tables, pepper, keys) lives under `.switchyard/` (mode 0700) and survives
 
 Stopping loses nothing, whatever the signal (SIGINT or SIGTERM, to this process or to its whole group): uvicorn
 stops accepting and finishes the calls in flight, the lifespan flushes the meter (and `main` flushes whatever is
-still pending), and only then is moto stopped, which saves on the way out. The moto child runs in a session of
-its own so that a signal to our group (Ctrl-C, `kill -- -PGID`) cannot stop it before the meter is drained.
+still pending), and only then is moto stopped, which saves on the way out. The moto child ignores SIGINT and
+SIGTERM, so that a signal to our group (Ctrl-C, `kill -- -PGID`) cannot stop it before the meter is drained:
+it stops when we close its stdin.
 """
 
 from __future__ import annotations
@@ -41,11 +42,11 @@ class LocalStack:
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.state_dir.chmod(0o700)  # keys, pepper and usage: the owner's only
         port = free_port()
-        # A session (and process group) of its own: signals sent to ours reach only the gateway, which stops
-        # moto once its meter is drained (stop()). If the gateway dies, moto notices and saves by itself.
+        # moto ignores SIGINT and SIGTERM (a signal to our process group is the gateway's to handle) and stops
+        # when its stdin closes: stop(), once the meter is drained. If the gateway dies, moto notices and saves.
         self._moto = subprocess.Popen([sys.executable, "-m", "infra.moto_process", str(port), str(self.state_dir)],
-                                      cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, text=True,
-                                      start_new_session=True)
+                                      cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE,
+                                      stdin=subprocess.PIPE, text=True)
         if self._moto.stdout is None or self._moto.stdout.readline().strip() != "ready":
             raise RuntimeError(f"the moto server did not start (exit code {self._moto.poll()})")
         os.environ.update({
@@ -65,7 +66,8 @@ class LocalStack:
     def stop(self) -> None:
         """Stop the moto child and wait until it has saved the state and exited."""
         if self._moto is not None and self._moto.poll() is None:
-            self._moto.terminate()
+            assert self._moto.stdin is not None
+            self._moto.stdin.close()  # moto's signal to save and exit
             try:
                 self._moto.wait(timeout=30)
             except subprocess.TimeoutExpired:

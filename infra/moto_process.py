@@ -5,10 +5,11 @@ the saved state of .switchyard/ loaded, saved every few seconds and when it stop
 
 A child process rather than a thread of the gateway: in-process, moto's request handling held the GIL and
 cut the gateway's throughput with metering on from 1,855 to 763 req/s (benchmarks/README.md). It prints
-`ready` once the tables exist and the state is loaded, and exits (after saving) on SIGTERM or SIGINT sent to
-it, or within SAVE_SECONDS of its parent's death. infra/local.py starts it in a session of its own, so that
-Ctrl-C or a `kill` of `make run`'s process group reaches only the gateway, which drains its meter into us and
-then stops us: we never stop while the gateway still has records to write.
+`ready` once the tables exist and the state is loaded, and exits (after saving) when its stdin closes (the
+gateway's stop, infra/local.py) or within SAVE_SECONDS of its parent's death. SIGINT and SIGTERM are ignored:
+Ctrl-C or a `kill` of `make run`'s process group is the gateway's to handle, which drains its meter into us
+and only then closes our stdin, so we never stop while the gateway still has records to write. (We stay in
+`make run`'s process group, where tools look for the stack's processes.)
 """
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ def main() -> None:
     state = LocalState(state_dir, create_resources(PREFIX), append_only=frozenset({"UsageTable"}))
     state.restore()
     stop = threading.Event()
-    # Signals reach us only when sent to this process itself (our own session: see the docstring).
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    for sig in (signal.SIGTERM, signal.SIGINT):  # the gateway's to handle: it stops us when its meter is drained
+        signal.signal(sig, signal.SIG_IGN)
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), name="stop-on-stdin-eof", daemon=True).start()
     print("ready", flush=True)
     while not stop.wait(SAVE_SECONDS):
         try:

@@ -2,7 +2,7 @@
 
 The order that guarantees it: uvicorn stops accepting and finishes the calls in flight, the meter writes what
 is pending into moto, and only then is moto stopped (it saves on the way out). Ctrl-C and `kill` reach the whole
-process group, so the moto child runs in a session of its own and is stopped by the gateway.
+process group, so the moto child ignores those signals and is stopped by the gateway (which closes its stdin).
 """
 
 from __future__ import annotations
