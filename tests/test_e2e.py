@@ -121,9 +121,10 @@ def _raw_stream(stack: LocalProcess, model: str) -> str:
         return r.read().decode()
 
 
-def test_keepalive_comments_flow_while_the_upstream_is_silent(local_stack):
-    raw = _raw_stream(local_stack, "fake/slow-stream")  # 0.6 s of silence; keep-alive every 0.2 s here
-    assert raw.startswith(": SWITCHYARD PROCESSING")
+@pytest.mark.parametrize("model", ["fake/slow-stream", "fake/slow-headers"])
+def test_keepalive_comments_flow_while_the_upstream_is_silent(local_stack, model):
+    raw = _raw_stream(local_stack, model)  # 0.6 s of silence (after or before its headers); keep-alive every 0.2 s
+    assert raw.startswith(": SWITCHYARD PROCESSING\n\n")  # the line is kept alive before the first data
     assert raw.rstrip().endswith("data: [DONE]")
     assert '"usage"' in raw
 

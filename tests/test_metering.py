@@ -223,3 +223,31 @@ def test_dead_letters_are_replayed_once_their_cause_is_gone(gateway, capsys):
     assert Table(gateway.settings.usage_table).get({"id": "gen-bad"})["cost"] == 1.0
     assert counters(gateway)["requests"] == 2 and counters(gateway)["cost"] == pytest.approx(1.25)
     assert main([*tables, "--replay"]) == 0 and "0 replayed" in capsys.readouterr().out  # nothing left
+
+
+def test_an_event_that_cannot_be_written_at_all_is_set_aside_not_left_at_the_head(gateway):
+    """A cost that is not finite cannot be expressed in DynamoDB: it must not stall every record behind it."""
+    meter = gateway.meter
+    meter.record(event(1))
+    meter.record(event(2, cost=float("inf")))
+    meter.record(event(3))
+    assert meter.flush() == 3 and meter.backlog == 0 and meter.dead_letters.count == 1
+    assert counters(gateway)["requests"] == 2
+
+
+def test_prices_are_finite_and_bounded():
+    from pydantic import ValidationError
+
+    for bad in (1e308, float("inf"), float("nan"), -1):
+        with pytest.raises(ValidationError):
+            Pricing(prompt=bad)
+
+
+def test_a_dead_letter_without_a_model_is_replayed_too(gateway):
+    from shared.metering import DeadLetters
+
+    letters = DeadLetters(gateway.settings.counters_table, 30)
+    refused = UsageEvent(id="gen-nomodel", key_id="k1", created_at=time.time(), model="", lab="", status="failed")
+    letters.add(refused.to_record(30), "refused")
+    assert letters.replay(gateway.meter.writer) == (1, [])
+    assert Table(gateway.settings.usage_table).get({"id": "gen-nomodel"})["status"] == "failed"

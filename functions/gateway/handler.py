@@ -30,5 +30,12 @@ def handler(event: dict, context: LambdaContext) -> dict:
         return asgi(event, context)
     finally:
         DEADLINE.reset(token)
-        # A frozen function runs no background work: write the usage records now.
-        metrics.add_metric(name="UsageRecordsWritten", unit=MetricUnit.Count, value=gateway().meter.flush())
+        # A frozen function runs no background work: write the usage records now, retrying a passing failure
+        # within the time the invocation has left (what is still pending stays for the next invocation).
+        meter = gateway().meter
+        written = meter.written
+        try:
+            meter.drain(max(context.get_remaining_time_in_millis() / 1000 - 0.5, 0.1), final=False)
+        except Exception:  # metering must not turn an answered call into a failed invocation
+            logger.exception("usage flush failed")
+        metrics.add_metric(name="UsageRecordsWritten", unit=MetricUnit.Count, value=meter.written - written)

@@ -62,13 +62,16 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+Price = Annotated[float, Field(ge=0, le=100_000, allow_inf_nan=False)]  # no model costs $100k per 1M tokens
+
+
 class Pricing(Strict):
     """USD per 1M tokens. Cached prompt tokens cost `cache_read` (when the vendor prices them apart)."""
 
-    prompt: NonNegative = 0.0
-    completion: NonNegative = 0.0
-    cache_read: NonNegative | None = None
-    cache_write: NonNegative | None = None
+    prompt: Price = 0.0
+    completion: Price = 0.0
+    cache_read: Price | None = None
+    cache_write: Price | None = None
 
 
 class SimBehaviour(Strict):

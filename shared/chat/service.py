@@ -89,7 +89,14 @@ class ChatService:
         if ctx.usage >= ctx.limit:
             raise InsufficientCreditsError("This key's credit limit is spent", metadata={
                 "limit": ctx.limit, "limit_remaining": 0.0, "usage": round(ctx.usage, 9)})
-        return await asyncio.to_thread(self._hold, ctx, event, route, request)
+        holding = asyncio.ensure_future(asyncio.to_thread(self._hold, ctx, event, route, request))
+        try:
+            return await asyncio.shield(holding)
+        except asyncio.CancelledError:
+            # A thread cannot be stopped: let its hold land (and set event.reserved) before the record that
+            # settles it is written, or the hold would stand until it is released as stale.
+            await asyncio.wait({holding})
+            raise
 
     def _hold(self, ctx: CallContext, event: UsageEvent, route: Route, request: ChatRequest) -> ChatRequest:
         """(In a worker thread: a tokenizer may load, and the hold is a DynamoDB round trip.)"""
@@ -184,10 +191,16 @@ class ChatService:
             plan = Plan(self.routing, request, ctx)
             record.routed(event, plan)
             route, sent = await self.begin(plan, event, ctx, request)
-        except SwitchyardError as e:
+        except BaseException as e:
             record.failed(event, e)
+            if isinstance(e, asyncio.CancelledError):
+                event.status = "cancelled"
             self.recorder.finish(event, None, ctx, None)
             raise
         relay = StreamRelay(self, request, ctx, plan, route, event, sent)
-        await relay.start()
+        try:
+            await relay.start()
+        except BaseException as e:  # start() closes the relay on the plan's own errors; anything else, here
+            relay.fail(e)
+            raise
         return relay.sse()

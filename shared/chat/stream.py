@@ -7,9 +7,10 @@ mid-stream format (`finish_reason: "error"`). Until the first data frame, a fail
 plan's next one (keep-alive comments carry no data). A stream that fails or is left bills what was generated
 up to then (nothing, when nothing was); a client that goes away is metered as cancelled.
 
-The relay awaits the upstream directly, one chunk after another: silences come as PULSE markers (the upstream
-read saw none for a keep-alive interval), and FLUSH marks the end of what one read brought, so the frames of one
-read go out in one write (shared/providers/base.py). No task, timer or wait is made per chunk.
+From a candidate's first chunk on, the relay awaits the upstream directly: silences come as PULSE markers (the
+upstream read saw nothing for a keep-alive interval), and FLUSH marks the end of what one read brought, so the
+frames of one read go out in one write (shared/providers/base.py). No task, timer or wait is made per chunk;
+before the first chunk, a task watched by a keep-alive timer, since the upstream may not have answered yet.
 """
 
 from __future__ import annotations
@@ -128,10 +129,16 @@ class StreamRelay:
 
     # -- the body ------------------------------------------------------------------------------------------
     async def _item(self) -> Any:
-        """The upstream's next chunk or marker (the one start() was waiting for first)."""
-        if self.next is not None:
+        """The upstream's next chunk or marker. Until this candidate's first chunk, its response headers may not
+        even have come, so the transport cannot mark silences yet: reads go through a task watched with a
+        keep-alive timer (a PULSE when it rings, at the first-byte deadline at the latest), which also hands the
+        first read, a fallback's too, the call's deadline. After it, the upstream is awaited directly."""
+        if not self.answered:
+            if not await self._wait(min(self.keepalive, self.first_byte_deadline - time.monotonic())):
+                return PULSE
+            assert self.next is not None
             waiting, self.next = self.next, None
-            return await waiting
+            return waiting.result()  # raises the upstream's error, or StopAsyncIteration
         return await self.upstream.__anext__()
 
     async def sse(self) -> AsyncIterator[bytes]:
@@ -275,6 +282,13 @@ class StreamRelay:
             if self.next is not None and not self.next.done():
                 self.next.cancel()
             self.service.recorder.finish(self.event, self.route, self.ctx, self._billed(False))
+
+    def fail(self, error: BaseException) -> None:
+        """The stream could not start (a storage failure holding a fallback's spend, a cancellation…)."""
+        if isinstance(error, asyncio.CancelledError):
+            self._close(None, cancelled=True)
+        else:
+            self._close(error)
 
     def _close(self, error: BaseException | None, *, cancelled: bool = False) -> None:
         if self.metered:

@@ -56,6 +56,8 @@ class SpendGuard:
                 if e.metadata.get("aws_code") != "TransactionConflictException" or attempt == _ATTEMPTS - 1:
                     raise
                 time.sleep(0.005 * (attempt + 1))
+        raise StorageError("Storage is unavailable (the spend hold kept being contended)",
+                           metadata={"aws_code": "TransactionConflictException"})
 
     def release_stale(self, key_id: str, row: dict[str, Any] | None = None) -> int:
         """Release the holds older than `stale_after` (their calls died unsettled); returns how many."""
@@ -75,11 +77,13 @@ class SpendGuard:
         return len(stale)
 
     def resync(self, key_id: str) -> None:
-        """Set `committed` to spend plus holds exactly (when a limit is set on a key that ran without one)."""
+        """Make the row ready for holds (when a limit is set): metering keeps `committed` equal to spend plus
+        holds for every key, so it is only set where it is missing (a row from before holds existed), from the
+        spend and holds read; never overwritten, so no concurrent hold or settle can be lost."""
         row = self._row(key_id)
         held = sum(float(h.get("a", 0)) for h in (row.get("holds") or {}).values())
         self.table.update({"pk": counter_key(key_id), "period": TOTAL},
-                          "SET committed = :c, holds = if_not_exists(holds, :empty)",
+                          "SET committed = if_not_exists(committed, :c), holds = if_not_exists(holds, :empty)",
                           values={":c": round(float(row.get("cost", 0)) + held, 12), ":empty": {}})
 
     def _start(self, key_id: str, usage: float) -> None:

@@ -55,7 +55,7 @@ class DeadLetters:
         had landed already is not counted twice). Returns how many landed and (id, error) of those that did not."""
         landed, failed = 0, []
         for letter in self.list():
-            record = letter["record"]
+            record = {"model": "", **letter["record"]}  # a call refused before its model was known has none
             event = UsageEvent(**{k: v for k, v in record.items() if k in _EVENT_FIELDS})
             try:
                 writer.write([event])

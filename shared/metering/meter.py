@@ -117,7 +117,7 @@ class Meter:
                 if not batch:
                     return done_total
                 try:
-                    self.writer.write(batch)
+                    self._write(batch)
                     done, stop = batch, False
                 except StorageError as e:
                     self.failures += 1
@@ -131,6 +131,17 @@ class Meter:
                 done_total += len(done)
                 if stop:
                     return done_total
+
+    def _write(self, events: list[UsageEvent]) -> None:
+        """Write a batch; an event that cannot even be expressed (a bug, a cost that is not finite) is a refusal
+        like any DynamoDB refuses, so it is isolated and set aside, never left at the head of the queue."""
+        try:
+            self.writer.write(events)
+        except StorageError:
+            raise
+        except Exception as e:
+            raise StorageError(f"usage record not writable ({type(e).__name__}: {e})",
+                               metadata={"aws_code": "ValidationException"}) from e
 
     def _settled(self, done: list[UsageEvent]) -> None:
         with self._lock:
@@ -148,7 +159,7 @@ class Meter:
         def attempt(part: list[UsageEvent], error: StorageError | None) -> None:
             if error is None:
                 try:
-                    self.writer.write(part)
+                    self._write(part)
                     written.extend(part)
                     return
                 except StorageError as e:
@@ -206,9 +217,10 @@ class Meter:
             self._task = None
         await asyncio.to_thread(self.drain, drain_seconds)
 
-    def drain(self, seconds: float) -> int:
-        """Flush until nothing is pending or `seconds` have passed (backing off while writes fail); what still
-        could not be written is logged whole, never dropped in silence. Returns how many were left."""
+    def drain(self, seconds: float, *, final: bool = True) -> int:
+        """Flush until nothing is pending or `seconds` have passed (backing off while writes fail). When `final`
+        (the process is ending), what still could not be written is logged whole, never dropped in silence;
+        otherwise it stays pending (Lambda: for the next invocation). Returns how many were left."""
         deadline = time.monotonic() + seconds
         delay = 0.05
         while self._pending:
@@ -220,7 +232,7 @@ class Meter:
                 break
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
-        for event in list(self._pending.values()):
+        for event in list(self._pending.values()) if final else ():
             log.error("usage record %s not written before shutdown: %s", event.id,
                       _json(event.to_record(self.writer.retention_days)))
         return self.backlog

@@ -94,16 +94,18 @@ class UsageWriter:
                 unsettled = [r for r in failed if r.kind == "counter" and r.settles]
                 if not failed or len(duplicates) + len(unsettled) < len(failed):
                     raise StorageError("usage transaction cancelled", metadata={"reasons": e.reasons}) from e
-                for role in unsettled:
-                    self._forget_released(role)
+                released = sum(self._forget_released(role) for role in unsettled)
+                if unsettled and not released and not duplicates:  # nothing to change: retrying would loop
+                    raise StorageError("usage transaction cancelled", metadata={"reasons": e.reasons}) from e
                 skipped.extend(ev for ev in events if ev.id in duplicates)
                 events = [ev for ev in events if ev.id not in duplicates]
         return skipped
 
-    def _forget_released(self, role: _Action) -> None:
-        """Holds that are gone (released as stale) are settled as if the calls had held nothing."""
+    def _forget_released(self, role: _Action) -> int:
+        """Holds that are gone (released as stale) are settled as if the calls had held nothing; returns how many."""
         row = Table(self.counters_table).get({"pk": counter_key(role.key_id), "period": TOTAL}, consistent=True) or {}
         holds = row.get("holds") or {}
-        for event in role.settles:
-            if event.id not in holds:
-                event.reserved = None
+        gone = [event for event in role.settles if event.id not in holds]
+        for event in gone:
+            event.reserved = None
+        return len(gone)

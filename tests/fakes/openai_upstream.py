@@ -4,6 +4,7 @@ It records every request it receives (path, headers, body) so tests can assert w
 it is scripted per upstream model name:
   ok            a completion; streams end with a usage chunk when `stream_options.include_usage` is set
   slow-stream   a stream that pauses 0.6 s before its first chunk (keep-alive comments must flow)
+  slow-headers  a stream whose response headers come after 0.6 s (keep-alive comments must flow still)
   error-401     401 echoing the key it was sent, as vendors do
   error-429     429 with Retry-After: 11;  error-500: 500;  error-context: 400 context_length_exceeded
   garbage       200 with a body that is not JSON
@@ -52,7 +53,7 @@ class FakeUpstream(FakeServer):
         """A SWITCHYARD_CONFIG adding this upstream as an `openai` provider with one model per script."""
         return catalog_text(
             "fakevendor", f"kind: openai, base_url: '{self.base_url}', api_key_env: FAKE_VENDOR_KEY", "fake",
-            ("ok", "slow-stream", "error-401", "error-429", "error-500", "error-context", "garbage", "mid-error",
+            ("ok", "slow-stream", "slow-headers", "error-401", "error-429", "error-500", "error-context", "garbage", "mid-error",
              "long-stream", "gpt-4o-no-usage", "no-usage", "reset", "fail-once", "error-503", "error-503-date",
              "error-429-forever", "drip", *hostile.NAMES),
             "context_length: 8192, pricing: {prompt: 1.0, completion: 2.0}",
@@ -116,6 +117,8 @@ class FakeUpstream(FakeServer):
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(TEXT)},
                              "finish_reason": "stop"}],
                 **({"usage": USAGE} if usage else {})})
+        if model == "slow-headers":
+            await asyncio.sleep(0.6)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         if model == "slow-stream":
