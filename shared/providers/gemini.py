@@ -225,9 +225,11 @@ class GeminiProvider:
                     raise UpstreamError(f"{endpoint.provider.id} sent a stream event that is not a JSON "
                                         "object", metadata={"provider_name": endpoint.provider.id})
                 if "error" in data:
-                    err = data["error"]
-                    raise upstream_error(int(err.get("code") or 502), str(err.get("message")),
-                                         provider=endpoint.provider.id, code=err.get("status"))
+                    err = data["error"] if isinstance(data["error"], dict) else {"message": data["error"]}
+                    code = err.get("code")
+                    status = code if isinstance(code, int) and 400 <= code <= 599 else 502
+                    raise upstream_error(status, str(err.get("message"))[:500], provider=endpoint.provider.id,
+                                         code=str(err["status"]) if err.get("status") else None)
                 usage = data.get("usageMetadata") or usage  # the last chunk carries the full counts
                 chunk = {"id": data.get("responseId"), "object": "chat.completion.chunk",
                          "created": int(time.time()), "model": data.get("modelVersion", endpoint.upstream_model),

@@ -199,7 +199,9 @@ async def _checked_connection(loop: asyncio.AbstractEventLoop, key: Origin,
         address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
         why = refused_address(address, _allow_private)
         if why is not None:
-            raise ConnectError(f"refusing to connect to {key.authority}: it resolves to {address}, {why}")
+            # The address itself stays out of the message: inference callers see it, and it may be internal.
+            raise ConnectError(f"refusing to connect to {key.authority}: "
+                               f"it resolves to an address refused here ({why})")
         if (family, sockaddr[0]) not in targets:
             targets.append((family, sockaddr[0]))
     error: OSError = OSError(f"{key.host} has no address")
