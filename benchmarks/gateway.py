@@ -23,7 +23,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE = ROOT.parent / "shared" / "bench" / "fake_upstream.py"
@@ -46,6 +48,46 @@ def wait(url: str, timeout: float = 60) -> None:
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not come up")
+
+
+class Stack(NamedTuple):
+    up_port: int
+    gw_port: int
+    state: Path  # the stack's state dir: dev-key, admin-key
+    gateway: subprocess.Popen
+    moto_url: str
+
+
+@contextmanager
+def bench_stack(fake: Path, *fake_args: str) -> Iterator[Stack]:
+    """A fake upstream (`fake PORT *fake_args`) and `python -m infra.local` with an `openai`-kind provider
+    `bench` pointing at it (model `bench/model`, upstream name `bench-model`); both stopped on exit."""
+    procs: list[subprocess.Popen] = []
+    try:
+        up_port, gw_port = free_port(), free_port()
+        procs.append(subprocess.Popen([sys.executable, str(fake), str(up_port), *fake_args],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        state = Path(tempfile.mkdtemp(prefix="switchyard-bench-"))
+        config = state / "bench.yaml"
+        config.write_text(f"providers: [{{id: bench, kind: openai, base_url: 'http://127.0.0.1:{up_port}/v1'}}]\n"
+                          "models: [{id: bench/model, provider: bench, upstream_model: bench-model, "
+                          "pricing: {prompt: 1, completion: 2}}]\n")
+        env = {**os.environ, "PORT": str(gw_port), "SWITCHYARD_STATE_DIR": str(state),
+               "SWITCHYARD_CONFIG": str(config)}
+        gw = subprocess.Popen([sys.executable, "-m", "infra.local"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              text=True)
+        procs.append(gw)
+        moto_url = re.search(r"moto on (\S+),", gw.stdout.readline())[1]  # type: ignore[union-attr,index]
+        wait(f"http://127.0.0.1:{gw_port}/health")
+        yield Stack(up_port, gw_port, state, gw, moto_url)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
 
 
 def wrk(url: str, model: str, key: str, connections: int, seconds: int) -> dict[str, float]:
@@ -110,23 +152,8 @@ def main() -> None:
         sys.exit("wrk is needed: apt-get install -y wrk")
     if not FAKE.exists():
         sys.exit(f"missing {FAKE}")
-    procs: list[subprocess.Popen] = []
-    try:
-        up_port, gw_port = free_port(), free_port()
-        procs.append(subprocess.Popen([sys.executable, str(FAKE), str(up_port), "0"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        state = Path(tempfile.mkdtemp(prefix="switchyard-bench-"))
-        config = state / "bench.yaml"
-        config.write_text(f"providers: [{{id: bench, kind: openai, base_url: 'http://127.0.0.1:{up_port}/v1'}}]\n"
-                          "models: [{id: bench/model, provider: bench, upstream_model: bench-model, "
-                          "pricing: {prompt: 1, completion: 2}}]\n")
-        env = {**os.environ, "PORT": str(gw_port), "SWITCHYARD_STATE_DIR": str(state),
-               "SWITCHYARD_CONFIG": str(config)}
-        gw = subprocess.Popen([sys.executable, "-m", "infra.local"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                              text=True)
-        procs.append(gw)
-        moto_url = re.search(r"moto on (\S+),", gw.stdout.readline())[1]  # type: ignore[union-attr,index]
-        wait(f"http://127.0.0.1:{gw_port}/health")
+    with bench_stack(FAKE, "0") as stack:
+        gw_port, up_port, state, moto_url = stack.gw_port, stack.up_port, stack.state, stack.moto_url
         key = (state / "dev-key").read_text().strip()
         direct_url = f"http://127.0.0.1:{up_port}/v1/chat/completions"
         gw_url = f"http://127.0.0.1:{gw_port}/api/v1/chat/completions"
@@ -169,14 +196,6 @@ def main() -> None:
               f"{report['handler_import_s']} s (target ≤ 0.5); {metered} usage records for {served} answered "
               f"requests (+ at most {in_flight} that wrk abandoned in flight); a limited key adds "
               f"{report['hold_p50_ms']} ms p50 and serves {results['limited']['rps_32']:.0f} req/s")
-    finally:
-        for p in procs:
-            p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
 
 
 if __name__ == "__main__":

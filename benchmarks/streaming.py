@@ -17,16 +17,13 @@ import asyncio
 import json
 import os
 import re
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-from benchmarks.gateway import free_port, wait
+from benchmarks.gateway import bench_stack, wait
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE = ROOT.parent / "shared" / "bench" / "fake_stream_upstream.py"
@@ -105,21 +102,8 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    procs: list[subprocess.Popen] = []
-    try:
-        up_port, gw_port = free_port(), free_port()
-        procs.append(subprocess.Popen([sys.executable, str(FAKE), str(up_port), "0", str(CHUNKS)],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        state = Path(tempfile.mkdtemp(prefix="switchyard-stream-bench-"))
-        config = state / "bench.yaml"
-        config.write_text(f"providers: [{{id: bench, kind: openai, base_url: 'http://127.0.0.1:{up_port}/v1'}}]\n"
-                          "models: [{id: bench/model, provider: bench, upstream_model: bench-model, "
-                          "pricing: {prompt: 1, completion: 2}}]\n")
-        env = {**os.environ, "PORT": str(gw_port), "SWITCHYARD_STATE_DIR": str(state),
-               "SWITCHYARD_CONFIG": str(config)}
-        gw = subprocess.Popen([sys.executable, "-m", "infra.local"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
-        procs.append(gw)
-        wait(f"http://127.0.0.1:{gw_port}/health")
+    with bench_stack(FAKE, "0", str(CHUNKS)) as stack:
+        up_port, gw_port, state, gw = stack.up_port, stack.gw_port, stack.state, stack.gateway
         wait(f"http://127.0.0.1:{up_port}/health")
         key = (state / "dev-key").read_text().strip()
         through = request_bytes("/api/v1/chat/completions", "bench/model", key, gw_port)
@@ -141,14 +125,6 @@ def main() -> None:
               f"{b['gateway_cpu_us_per_chunk']} µs a chunk; one by one {o['gateway_cpu_us_per_chunk']} µs a "  # type: ignore[index]
               f"chunk (target ≤ 15); added time to first chunk {report['added_ttft_ms']} ms; "
               f"{b['incomplete'] + o['incomplete']} streams incomplete")  # type: ignore[index]
-    finally:
-        for p in procs:
-            p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
 
 
 if __name__ == "__main__":
