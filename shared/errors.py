@@ -133,8 +133,8 @@ class StorageError(SwitchyardError):
     status, error_type = 503, "storage_unavailable"
 
 
-ERROR_TYPES = frozenset(cls.error_type for cls in (
-    SwitchyardError, BadRequestError, ContextLengthExceededError, ContentPolicyError, AuthenticationError,
-    InsufficientCreditsError, ForbiddenError, NotFoundError, ModelNotFoundError, PayloadTooLargeError,
-    RateLimitedError, UpstreamError, ProviderOverloadedError, ProviderUnreachableError, ProviderAuthError,
-    NoProviderError, UpstreamTimeoutError, StorageError))
+def _tree(cls: type[SwitchyardError]) -> list[type[SwitchyardError]]:
+    return [cls] + [c for sub in cls.__subclasses__() for c in _tree(sub)]
+
+
+ERROR_TYPES = frozenset(cls.error_type for cls in _tree(SwitchyardError))  # every kind above, by its wire name
