@@ -9,14 +9,15 @@ export UV_COMPILE_BYTECODE ?= 1
 
 RUNTIME_ENV := .tools/venv-runtime
 
-.PHONY: run test install runtime-smoke bench requirements deploy build-GatewayFunction build-StreamFunction
+.PHONY: run test install runtime-smoke bench requirements deploy build-GatewayFunction build-StreamFunction \
+	build-AnalyticsFunction build-UsageExportFunction build-LakeMaintenanceFunction
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet --disable-pip-version-check uv
 
 install: $(UV)
-	$(UV) sync --frozen --extra local --python $(PYTHON)
+	$(UV) sync --frozen --extra local --extra lake --python $(PYTHON)
 
 run: install
 	$(UV) run --frozen --no-sync python -m infra.local
@@ -43,16 +44,21 @@ reliability: install  # the trust failures of issue 9 against the local stack: l
 # The Lambda package's requirements, derived from the lock (a test checks they agree).
 requirements: $(UV)
 	$(UV) export --frozen --no-dev --no-emit-project --no-hashes --format requirements-txt -o requirements.txt >/dev/null
+	$(UV) export --frozen --no-dev --extra lake --no-emit-project --no-hashes --format requirements-txt \
+		-o requirements-lake.txt >/dev/null
 
 deploy: requirements
 	sam build && sam deploy --guided
 
 # `sam build` calls these (BuildMethod: makefile): only our code and the locked runtime requirements,
 # as manylinux wheels for the Lambda runtime whatever the local Python is.
-build-GatewayFunction build-StreamFunction:
+# The lake's functions (analytics, export, maintenance) take requirements-lake.txt: the same plus duckdb and pyarrow.
+build-GatewayFunction build-StreamFunction: REQUIREMENTS = requirements.txt
+build-AnalyticsFunction build-UsageExportFunction build-LakeMaintenanceFunction: REQUIREMENTS = requirements-lake.txt
+build-GatewayFunction build-StreamFunction build-AnalyticsFunction build-UsageExportFunction build-LakeMaintenanceFunction:
 	cp -r functions shared run.sh "$(ARTIFACTS_DIR)/"
 	find "$(ARTIFACTS_DIR)" -name __pycache__ -prune -exec rm -rf {} +
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements.txt --target "$(ARTIFACTS_DIR)" \
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r $(REQUIREMENTS) --target "$(ARTIFACTS_DIR)" \
 		--platform manylinux2014_x86_64 --implementation cp --python-version 3.13 --only-binary=:all: --no-compile
 	# /var/task is read-only: without shipped bytecode every cold start compiles every module (~0.8 s here).
 	# Bytecode is per Python version, so it takes the runtime's (template.yaml: python3.13).

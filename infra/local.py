@@ -4,9 +4,10 @@ State (tables, pepper, keys) lives under `.switchyard/` (mode 0700) and survives
 
 Stopping loses nothing, whatever the signal (SIGINT or SIGTERM, to this process or to its whole group): uvicorn
 stops accepting and finishes the calls in flight, the lifespan flushes the meter (and `main` flushes whatever is
-still pending), and only then is moto stopped, which saves on the way out. The moto child ignores SIGINT and
+still pending), then the usage exporter (infra/lake_export.py, a child process) writes what the stream still
+holds to the lake, and only then is moto stopped, which saves on the way out. The moto child ignores SIGINT and
 SIGTERM, so that a signal to our group (Ctrl-C, `kill -- -PGID`) cannot stop it before the meter is drained:
-it stops when we close its stdin.
+it stops when we close its stdin. So does the exporter.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class LocalStack:
         self.names: dict[str, str] = {}
         self.created_keys: dict[str, str] = {}
         self._moto: subprocess.Popen[str] | None = None
+        self._export: subprocess.Popen[str] | None = None
 
     def start(self) -> "LocalStack":
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -61,10 +63,35 @@ class LocalStack:
         os.environ["SWITCHYARD_PEPPER"] = local_pepper(self.state_dir)
         _reset_caches()
         self._ensure_keys()
+        if os.environ.get("SWITCHYARD_LAKE_EXPORT", "1") != "0":
+            self._start_export()
         return self
 
+    def _start_export(self) -> None:
+        """The usage table's stream into the lake (infra/lake_export.py), in its own process like moto."""
+        self._export = subprocess.Popen([sys.executable, "-m", "infra.lake_export", str(self.state_dir)],
+                                        cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE,
+                                        stdin=subprocess.PIPE, text=True)
+        if self._export.stdout is None or self._export.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"the usage export did not start (exit code {self._export.poll()})")
+
+    def stop_export(self, timeout: float = 60.0) -> None:
+        """Let the exporter write what the stream still holds (the meter is drained by now), and wait for it."""
+        if self._export is not None and self._export.poll() is None:
+            assert self._export.stdin is not None
+            self._export.stdin.close()
+            try:
+                self._export.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                print("switchyard: the usage export did not finish in time; the next start writes what it "
+                      "missed", file=sys.stderr, flush=True)
+                self._export.kill()
+                self._export.wait()
+        self._export = None
+
     def stop(self) -> None:
-        """Stop the moto child and wait until it has saved the state and exited."""
+        """Stop the exporter, then the moto child, and wait until moto has saved the state and exited."""
+        self.stop_export()
         if self._moto is not None and self._moto.poll() is None:
             assert self._moto.stdin is not None
             self._moto.stdin.close()  # moto's signal to save and exit

@@ -1,4 +1,4 @@
-"""Two fixes for moto's DynamoDB, applied by the local stack and the tests (never on AWS).
+"""Fixes for moto's DynamoDB, applied by the local stack and the tests (never on AWS).
 
 Requests are serialised. DynamoDB applies writes to one item one at a time (a conditional update is atomic)
 and never lets a read see half a write; moto's threaded server does neither: two concurrent
@@ -12,7 +12,10 @@ once per action: O(actions × table size) per call. With the usage table holding
 one metering batch took about a second and the local stack could meter only ~25 calls a second.
 Here the rollback copy shares the untouched items and deep-copies only the items the transaction can change,
 so a transaction costs O(actions) again; moto's own logic (conditions, cancellation reasons, rollback) runs
-unchanged. tests/test_moto_patches.py checks that a cancelled transaction still leaves every table as it was.
+unchanged. tests/test_moto_patches.py checks that a cancelled transaction still leaves every table as it was,
+its stream included (the rollback copy shares the stream, so the records of cancelled writes are cut off here).
+
+moto keeps every stream record in memory forever: `trim_streams` applies DynamoDB's 24-hour retention.
 """
 
 from __future__ import annotations
@@ -87,8 +90,16 @@ def install() -> None:
         with _lock:
             saved = models.copy
             models.copy = _Copier(touched)  # type: ignore[assignment]
+            streams = {t.name: len(t.stream_shard.items) for t in self.tables.values()
+                       if id(t) in touched and t.stream_shard is not None}
             try:
                 return original(self, transact_items)
+            except Exception:
+                # the rolled-back tables share their stream with the live ones (see _rollback_copy): the records
+                # of the cancelled writes must go too, or a stream consumer would see writes that never happened
+                for name, length in streams.items():
+                    del self.tables[name].stream_shard.items[length:]
+                raise
             finally:
                 models.copy = saved
 
@@ -99,6 +110,38 @@ def install() -> None:
     from moto.dynamodb.responses import DynamoHandler
 
     DynamoHandler.call_action = _serialised(DynamoHandler.call_action)  # the action and its response's items
+    from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
+
+    DynamoDBStreamsHandler.call_action = _serialised(DynamoDBStreamsHandler.call_action)  # reads the shard's list
+
+
+def trim_streams(max_age_seconds: float = 86400.0) -> int:
+    """Drop stream records older than DynamoDB's 24-hour retention (moto keeps every one in memory forever);
+    returns how many. Sequence numbers stay as they were: the shard's start moves past the trimmed records."""
+    import datetime as dt
+
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.dynamodb.models import dynamodb_backends
+
+    cutoff = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(seconds=max_age_seconds)
+    trimmed = 0
+    with _lock:
+        for backend in dynamodb_backends[DEFAULT_ACCOUNT_ID].values():
+            for table in backend.tables.values():
+                shard = table.stream_shard
+                if shard is None:
+                    continue
+                n = 0
+                for record in shard.items:
+                    created = record.record["dynamodb"]["ApproximateCreationDateTime"]
+                    if created.replace(tzinfo=None) >= cutoff:  # moto's utcnow(): naive UTC
+                        break
+                    n += 1
+                if n:
+                    del shard.items[:n]
+                    shard.starting_sequence_number += n
+                    trimmed += n
+    return trimmed
 
 
 def _serialised(write: Any) -> Any:

@@ -50,6 +50,7 @@ def main() -> None:
     while not stop.wait(SAVE_SECONDS):
         try:
             state.save()
+            moto_patches.trim_streams()  # DynamoDB keeps a stream's records 24 hours; moto, forever
         except Exception as e:  # the next save tries again
             print(f"switchyard: state save failed: {e}", file=sys.stderr, flush=True)
         if os.getppid() != parent:  # the gateway died without stopping us

@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     catalog_table: str = Field("switchyard-catalog",
                                validation_alias=AliasChoices("CATALOG_TABLE", "SWITCHYARD_CATALOG_TABLE"))
     data_bucket: str = Field("switchyard-data", validation_alias=AliasChoices("DATA_BUCKET", "SWITCHYARD_DATA_BUCKET"))
+    # The usage lake: s3://bucket[/prefix] or a directory; unset: s3://<data bucket>/ (shared/lake/store.py)
+    lake_uri: str | None = None
 
     # The key pepper: a literal (local stack, tests) or a Secrets Manager secret id (AWS).
     pepper: str | None = None

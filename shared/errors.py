@@ -133,6 +133,12 @@ class StorageError(SwitchyardError):
     status, error_type = 503, "storage_unavailable"
 
 
+class NotServedHereError(SwitchyardError):
+    """A route this deployment's function does not serve (e.g. analytics on a function packaged without DuckDB)."""
+
+    status, error_type = 501, "not_served_here"
+
+
 def _tree(cls: type[SwitchyardError]) -> list[type[SwitchyardError]]:
     return [cls] + [c for sub in cls.__subclasses__() for c in _tree(sub)]
 

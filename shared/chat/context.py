@@ -20,6 +20,7 @@ class CallContext:
     request_id: str = field(default_factory=new_request_id)
     app_title: str | None = None
     app_referer: str | None = None
+    categories: tuple[str, ...] = ()  # X-OpenRouter-Categories
     client_ip: str | None = None
     user_agent: str | None = None
     limit: float | None = None  # the key's spend limit (USD); None: unlimited, and no hold is made

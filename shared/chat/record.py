@@ -26,7 +26,8 @@ def started(ctx: CallContext, request: ChatRequest | None, *, streamed: bool) ->
     return UsageEvent(
         id=ctx.request_id, key_id=ctx.key_id, created_at=ctx.created, model=model_id,
         lab=model_id.split("/", 1)[0] if "/" in model_id else "", app=ctx.app,
-        app_title=ctx.app_title, app_referer=ctx.app_referer, streamed=streamed,
+        app_title=ctx.app_title, app_referer=ctx.app_referer, categories=list(ctx.categories) or None,
+        request_model=model_id or None, streamed=streamed,
         client_ip=ctx.client_ip, user_agent=ctx.user_agent)
 
 

@@ -36,6 +36,8 @@ class UsageEvent:
     app: str | None = None
     app_title: str | None = None
     app_referer: str | None = None
+    categories: list[str] | None = None  # X-OpenRouter-Categories
+    request_model: str | None = None  # what the request named (a model, a policy, the head of `models`)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0

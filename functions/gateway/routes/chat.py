@@ -1,4 +1,5 @@
 import asyncio
+import re
 from typing import Any, Callable, Coroutine
 
 import orjson
@@ -26,6 +27,18 @@ router = APIRouter(prefix="/api/v1", tags=["chat"], route_class=RawRoute)
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
+_CATEGORY = re.compile(r"^[a-z0-9][a-z0-9-]{0,29}$")
+
+
+def categories(header: str | None) -> tuple[str, ...]:
+    """X-OpenRouter-Categories: comma-separated, lower-case and hyphenated, up to 30 characters each (OpenRouter's
+    rule); up to 10 kept, in order, without repeats. Malformed entries are dropped, as OpenRouter drops them."""
+    if not header:
+        return ()
+    found = (c.strip().lower() for c in header[:1000].split(","))
+    return tuple(dict.fromkeys(c for c in found if _CATEGORY.match(c)))[:10]
+
+
 def _context(request: Request, key: ApiKey) -> CallContext:
     """The call's context; its request id is the generation id RequestBoundary gave the request (app.py), so
     an error answer and the usage record name the same generation."""
@@ -35,7 +48,8 @@ def _context(request: Request, key: ApiKey) -> CallContext:
         key_id=key.key_id,
         request_id=request.scope["state"]["generation_id"],
         key_tags=key.tags,
-        app_title=h.get("x-title", "")[:200] or None,
+        app_title=(h.get("x-openrouter-title") or h.get("x-title") or "")[:200] or None,
+        categories=categories(h.get("x-openrouter-categories")),
         app_referer=referer[:500] if referer else None,
         client_ip=request.client.host if request.client else None,
         user_agent=h.get("user-agent", "")[:300] or None,

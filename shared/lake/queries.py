@@ -1,0 +1,127 @@
+"""Every analytics query, as SQL, in one place. Written for DuckDB (the embedded engine, shared/lake/query.py);
+`athena(sql)` gives the Trino dialect for the Glue table template.yaml declares (`usage_records`, partitioned
+by `dt`), and tests/test_lake_queries.py checks that each one parses in both dialects.
+
+Portability: the aggregates, filters and time buckets run on Athena as transpiled; percentiles do not match
+exactly there: DuckDB's `quantile_cont` is exact (linear interpolation), Trino's `approx_percentile` (what it
+becomes) is approximate. The category dimension (`UNNEST` of a list) is DuckDB's syntax only.
+
+Parameters are named (`$from`, `$to`, `$key`…); the dimension and filter fragments below are fixed strings
+chosen by name, never text from a request.
+"""
+
+from __future__ import annotations
+
+TABLE = "usage_records"
+
+# group_by name -> (select expression, output column)
+DIMENSIONS = {
+    "model": ("coalesce(model, request_model, '')", "model"),
+    "lab": ("coalesce(lab, '')", "lab"),
+    "provider": ("coalesce(provider_name, '')", "provider"),
+    "app": ("coalesce(app, '')", "app"),
+    "key": ("key_id", "key"),
+    "status": ("status", "status"),
+    "error_type": ("coalesce(error_type, '')", "error_type"),
+    "category": ("coalesce(category, '')", "category"),
+}
+GRANULARITY = {"hour": "date_trunc('hour', created_at)", "day": "date_trunc('day', created_at)"}
+
+# filter name -> SQL with its parameter (values are bound, never spliced)
+FILTERS = {
+    "key": "key_id = $key",
+    "model": "coalesce(model, request_model) = $model",
+    "lab": "lab = $lab",
+    "provider": "provider_name = $provider",
+    "app": "app = $app",
+    "status": "status = $status",
+    "error_type": "error_type = $error_type",
+    "category": "list_contains(categories, $category)",
+}
+
+METRICS = """
+    count(*) AS calls,
+    count(*) FILTER (WHERE status = 'completed') AS completed,
+    count(*) FILTER (WHERE status = 'failed') AS failed,
+    count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
+    coalesce(sum(input_tokens), 0) AS prompt_tokens,
+    coalesce(sum(output_tokens), 0) AS completion_tokens,
+    coalesce(sum(reasoning_output_tokens), 0) AS reasoning_tokens,
+    coalesce(sum(cache_read_input_tokens), 0) AS cached_tokens,
+    coalesce(sum(cost_usd), 0) AS cost,
+    quantile_cont(latency_ms, 0.5) FILTER (WHERE status = 'completed') AS latency_ms_p50,
+    quantile_cont(latency_ms, 0.95) FILTER (WHERE status = 'completed') AS latency_ms_p95,
+    quantile_cont(latency_ms, 0.99) FILTER (WHERE status = 'completed') AS latency_ms_p99,
+    quantile_cont(ttft_ms, 0.5) FILTER (WHERE status = 'completed') AS ttft_ms_p50,
+    quantile_cont(ttft_ms, 0.95) FILTER (WHERE status = 'completed') AS ttft_ms_p95,
+    max(created_at) AS last_call_at"""
+
+
+def _source(group_by: list[str]) -> str:
+    if "category" in group_by:  # a call with two categories counts once in each
+        return f"(SELECT *, UNNEST(coalesce(categories, [NULL::VARCHAR])) AS category FROM {TABLE})"
+    return TABLE
+
+
+def _where(filters: list[str]) -> str:
+    clauses = ["created_at >= $from", "created_at < $to"] + [FILTERS[f] for f in filters]
+    return " AND ".join(clauses)
+
+
+def usage(group_by: list[str], granularity: str | None, filters: list[str]) -> tuple[str, list[str]]:
+    """(SQL, output dimension columns): the analytics rows."""
+    selects, columns = [], []
+    if granularity:
+        selects.append(f"{GRANULARITY[granularity]} AS period")
+        columns.append("period")
+    for g in group_by:
+        expression, name = DIMENSIONS[g]
+        selects.append(f"{expression} AS {name}")
+        columns.append(name)
+    head = ", ".join(selects + [METRICS.strip()])
+    group = f" GROUP BY {', '.join(str(i + 1) for i in range(len(columns)))}" if columns else ""
+    order = " ORDER BY " + ", ".join(["calls DESC"] + [str(i + 1) for i in range(len(columns))])
+    return f"SELECT {head} FROM {_source(group_by)} WHERE {_where(filters)}{group}{order}", columns
+
+
+def errors(group_by: list[str], granularity: str | None, filters: list[str]) -> tuple[str, list[str]]:
+    """(SQL, dimension columns): failed calls by the same dimensions and error type ("View Errors")."""
+    selects, columns = [], []
+    if granularity:
+        selects.append(f"{GRANULARITY[granularity]} AS period")
+        columns.append("period")
+    for g in group_by:
+        expression, name = DIMENSIONS[g]
+        selects.append(f"{expression} AS {name}")
+        columns.append(name)
+    n = len(columns)
+    head = ", ".join(selects + ["coalesce(error_type, 'unknown') AS error_type_", "count(*) AS errors"])
+    group = ", ".join(str(i + 1) for i in range(n + 1))
+    return (f"SELECT {head} FROM {_source(group_by)} WHERE {_where(filters)} AND status = 'failed' "
+            f"GROUP BY {group} ORDER BY errors DESC, error_type_"), columns
+
+
+ACTIVITY = f"""
+SELECT strftime(date_trunc('day', created_at), '%Y-%m-%d') AS date,
+    coalesce(model, request_model, '') AS model,
+    coalesce(response_model, model, '') AS model_permaslug,
+    coalesce(provider_name, '') AS provider_name,
+    coalesce(sum(cost_usd), 0) AS usage,
+    count(*) AS requests,
+    coalesce(sum(input_tokens), 0) AS prompt_tokens,
+    coalesce(sum(output_tokens), 0) AS completion_tokens,
+    coalesce(sum(reasoning_output_tokens), 0) AS reasoning_tokens
+FROM {TABLE}
+WHERE created_at >= $from AND created_at < $to AND ($key IS NULL OR key_id = $key)
+GROUP BY 1, 2, 3, 4
+ORDER BY 1 DESC, 5 DESC, 2, 4"""
+
+
+def athena(sql: str) -> str:
+    """The query in Athena's (Trino's) dialect; parameters become `?` in the order they appear."""
+    import re
+
+    import sqlglot  # a development tool: the deployed functions never call this
+
+    positional = re.sub(r"\$[a-z_]+", "?", sql)
+    return sqlglot.transpile(positional, read="duckdb", write="trino")[0]

@@ -1,0 +1,82 @@
+"""The query engine: DuckDB over the lake's live files for a range of days.
+
+Only the days a query covers are listed, and per day only its live objects (parts.live_files: a compacted day
+is one file). Local lakes are read by DuckDB's own Parquet reader; S3 through pyarrow's S3 filesystem (DuckDB's
+httpfs extension would be downloaded at run time), which DuckDB scans with projection and filter pushdown.
+Either way the view `usage_records` has every column of the current schema: a column a file predates reads
+as null.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from shared.lake import parts, schema
+from shared.lake.queries import TABLE
+from shared.lake.store import LakeStore, LocalStore
+
+_LIST_THREADS = 8
+
+
+class LakeQuery:
+    def __init__(self, store: LakeStore) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+
+    def files(self, first: date, last: date) -> list[str]:
+        """Paths (on the store's arrow filesystem) of the live objects of the days first..last."""
+        days = parts.days_between(first, last)
+        _, root = self.store.arrow()
+        with ThreadPoolExecutor(min(_LIST_THREADS, max(1, len(days)))) as pool:
+            per_day = list(pool.map(lambda d: parts.live_files(self.store, d), days))
+        return [f"{root}/{o.key}" for objects in per_day for o in objects]
+
+    def connect(self, first: date, last: date) -> duckdb.DuckDBPyConnection:
+        """A connection whose `usage_records` view holds the days first..last (UTC)."""
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        paths = self.files(first, last)
+        if not paths:
+            con.register("_empty", schema.SCHEMA.empty_table())
+            con.execute(f"CREATE VIEW {TABLE} AS SELECT * FROM _empty")
+            return con
+        if isinstance(self.store, LocalStore):
+            listed = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
+            con.execute(f"CREATE VIEW _files AS SELECT * FROM read_parquet([{listed}], union_by_name = true)")
+            present = {row[0] for row in con.execute("DESCRIBE _files").fetchall()}
+            columns = ", ".join(f.name if f.name in present else f"NULL::{_duck_type(f.type)} AS {f.name}"
+                                for f in schema.SCHEMA)
+            con.execute(f"CREATE VIEW {TABLE} AS SELECT {columns} FROM _files")
+        else:
+            fs, _ = self.store.arrow()
+            dataset = ds.dataset(paths, schema=_read_schema(), format="parquet", filesystem=fs)
+            con.register(TABLE, dataset)
+        return con
+
+    def run(self, sql: str, params: dict[str, Any], first: date, last: date) -> pa.Table:
+        con = self.connect(first, last)
+        try:
+            used = {k: v for k, v in params.items() if f"${k}" in sql}
+            return con.sql(sql, params=used).to_arrow_table()
+        finally:
+            con.close()
+
+
+def _read_schema() -> pa.Schema:
+    return pa.schema([f.with_nullable(True) for f in schema.SCHEMA])
+
+
+def _duck_type(t: pa.DataType) -> str:
+    if pa.types.is_list(t):
+        return _duck_type(t.value_type) + "[]"
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMPTZ"
+    return {pa.string(): "VARCHAR", pa.int16(): "SMALLINT", pa.int32(): "INTEGER", pa.int64(): "BIGINT",
+            pa.float64(): "DOUBLE", pa.bool_(): "BOOLEAN"}[t]
