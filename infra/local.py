@@ -140,6 +140,8 @@ def _reset_caches() -> None:
     pepper.cache_clear()
     if "functions.gateway.state" in sys.modules:
         sys.modules["functions.gateway.state"].gateway.cache_clear()
+    if "functions.gateway.routes.analytics" in sys.modules:
+        sys.modules["functions.gateway.routes.analytics"]._engine.cache_clear()
 
 
 def drain_meter(timeout: float = 30.0) -> int:

@@ -31,13 +31,39 @@ class LambdaContext:
         return 30_000
 
 
-def import_everything() -> int:
+# The lake's modules need the `lake` extra (duckdb, pyarrow): the functions packaged with it import them.
+LAKE_ONLY = ("shared.lake.", "functions.usage_export.")
+
+
+def import_everything(*, lake: bool) -> int:
     count = 0
     for package in ("functions", "shared"):
         for module in pkgutil.walk_packages([str(ROOT / package)], prefix=f"{package}."):
+            if not lake and module.name.startswith(LAKE_ONLY):
+                continue
             importlib.import_module(module.name)
             count += 1
     return count
+
+
+def check_lake(root: Path) -> None:
+    """The stream consumer writes a batch, compaction merges it, the analytics query reads it back."""
+    from functions.usage_export.handler import handler
+    from shared.lake import analytics
+    from shared.lake.compact import compact_day
+    from shared.lake.query import LakeQuery
+    from shared.lake.store import LocalStore
+    from tests.lake_fixtures import fixture_records, stream_batch
+
+    records = fixture_records()
+    for start in (0, 5):
+        answer = handler({"Records": stream_batch(records[start:start + 5], 100 + start)}, LambdaContext())
+        assert answer == {"batchItemFailures": []}, answer
+    store = LocalStore(root)
+    assert compact_day(store, "2025-12-02").rows == 8
+    query = analytics.parse({"from": "2025-12-01", "to": "2025-12-03", "group_by": "model"})
+    rows, _ = analytics.usage_rows(LakeQuery(store), query)
+    assert sum(r["calls"] for r in rows) == 10, rows  # both days
 
 
 def check_schemas() -> None:
@@ -73,14 +99,23 @@ def check_handler() -> None:
 
 
 def main() -> None:
+    import sys
+    import tempfile
+
+    lake = "--lake" in sys.argv[1:]
     os.environ.update({"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "smoke",  # and no AWS reached
                        "AWS_SECRET_ACCESS_KEY": "smoke", "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
                        "POWERTOOLS_METRICS_NAMESPACE": "Switchyard"})  # as template.yaml sets it
-    modules = import_everything()
+    if lake:
+        root = Path(tempfile.mkdtemp(prefix="switchyard-lake-smoke-"))
+        os.environ.update({"SWITCHYARD_LAKE_URI": str(root), "SWITCHYARD_PEPPER": "smoke-pepper"})
+    modules = import_everything(lake=lake)
     check_schemas()
     check_handler()
-    print(f"runtime smoke: {modules} modules import, json_schema requests are checked and healed, "
-          "the handler answers")
+    if lake:
+        check_lake(root)
+    print(f"runtime smoke{' (lake)' if lake else ''}: {modules} modules import, json_schema requests are checked "
+          f"and healed, the handler answers{'; a stream batch reaches the lake and the analytics' if lake else ''}")
 
 
 if __name__ == "__main__":
