@@ -10,7 +10,7 @@ from shared.catalog import Catalog
 from shared.catalog.source import CatalogSource, CatalogStore
 from shared.chat.service import ChatService
 from shared.config import Settings, get_settings
-from shared.keys import Authenticator, KeyStore
+from shared.keys import Authenticator, DynamoKeyStore, KeyStore
 from shared.keys.spend import SpendGuard
 from shared.metering import Meter, UsageWriter
 
@@ -35,7 +35,7 @@ def gateway() -> Gateway:
     catalogs = CatalogSource(settings.config, CatalogStore(settings.catalog_table))
     # A hold older than any call can last (plus time to meter it) belongs to a call that died unsettled.
     spend = SpendGuard(settings.counters_table, stale_after=settings.total_timeout_seconds + 300)
-    keys = KeyStore(settings.keys_table, settings.counters_table, pepper, spend)
+    keys = DynamoKeyStore(settings.keys_table, settings.counters_table, pepper, spend)
     auth = Authenticator(keys, ttl=settings.key_cache_seconds)
     writer = UsageWriter(settings.usage_table, settings.counters_table, settings.usage_retention_days)
     meter = Meter(writer, interval=settings.meter_flush_seconds, on_record=lambda e: auth.add_spend(e.key_id, e.cost))

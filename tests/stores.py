@@ -1,0 +1,60 @@
+"""In-memory stores behind the gateway's store interfaces, for tests that need no DynamoDB. Each keeps the
+contract of its DynamoDB implementation, checked by tests that run against both."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from shared.errors import NotFoundError
+from shared.keys.store import ApiKey, now_iso
+from shared.keys.tokens import KeyKind, label, new_key, secret_hash
+
+
+class MemoryKeyStore:
+    """A KeyStore in a dict; a key's spend is what a test sets on it. Callers get copies, as from DynamoDB."""
+
+    def __init__(self, pepper: bytes = b"memory-pepper") -> None:
+        self.keys: dict[str, ApiKey] = {}
+        self._pepper = pepper
+
+    def pepper(self) -> bytes:
+        return self._pepper
+
+    def create(self, name: str, *, kind: KeyKind = "inference", limit: float | None = None,
+               tags: tuple[str, ...] = ()) -> tuple[str, ApiKey]:
+        token, parts = new_key(kind)
+        key = ApiKey(key_id=parts.key_id, kind=kind, name=name, label=label(token),
+                     secret_hash=secret_hash(self._pepper, parts.secret), limit=limit, created_at=now_iso(),
+                     tags=tags)
+        self.keys[key.key_id] = key
+        return token, replace(key)
+
+    def get(self, key_id: str) -> ApiKey | None:
+        key = self.keys.get(key_id)
+        return None if key is None else replace(key)
+
+    def list(self, *, kind: KeyKind = "inference") -> list[ApiKey]:
+        keys = [replace(k) for k in self.keys.values() if k.kind == kind]
+        return sorted(keys, key=lambda k: k.created_at, reverse=True)
+
+    def update(self, key_id: str, *, name: str | None = None, disabled: bool | None = None,
+               limit: float | None = None, clear_limit: bool = False,
+               tags: tuple[str, ...] | None = None) -> ApiKey:
+        key = self._managed(key_id)
+        changes = {"name": name, "disabled": disabled, "limit": limit, "tags": tags}
+        key = replace(key, updated_at=now_iso(), **{k: v for k, v in changes.items() if v is not None})
+        if limit is None and clear_limit:
+            key.limit = None
+        self.keys[key_id] = key
+        return replace(key)
+
+    def delete(self, key_id: str) -> None:
+        self._managed(key_id)
+        del self.keys[key_id]
+
+    def _managed(self, key_id: str) -> ApiKey:
+        key = self.keys.get(key_id)
+        if key is None or key.kind != "inference":
+            raise NotFoundError(f"No key {key_id!r}", metadata={"hash": key_id})
+        return key
+
