@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from shared.catalog.schema import CatalogFile, ModelConfig, ProviderConfig
 from shared.errors import NotFoundError
 from shared.keys.store import ApiKey, now_iso
 from shared.keys.tokens import KeyKind, label, new_key, secret_hash
+from shared.routing.policy import RoutePolicy
 
 
 class MemoryKeyStore:
@@ -58,3 +60,37 @@ class MemoryKeyStore:
             raise NotFoundError(f"No key {key_id!r}", metadata={"hash": key_id})
         return key
 
+
+class MemoryCatalogStore:
+    """A CatalogStore in dicts, keyed as the catalog table is."""
+
+    def __init__(self) -> None:
+        self.providers: dict[str, ProviderConfig] = {}
+        self.models: dict[tuple[str, str], ModelConfig] = {}
+        self.routes: dict[str, RoutePolicy] = {}
+        self.hidden: set[str] = set()
+
+    def load(self) -> tuple[CatalogFile, frozenset[str]]:
+        return CatalogFile(providers=list(self.providers.values()), models=list(self.models.values()),
+                           routes=list(self.routes.values())), frozenset(self.hidden)
+
+    def put_provider(self, provider: ProviderConfig) -> None:
+        self.providers[provider.id] = provider
+
+    def delete_provider(self, provider_id: str) -> bool:
+        return self.providers.pop(provider_id, None) is not None
+
+    def put_model(self, model: ModelConfig) -> None:
+        self.models[model.id, model.provider] = model
+
+    def delete_model(self, model_id: str, provider: str) -> bool:
+        return self.models.pop((model_id, provider), None) is not None
+
+    def put_route(self, route: RoutePolicy) -> None:
+        self.routes[route.id] = route
+
+    def delete_route(self, route_id: str) -> bool:
+        return self.routes.pop(route_id, None) is not None
+
+    def set_hidden(self, model_id: str, hidden: bool) -> None:
+        (self.hidden.add if hidden else self.hidden.discard)(model_id)

@@ -7,7 +7,8 @@ from functools import lru_cache
 
 from shared.aws.secrets import pepper
 from shared.catalog import Catalog
-from shared.catalog.source import CatalogSource, CatalogStore
+from shared.catalog.source import CatalogSource
+from shared.catalog.store import DynamoCatalogStore
 from shared.chat.service import ChatService
 from shared.config import Settings, get_settings
 from shared.keys import Authenticator, DynamoKeyStore, KeyStore
@@ -32,7 +33,7 @@ class Gateway:
 @lru_cache(maxsize=1)
 def gateway() -> Gateway:
     settings = get_settings()
-    catalogs = CatalogSource(settings.config, CatalogStore(settings.catalog_table))
+    catalogs = CatalogSource(settings.config, DynamoCatalogStore(settings.catalog_table))
     # A hold older than any call can last (plus time to meter it) belongs to a call that died unsettled.
     spend = SpendGuard(settings.counters_table, stale_after=settings.total_timeout_seconds + 300)
     keys = DynamoKeyStore(settings.keys_table, settings.counters_table, pepper, spend)
