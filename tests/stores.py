@@ -4,11 +4,13 @@ contract of its DynamoDB implementation, checked by tests that run against both.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from shared.catalog.schema import CatalogFile, ModelConfig, ProviderConfig
 from shared.errors import NotFoundError
 from shared.keys.store import ApiKey, now_iso
 from shared.keys.tokens import KeyKind, label, new_key, secret_hash
+from shared.metering.events import UsageEvent
 from shared.routing.policy import RoutePolicy
 
 
@@ -94,3 +96,28 @@ class MemoryCatalogStore:
 
     def set_hidden(self, model_id: str, hidden: bool) -> None:
         (self.hidden.add if hidden else self.hidden.discard)(model_id)
+
+
+class MemoryUsageStore:
+    """A UsageStore in a dict of records (the keys' spend is not kept); `reads` lists the models read."""
+
+    def __init__(self, retention_days: int = 30) -> None:
+        self.records: dict[str, dict[str, Any]] = {}
+        self.retention_days = retention_days
+        self.reads: list[str] = []
+
+    def write(self, events: list[UsageEvent]) -> list[UsageEvent]:
+        skipped = [e for e in events if e.id in self.records]
+        for e in events:
+            self.records.setdefault(e.id, e.to_record(self.retention_days))
+        return skipped
+
+    def get(self, record_id: str) -> dict[str, Any] | None:
+        record = self.records.get(record_id)
+        return None if record is None else dict(record)
+
+    def for_model(self, model: str, *, since: float, limit: int) -> list[dict[str, Any]]:
+        self.reads.append(model)
+        found = [dict(r) for r in self.records.values()
+                 if r.get("model") == model and r["created_at"] >= since]
+        return sorted(found, key=lambda r: r["created_at"], reverse=True)[:limit]

@@ -1,4 +1,8 @@
-"""The gateway's long-lived parts, built once per process (at import on Lambda, at start under uvicorn)."""
+"""The gateway's long-lived parts, built once per process (at import on Lambda, at start under uvicorn).
+
+The one place that chooses where state lives: routes and services see the stores through their interfaces
+(`KeyStore`, `UsageStore`, `CatalogStore`) and only this module builds their DynamoDB implementations, as it
+builds the two DynamoDB parts that have no interface yet: spend holds (`SpendGuard`) and `DeadLetters`."""
 
 from __future__ import annotations
 
@@ -13,7 +17,8 @@ from shared.chat.service import ChatService
 from shared.config import Settings, get_settings
 from shared.keys import Authenticator, DynamoKeyStore, KeyStore
 from shared.keys.spend import SpendGuard
-from shared.metering import Meter, UsageWriter
+from shared.metering import DeadLetters, DynamoUsageStore, Meter, UsageStore
+from shared.metering.stats import EndpointStats
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +27,9 @@ class Gateway:
     catalogs: CatalogSource
     keys: KeyStore
     auth: Authenticator
+    usage: UsageStore
     meter: Meter
+    endpoint_stats: EndpointStats
     chat: ChatService
 
     @property
@@ -38,6 +45,9 @@ def gateway() -> Gateway:
     spend = SpendGuard(settings.counters_table, stale_after=settings.total_timeout_seconds + 300)
     keys = DynamoKeyStore(settings.keys_table, settings.counters_table, pepper, spend)
     auth = Authenticator(keys, ttl=settings.key_cache_seconds)
-    writer = UsageWriter(settings.usage_table, settings.counters_table, settings.usage_retention_days)
-    meter = Meter(writer, interval=settings.meter_flush_seconds, on_record=lambda e: auth.add_spend(e.key_id, e.cost))
-    return Gateway(settings, catalogs, keys, auth, meter, ChatService(catalogs, meter, settings, spend))
+    usage = DynamoUsageStore(settings.usage_table, settings.counters_table, settings.usage_retention_days)
+    meter = Meter(usage, interval=settings.meter_flush_seconds,
+                  dead_letters=DeadLetters(settings.counters_table, settings.usage_retention_days),
+                  on_record=lambda e: auth.add_spend(e.key_id, e.cost))
+    return Gateway(settings, catalogs, keys, auth, usage, meter, EndpointStats(usage),
+                   ChatService(catalogs, meter, settings, spend))
