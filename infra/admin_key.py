@@ -28,10 +28,10 @@ def main() -> None:
 
     from shared.aws.secrets import pepper
     from shared.config import get_settings
-    from shared.keys import KeyStore
+    from shared.keys import DynamoKeyStore
 
     settings = get_settings()
-    token, key = KeyStore(settings.keys_table, settings.counters_table, pepper).create(args.name, kind="management")
+    token, key = DynamoKeyStore(settings.keys_table, settings.counters_table, pepper).create(args.name, kind="management")
     print(f"management key {key.key_id} ({key.label}), shown once:\n{token}")
 
 

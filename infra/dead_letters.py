@@ -15,7 +15,7 @@ import sys
 import orjson
 
 from shared.errors import StorageError
-from shared.metering import DeadLetters, UsageWriter
+from shared.metering import DeadLetters, DynamoUsageStore
 
 
 def _tables(args: argparse.Namespace) -> tuple[str, str]:
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             for letter in letters.list():
                 print(orjson.dumps(letter).decode())
             return 0
-        landed, failed = letters.replay(UsageWriter(usage, counters, retention_days=400))
+        landed, failed = letters.replay(DynamoUsageStore(usage, counters, retention_days=400))
     except StorageError as e:
         print(f"storage unavailable: {e.message}", file=sys.stderr)
         return 1

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from shared.catalog import BUILTIN, CatalogError, load_catalog
 from shared.catalog.schema import CatalogFile
-from shared.catalog.source import CatalogStore
+from shared.catalog.store import CatalogStore, DynamoCatalogStore
 from shared.errors import StorageError
 
 
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         file = CatalogFile.model_validate(yaml.safe_load(args.file.read_text()) or {}) if args.file else CatalogFile()
-        written = load(CatalogStore(_table(args, _region(args.region))), file, hide=args.hide, show=args.show)
+        written = load(DynamoCatalogStore(_table(args, _region(args.region))), file, hide=args.hide, show=args.show)
     except (OSError, yaml.YAMLError, ValidationError, CatalogError, StorageError, BotoCoreError, ClientError) as e:
         print(f"nothing written: {e}", file=sys.stderr)
         return 1

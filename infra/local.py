@@ -108,11 +108,11 @@ class LocalStack:
     def _ensure_keys(self) -> None:
         """Reuse the keys in .switchyard/ while they still resolve; otherwise make new ones."""
         from shared.config import get_settings
-        from shared.keys import KeyStore
+        from shared.keys import DynamoKeyStore
         from shared.keys.tokens import parse_key
         from shared.aws.secrets import pepper
 
-        store = KeyStore(get_settings().keys_table, get_settings().counters_table, pepper)
+        store = DynamoKeyStore(get_settings().keys_table, get_settings().counters_table, pepper)
         for kind, filename, name in (("management", "admin-key", "local admin"),
                                      ("inference", "dev-key", "local development")):
             path = self.state_dir / filename

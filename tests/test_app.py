@@ -79,7 +79,7 @@ def test_every_call_is_metered_once_with_status(client, keys, gateway):
     client.post("/api/v1/chat/completions", json={**CHAT, "model": "sim/down"}, headers=bearer(keys["dev"]))
     client.post("/api/v1/chat/completions", content=b"{", headers=bearer(keys["dev"]))
     gateway.meter.flush()
-    records = list(gateway.meter.writer.usage.scan())
+    records = list(gateway.usage.table.scan())
     assert sorted(r["status"] for r in records) == ["completed", "failed", "failed"]
     assert sorted(r.get("error_code", 0) for r in records) == [0, 400, 502]
     done = next(r for r in records if r["id"] == ok["id"])
@@ -96,7 +96,7 @@ def test_app_attribution_and_client_details_are_recorded(client, keys, gateway):
     gen = client.get(f"/api/v1/generation?id={resp.json()['id']}", headers=bearer(keys["dev"])).json()["data"]
     assert gen["app"] == "Acme Bot" and gen["origin"] == "https://acme.example"
     gateway.meter.flush()
-    record = gateway.meter.writer.usage.get({"id": resp.json()["id"]})
+    record = gateway.usage.get(resp.json()["id"])
     assert record["user_agent"] == "ua/1" and record["client_ip"] and record["lab"] == "sim"
 
 

@@ -112,7 +112,7 @@ def test_endpoints_report_uptime_and_latency_from_usage_records(client, keys, ga
     data = client.get("/api/v1/models/sim/flaky/endpoints").json()["data"]
     (endpoint,) = data["endpoints"]
     assert data["id"] == "sim/flaky" and endpoint["provider_id"] == "sim" and endpoint["requests_last_30m"] == 4
-    records = list(gateway.meter.writer.usage.scan())
+    records = list(gateway.usage.table.scan())
     failed = sum(1 for r in records if r["status"] == "failed")
     assert endpoint["uptime_last_30m"] == round(1 - failed / 4, 4)
     if failed < 4:

@@ -77,6 +77,38 @@ def test_one_bad_stored_override_cannot_keep_the_others_out(client, keys, gatewa
     assert "acme/good" in ids and "acme/orphan" not in ids
 
 
+
+@pytest.fixture(params=["dynamodb", "memory"])
+def store(request):
+    """The gateway's CatalogStore, and the in-memory one: both keep the same contract."""
+    from tests.stores import MemoryCatalogStore
+
+    return request.getfixturevalue("gateway").catalogs.store if request.param == "dynamodb" else MemoryCatalogStore()
+
+
+def test_a_catalog_store_adds_replaces_hides_and_deletes(store):
+    from shared.catalog.schema import ModelConfig, ProviderConfig
+    from shared.catalog.source import CatalogSource
+    from shared.routing.policy import RoutePolicy
+
+    source = CatalogSource(None, store, ttl=0)
+    store.put_provider(ProviderConfig(id="team-sim", kind="sim"))
+    store.put_model(ModelConfig(id="acme/a", provider="team-sim", sim={}))
+    store.put_model(ModelConfig(id="acme/a", provider="team-sim", context_length=4096, sim={}))  # replaces it
+    store.put_route(RoutePolicy.model_validate({"id": "acme/r", "default": {"model": "acme/a"}}))
+    store.set_hidden("sim/fast", True)
+    catalog = source.refresh_now()
+    assert [e.config.context_length for e in catalog.get("acme/a").endpoints] == [4096]
+    assert "acme/r" in catalog.policies.by_id and "sim/fast" not in catalog
+    store.set_hidden("sim/fast", False)
+    assert store.delete_route("acme/r") and not store.delete_route("acme/r")
+    assert store.delete_model("acme/a", "team-sim") and not store.delete_model("acme/a", "team-sim")
+    assert store.delete_provider("team-sim") and not store.delete_provider("team-sim")
+    catalog = source.refresh_now()
+    assert "sim/fast" in catalog and "acme/a" not in catalog and "acme/r" not in catalog.policies.by_id
+    overrides, hidden = store.load()
+    assert (overrides.providers, overrides.models, overrides.routes, hidden) == ([], [], [], frozenset())
+
 CATALOG_FILE = """
 providers:
   - {id: team-sim, kind: sim}

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from shared.metering import stats
+from tests.stores import MemoryUsageStore
 
 
 @pytest.fixture
@@ -18,9 +19,9 @@ def queries(monkeypatch) -> list[str]:
     made: list[str] = []
     original = stats.recent_calls
 
-    def counted(table, model, **kwargs):
+    def counted(usage, model, **kwargs):
         made.append(model)
-        return original(table, model, **kwargs)
+        return original(usage, model, **kwargs)
 
     monkeypatch.setattr(stats, "recent_calls", counted)
     return made
@@ -28,10 +29,9 @@ def queries(monkeypatch) -> list[str]:
 
 def test_forty_concurrent_calls_make_one_query(gateway, queries):
     from functions.gateway.app import create_app
-    from functions.gateway.routes import models
 
     app = create_app()
-    models.endpoint_stats_for(gateway).clock = lambda: 1000.0  # no TTL runs out during the test
+    gateway.endpoint_stats.clock = lambda: 1000.0  # no TTL runs out during the test
 
     async def go():
         transport = httpx.ASGITransport(app=app)
@@ -47,13 +47,13 @@ def test_callers_waiting_on_a_query_share_it(aws, monkeypatch):
     release = threading.Event()
     made: list[str] = []
 
-    def slow(table, model, **kwargs):
+    def slow(usage, model, **kwargs):
         made.append(model)
         release.wait(10)
         return [{"provider": "sim", "status": "completed", "latency_ms": 5.0}]
 
     monkeypatch.setattr(stats, "recent_calls", slow)
-    cache = stats.EndpointStats("usage", clock=lambda: 0.0)
+    cache = stats.EndpointStats(MemoryUsageStore(), clock=lambda: 0.0)
 
     async def go():
         waiting = [asyncio.ensure_future(cache.get("sim/fast")) for _ in range(40)]
@@ -67,11 +67,10 @@ def test_callers_waiting_on_a_query_share_it(aws, monkeypatch):
     assert results[0]["sim"]["requests"] == 1
 
 
-def test_a_model_is_queried_again_only_after_the_ttl(aws, monkeypatch):
-    made: list[str] = []
-    monkeypatch.setattr(stats, "recent_calls", lambda table, model, **kw: made.append(model) or [])
+def test_a_model_is_queried_again_only_after_the_ttl():
+    usage = MemoryUsageStore()
     now = [0.0]
-    cache = stats.EndpointStats("usage", ttl=15, clock=lambda: now[0])
+    cache = stats.EndpointStats(usage, ttl=15, clock=lambda: now[0])
 
     async def go():
         await cache.get("a")
@@ -83,7 +82,7 @@ def test_a_model_is_queried_again_only_after_the_ttl(aws, monkeypatch):
         await cache.get("a")
 
     asyncio.run(go())
-    assert made == ["a", "b", "a"]
+    assert usage.reads == ["a", "b", "a"]
 
 
 def test_a_failed_query_is_not_cached(aws, monkeypatch):
@@ -91,14 +90,14 @@ def test_a_failed_query_is_not_cached(aws, monkeypatch):
 
     calls = []
 
-    def failing(table, model, **kw):
+    def failing(usage, model, **kw):
         calls.append(model)
         if len(calls) == 1:
             raise StorageError("Storage is unavailable (usage stats)")
         return []
 
     monkeypatch.setattr(stats, "recent_calls", failing)
-    cache = stats.EndpointStats("usage", clock=lambda: 0.0)
+    cache = stats.EndpointStats(MemoryUsageStore(), clock=lambda: 0.0)
 
     async def go():
         with pytest.raises(StorageError):
@@ -109,7 +108,8 @@ def test_a_failed_query_is_not_cached(aws, monkeypatch):
 
 
 def test_only_the_newest_records_are_read(gateway, monkeypatch):
-    from shared.aws import client
+    from shared.aws import client, dynamodb
+    from shared.metering.store import MAX_PAGES
 
     pages = []
     real = client("dynamodb")
@@ -119,6 +119,6 @@ def test_only_the_newest_records_are_read(gateway, monkeypatch):
             pages.append(kwargs["Limit"])
             return {"Items": [], "LastEvaluatedKey": {"id": {"S": "x"}}} if len(pages) < 50 else {"Items": []}
 
-    monkeypatch.setattr(stats, "client", lambda name: Counting() if name == "dynamodb" else real)
-    stats.recent_calls(gateway.settings.usage_table, "sim/fast")
-    assert pages[0] == stats.RECENT_RECORDS and len(pages) <= stats.MAX_PAGES < 50
+    monkeypatch.setattr(dynamodb, "client", lambda name: Counting() if name == "dynamodb" else real)
+    stats.recent_calls(gateway.usage, "sim/fast")
+    assert pages[0] == stats.RECENT_RECORDS and len(pages) <= MAX_PAGES < 50

@@ -56,7 +56,7 @@ def test_chat_through_http_api_meters_before_returning(handler, gateway, keys):
     assert response["statusCode"] == 200
     gen_id = body_of(response)["id"]
     assert gateway.meter.backlog == 0  # written before the function returned
-    record = gateway.meter.writer.usage.get({"id": gen_id})
+    record = gateway.usage.get(gen_id)
     assert record["app"] == "lambda-test" and record["client_ip"] == "203.0.113.7"
 
 
@@ -74,7 +74,7 @@ def test_a_call_ends_by_the_invocation_deadline_and_is_metered_in_time(handler, 
     response = handler(event, LambdaContext(remaining_ms=margin_ms + 200))
     assert response["statusCode"] == 504 and body_of(response)["error"]["code"] == 504
     assert gateway.meter.backlog == 0
-    record = gateway.meter.writer.usage.get({"id": recorded[-1]})
+    record = gateway.usage.get(recorded[-1])
     assert record["status"] == "failed" and int(record["error_code"]) == 504
 
 

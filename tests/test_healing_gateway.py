@@ -24,7 +24,7 @@ def test_broken_json_from_the_model_is_healed_and_reported(client, keys, gateway
     assert data["heal_status"] == "healed" and data["heal_repairs"] == body["heal"]["repairs"]
     assert data["heal_audit"] and set(data["heal_audit"][0]) == {"at", "kind", "offset", "path"}
     gateway.meter.flush()
-    record = gateway.meter.writer.usage.get({"id": body["id"]})
+    record = gateway.usage.get(body["id"])
     assert record["heal_status"] == "healed" and record["heal_audit"][0]["at"] == "choices[0].message.content"
     assert "removed" not in str(record["heal_audit"]) and "inserted" not in str(record["heal_audit"])
 

@@ -5,10 +5,17 @@ import pytest
 from shared.errors import AuthenticationError, ForbiddenError, NotFoundError
 from shared.keys import Authenticator
 from shared.keys.tokens import PREFIX, _checksum, new_key
+from tests.stores import MemoryKeyStore
 
 
-def auth(gateway, ttl=0.0):
-    return Authenticator(gateway.keys, ttl=ttl)
+@pytest.fixture(params=["dynamodb", "memory"])
+def store(request):
+    """The gateway's KeyStore, and the in-memory one: both keep the same contract."""
+    return request.getfixturevalue("gateway").keys if request.param == "dynamodb" else MemoryKeyStore()
+
+
+def auth(store, ttl=0.0):
+    return Authenticator(store, ttl=ttl)
 
 
 def run(coro):
@@ -23,74 +30,74 @@ def test_only_the_hmac_of_the_secret_is_stored(gateway):
     assert len(item["secret_hash"]) == 64
 
 
-def test_unknown_key_and_wrong_secret_get_the_same_401(gateway):
-    token, key = gateway.keys.create("app")
+def test_unknown_key_and_wrong_secret_get_the_same_401(store):
+    token, key = store.create("app")
     unknown, _ = new_key()
     body = f"{PREFIX['inference']}{key.key_id}-{'A' * 32}"
     wrong = body + _checksum(body)  # the right key id, a wrong secret, a valid checksum
     errors = []
     for t in (unknown, wrong):
         with pytest.raises(AuthenticationError) as e:
-            run(auth(gateway).authenticate(f"Bearer {t}", kind="inference"))
+            run(auth(store).authenticate(f"Bearer {t}", kind="inference"))
         errors.append(e.value.body())
     assert errors[0] == errors[1]
-    assert run(auth(gateway).authenticate(f"Bearer {token}", kind="inference")).key_id == key.key_id
+    assert run(auth(store).authenticate(f"Bearer {token}", kind="inference")).key_id == key.key_id
 
 
 @pytest.mark.parametrize("header", [None, "", "Bearer", "Basic abc", "Bearer sk-nope", "Bearer sk-sy-v1-xyz"])
 def test_missing_or_malformed_keys_are_401(gateway, header):
     with pytest.raises(AuthenticationError):
-        run(auth(gateway).authenticate(header, kind="inference"))
+        run(auth(gateway.keys).authenticate(header, kind="inference"))
 
 
 def test_disabled_key_is_401_and_a_spent_key_still_authenticates(gateway):
     token, key = gateway.keys.create("app", limit=0.5)
     gateway.keys.update(key.key_id, disabled=True)
     with pytest.raises(AuthenticationError, match="disabled"):
-        run(auth(gateway).authenticate(f"Bearer {token}", kind="inference"))
+        run(auth(gateway.keys).authenticate(f"Bearer {token}", kind="inference"))
     gateway.keys.update(key.key_id, disabled=False)
-    a = auth(gateway, ttl=30)
+    a = auth(gateway.keys, ttl=30)
     run(a.authenticate(f"Bearer {token}", kind="inference"))
     a.add_spend(key.key_id, 0.5)
     spent = run(a.authenticate(f"Bearer {token}", kind="inference"))  # to read its usage: calls get the 402
     assert spent.limit_remaining == 0
 
 
-def test_management_keys_cannot_call_models_and_inference_keys_cannot_manage(gateway):
-    admin, _ = gateway.keys.create("admin", kind="management")
-    dev, _ = gateway.keys.create("dev")
+def test_management_keys_cannot_call_models_and_inference_keys_cannot_manage(store):
+    admin, _ = store.create("admin", kind="management")
+    dev, _ = store.create("dev")
     with pytest.raises(ForbiddenError):
-        run(auth(gateway).authenticate(f"Bearer {admin}", kind="inference"))
+        run(auth(store).authenticate(f"Bearer {admin}", kind="inference"))
     with pytest.raises(ForbiddenError):
-        run(auth(gateway).authenticate(f"Bearer {dev}", kind="management"))
+        run(auth(store).authenticate(f"Bearer {dev}", kind="management"))
 
 
-def test_revocation_takes_effect_after_the_cache_ttl(gateway):
-    token, key = gateway.keys.create("app")
-    a = auth(gateway, ttl=60)
+def test_revocation_takes_effect_after_the_cache_ttl(store):
+    token, key = store.create("app")
+    a = auth(store, ttl=60)
     run(a.authenticate(f"Bearer {token}", kind="inference"))
-    gateway.keys.update(key.key_id, disabled=True)
+    store.update(key.key_id, disabled=True)
     run(a.authenticate(f"Bearer {token}", kind="inference"))  # still cached: the documented delay
     a.forget(key.key_id)
     with pytest.raises(AuthenticationError):
         run(a.authenticate(f"Bearer {token}", kind="inference"))
 
 
-def test_update_and_delete(gateway):
-    _, key = gateway.keys.create("app", limit=3)
-    updated = gateway.keys.update(key.key_id, name="renamed", clear_limit=True)
+def test_update_and_delete(store):
+    _, key = store.create("app", limit=3)
+    updated = store.update(key.key_id, name="renamed", clear_limit=True)
     assert updated.name == "renamed" and updated.limit is None and updated.updated_at
-    gateway.keys.delete(key.key_id)
-    assert gateway.keys.get(key.key_id) is None
+    store.delete(key.key_id)
+    assert store.get(key.key_id) is None
     with pytest.raises(NotFoundError):
-        gateway.keys.delete(key.key_id)
+        store.delete(key.key_id)
     with pytest.raises(NotFoundError):
-        gateway.keys.update("000000000000", name="x")
+        store.update("000000000000", name="x")
 
 
-def test_management_keys_are_not_managed_through_the_keys_api(gateway):
-    _, admin = gateway.keys.create("admin", kind="management")
+def test_management_keys_are_not_managed_through_the_keys_api(store):
+    _, admin = store.create("admin", kind="management")
     with pytest.raises(NotFoundError):
-        gateway.keys.update(admin.key_id, disabled=True)
+        store.update(admin.key_id, disabled=True)
     with pytest.raises(NotFoundError):
-        gateway.keys.delete(admin.key_id)
+        store.delete(admin.key_id)

@@ -4,7 +4,7 @@ import pytest
 
 from shared.aws.dynamodb import Table
 from shared.errors import StorageError
-from shared.metering import Meter, UsageEvent, UsageWriter, cost_of
+from shared.metering import DeadLetters, DynamoUsageStore, Meter, UsageEvent, cost_of
 from shared.catalog import Pricing
 
 
@@ -17,13 +17,18 @@ def counters(gateway, key: str = "k1") -> dict:
     return Table(gateway.settings.counters_table).get({"pk": f"key#{key}", "period": "total"}) or {}
 
 
+def meter_over(gateway, store) -> Meter:
+    """A meter writing to `store`, its dead letters in the gateway's counters table."""
+    return Meter(store, interval=0.01, dead_letters=DeadLetters(gateway.settings.counters_table, 30))
+
+
 def test_cost_is_per_million_tokens_and_zero_for_zero_tokens():
     assert cost_of(Pricing(prompt=2.5, completion=10), 1000, 500) == pytest.approx(0.0075)
     assert cost_of(Pricing(prompt=2.5, completion=10), 0, 0) == 0
 
 
 def test_record_and_counters_are_written_together(gateway):
-    writer = gateway.meter.writer
+    writer = gateway.usage
     writer.write([event(1), event(2, cost=0.5), event(3, key="k2")])
     assert Table(gateway.settings.usage_table).get({"id": "gen-2"})["cost"] == 0.5
     c = counters(gateway)
@@ -32,7 +37,7 @@ def test_record_and_counters_are_written_together(gateway):
 
 
 def test_a_retried_write_never_double_counts(gateway):
-    writer = gateway.meter.writer
+    writer = gateway.usage
     writer.write([event(1), event(2)])
     skipped = writer.write([event(1), event(2)])  # the same batch again (a retry after a lost answer)
     assert {e.id for e in skipped} == {"gen-1", "gen-2"}
@@ -58,7 +63,7 @@ def test_meter_batches_all_pending_events(gateway):
 
 
 def test_failed_writes_keep_events_for_the_next_flush(gateway):
-    class Broken(UsageWriter):
+    class Broken(DynamoUsageStore):
         fail = True
 
         def write(self, events):
@@ -67,7 +72,7 @@ def test_failed_writes_keep_events_for_the_next_flush(gateway):
             return super().write(events)
 
     writer = Broken(gateway.settings.usage_table, gateway.settings.counters_table, 30)
-    meter = Meter(writer, interval=0.01)
+    meter = meter_over(gateway, writer)
     meter.record(event(1))
     assert meter.flush() == 0 and meter.backlog == 1 and meter.failures == 1
     writer.fail = False
@@ -75,13 +80,13 @@ def test_failed_writes_keep_events_for_the_next_flush(gateway):
 
 
 def test_one_event_dynamodb_refuses_cannot_hold_back_the_others(gateway, caplog):
-    class Picky(UsageWriter):
+    class Picky(DynamoUsageStore):
         def write(self, events):
             if any(e.id == "gen-bad" for e in events):
                 raise StorageError("refused", metadata={"aws_code": "ValidationException"})
             return super().write(events)
 
-    meter = Meter(Picky(gateway.settings.usage_table, gateway.settings.counters_table, 30), interval=0.01)
+    meter = meter_over(gateway, Picky(gateway.settings.usage_table, gateway.settings.counters_table, 30))
     for i in (1, 2):
         meter.record(event(i))
     meter.record(UsageEvent(id="gen-bad", key_id="k1", created_at=time.time(), model="m", lab="l"))
@@ -94,7 +99,7 @@ def test_one_event_dynamodb_refuses_cannot_hold_back_the_others(gateway, caplog)
 
 
 def test_passing_failures_keep_the_rest_pending_during_a_one_by_one_pass(gateway):
-    class Flaky(UsageWriter):
+    class Flaky(DynamoUsageStore):
         def write(self, events):
             if len(events) > 1:
                 raise StorageError("refused", metadata={"reasons": ["ValidationError"]})
@@ -102,7 +107,7 @@ def test_passing_failures_keep_the_rest_pending_during_a_one_by_one_pass(gateway
                 raise StorageError("throttled", metadata={"aws_code": "ThrottlingException"})
             return super().write(events)
 
-    meter = Meter(Flaky(gateway.settings.usage_table, gateway.settings.counters_table, 30), interval=0.01)
+    meter = meter_over(gateway, Flaky(gateway.settings.usage_table, gateway.settings.counters_table, 30))
     for i in (1, 2, 3):
         meter.record(event(i))
     assert meter.flush() == 1 and meter.backlog == 2 and meter.dead_letters.count == 0
@@ -122,7 +127,7 @@ def test_a_cost_in_exponent_notation_is_written_as_a_plain_decimal(gateway):
     assert Table(gateway.settings.usage_table).get({"id": "gen-2"})["cost"] == pytest.approx(7e-06)
 
 
-class Poisoned(UsageWriter):
+class Poisoned(DynamoUsageStore):
     """Fails any batch holding `gen-bad` the way a crashed server does: an error with no name."""
 
     calls = 0
@@ -136,7 +141,7 @@ class Poisoned(UsageWriter):
 
 def test_a_poison_event_is_set_aside_and_every_other_event_lands(gateway, caplog):
     writer = Poisoned(gateway.settings.usage_table, gateway.settings.counters_table, 30)
-    meter = Meter(writer, interval=0.01)
+    meter = meter_over(gateway, writer)
     meter.record(event(0))
     meter.record(UsageEvent(id="gen-bad", key_id="k1", created_at=time.time(), model="m", lab="l", cost=1.0))
     for i in range(1, 40):
@@ -151,7 +156,7 @@ def test_a_poison_event_is_set_aside_and_every_other_event_lands(gateway, caplog
 
 
 def test_a_poison_event_alone_is_set_aside_after_a_few_passes(gateway):
-    meter = Meter(Poisoned(gateway.settings.usage_table, gateway.settings.counters_table, 30), interval=0.01)
+    meter = meter_over(gateway, Poisoned(gateway.settings.usage_table, gateway.settings.counters_table, 30))
     meter.record(UsageEvent(id="gen-bad", key_id="k1", created_at=time.time(), model="m", lab="l"))
     flushes = 0
     while meter.backlog and flushes < 10:
@@ -161,12 +166,12 @@ def test_a_poison_event_alone_is_set_aside_after_a_few_passes(gateway):
 
 
 def test_an_outage_sets_nothing_aside_however_long_it_lasts(gateway):
-    class Down(UsageWriter):
+    class Down(DynamoUsageStore):
         def write(self, events):
             raise StorageError("Storage is unavailable (TransactWriteItems: NewConnectionError)",
                                metadata={"aws_code": "", "transport": True})
 
-    meter = Meter(Down(gateway.settings.usage_table, gateway.settings.counters_table, 30), interval=0.01)
+    meter = meter_over(gateway, Down(gateway.settings.usage_table, gateway.settings.counters_table, 30))
     for i in range(5):
         meter.record(event(i))
     for _ in range(10):
@@ -175,7 +180,7 @@ def test_an_outage_sets_nothing_aside_however_long_it_lasts(gateway):
 
 
 def test_a_transaction_conflict_is_retried_not_isolated(gateway):
-    class Contended(UsageWriter):
+    class Contended(DynamoUsageStore):
         conflicts = 1
 
         def write(self, events):
@@ -184,7 +189,7 @@ def test_a_transaction_conflict_is_retried_not_isolated(gateway):
                 raise StorageError("usage transaction cancelled", metadata={"reasons": ["None", "TransactionConflict"]})
             return super().write(events)
 
-    meter = Meter(Contended(gateway.settings.usage_table, gateway.settings.counters_table, 30), interval=0.01)
+    meter = meter_over(gateway, Contended(gateway.settings.usage_table, gateway.settings.counters_table, 30))
     meter.record(event(1))
     meter.record(event(2))
     assert meter.flush() == 0 and meter.backlog == 2
@@ -194,7 +199,7 @@ def test_a_transaction_conflict_is_retried_not_isolated(gateway):
 def test_stop_drains_what_a_passing_failure_held_back(gateway):
     import asyncio
 
-    class Once(UsageWriter):
+    class Once(DynamoUsageStore):
         down = 2
 
         def write(self, events):
@@ -203,7 +208,7 @@ def test_stop_drains_what_a_passing_failure_held_back(gateway):
                 raise StorageError("throttled", metadata={"aws_code": "ThrottlingException"})
             return super().write(events)
 
-    meter = Meter(Once(gateway.settings.usage_table, gateway.settings.counters_table, 30), interval=0.01)
+    meter = meter_over(gateway, Once(gateway.settings.usage_table, gateway.settings.counters_table, 30))
     for i in range(3):
         meter.record(event(i))
     asyncio.run(meter.stop(drain_seconds=5))
@@ -213,7 +218,7 @@ def test_stop_drains_what_a_passing_failure_held_back(gateway):
 def test_dead_letters_are_replayed_once_their_cause_is_gone(gateway, capsys):
     from infra.dead_letters import main
 
-    meter = Meter(Poisoned(gateway.settings.usage_table, gateway.settings.counters_table, 30), interval=0.01)
+    meter = meter_over(gateway, Poisoned(gateway.settings.usage_table, gateway.settings.counters_table, 30))
     meter.record(event(1))
     meter.record(UsageEvent(id="gen-bad", key_id="k1", created_at=time.time(), model="m", lab="l", cost=1.0))
     assert meter.flush() == 2 and meter.dead_letters.count == 1
@@ -249,5 +254,36 @@ def test_a_dead_letter_without_a_model_is_replayed_too(gateway):
     letters = DeadLetters(gateway.settings.counters_table, 30)
     refused = UsageEvent(id="gen-nomodel", key_id="k1", created_at=time.time(), model="", lab="", status="failed")
     letters.add(refused.to_record(30), "refused")
-    assert letters.replay(gateway.meter.writer) == (1, [])
+    assert letters.replay(gateway.usage) == (1, [])
     assert Table(gateway.settings.usage_table).get({"id": "gen-nomodel"})["status"] == "failed"
+
+
+@pytest.fixture(params=["dynamodb", "memory"])
+def usage(request):
+    """The gateway's UsageStore, and the in-memory one: both keep the same contract."""
+    from tests.stores import MemoryUsageStore
+
+    return request.getfixturevalue("gateway").usage if request.param == "dynamodb" else MemoryUsageStore()
+
+
+def test_a_usage_store_records_once_and_reads_by_id_and_by_model(usage):
+    now = time.time()
+    older, newer, other = event(1), event(2), event(3)
+    older.created_at, newer.created_at, other.model = now - 60, now - 1, "sim/chat"
+    assert usage.write([older, newer, other]) == []
+    assert [e.id for e in usage.write([newer])] == ["gen-2"]  # written already: not again
+    assert usage.get("gen-2")["cost"] == 0.25 and usage.get("gen-9") is None
+    newest_first = [r["created_at"] for r in usage.for_model("sim/fast", since=now - 3600, limit=10)]
+    assert newest_first == [round(now - 1, 3), round(now - 60, 3)]
+    assert [r["created_at"] for r in usage.for_model("sim/fast", since=now - 3600, limit=1)] == [round(now - 1, 3)]
+    assert [r["provider"] for r in usage.for_model("sim/fast", since=now - 30, limit=10)] == ["sim"]
+
+
+def test_the_meter_writes_to_whatever_usage_store_it_is_given():
+    from tests.stores import MemoryUsageStore
+
+    store = MemoryUsageStore()
+    meter = Meter(store, interval=0.01, dead_letters=DeadLetters("never-written", 30))
+    for i in range(3):
+        meter.record(event(i))
+    assert meter.flush() == 3 and meter.backlog == 0 and sorted(store.records) == ["gen-0", "gen-1", "gen-2"]

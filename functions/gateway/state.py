@@ -1,4 +1,8 @@
-"""The gateway's long-lived parts, built once per process (at import on Lambda, at start under uvicorn)."""
+"""The gateway's long-lived parts, built once per process (at import on Lambda, at start under uvicorn).
+
+The one place that chooses where state lives: routes and services see the stores through their interfaces
+(`KeyStore`, `UsageStore`, `CatalogStore`) and only this module builds their DynamoDB implementations, as it
+builds the two DynamoDB parts that have no interface yet: spend holds (`SpendGuard`) and `DeadLetters`."""
 
 from __future__ import annotations
 
@@ -7,12 +11,14 @@ from functools import lru_cache
 
 from shared.aws.secrets import pepper
 from shared.catalog import Catalog
-from shared.catalog.source import CatalogSource, CatalogStore
+from shared.catalog.source import CatalogSource
+from shared.catalog.store import DynamoCatalogStore
 from shared.chat.service import ChatService
 from shared.config import Settings, get_settings
-from shared.keys import Authenticator, KeyStore
+from shared.keys import Authenticator, DynamoKeyStore, KeyStore
 from shared.keys.spend import SpendGuard
-from shared.metering import Meter, UsageWriter
+from shared.metering import DeadLetters, DynamoUsageStore, Meter, UsageStore
+from shared.metering.stats import EndpointStats
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +27,9 @@ class Gateway:
     catalogs: CatalogSource
     keys: KeyStore
     auth: Authenticator
+    usage: UsageStore
     meter: Meter
+    endpoint_stats: EndpointStats
     chat: ChatService
 
     @property
@@ -32,11 +40,14 @@ class Gateway:
 @lru_cache(maxsize=1)
 def gateway() -> Gateway:
     settings = get_settings()
-    catalogs = CatalogSource(settings.config, CatalogStore(settings.catalog_table))
+    catalogs = CatalogSource(settings.config, DynamoCatalogStore(settings.catalog_table))
     # A hold older than any call can last (plus time to meter it) belongs to a call that died unsettled.
     spend = SpendGuard(settings.counters_table, stale_after=settings.total_timeout_seconds + 300)
-    keys = KeyStore(settings.keys_table, settings.counters_table, pepper, spend)
+    keys = DynamoKeyStore(settings.keys_table, settings.counters_table, pepper, spend)
     auth = Authenticator(keys, ttl=settings.key_cache_seconds)
-    writer = UsageWriter(settings.usage_table, settings.counters_table, settings.usage_retention_days)
-    meter = Meter(writer, interval=settings.meter_flush_seconds, on_record=lambda e: auth.add_spend(e.key_id, e.cost))
-    return Gateway(settings, catalogs, keys, auth, meter, ChatService(catalogs, meter, settings, spend))
+    usage = DynamoUsageStore(settings.usage_table, settings.counters_table, settings.usage_retention_days)
+    meter = Meter(usage, interval=settings.meter_flush_seconds,
+                  dead_letters=DeadLetters(settings.counters_table, settings.usage_retention_days),
+                  on_record=lambda e: auth.add_spend(e.key_id, e.cost))
+    return Gateway(settings, catalogs, keys, auth, usage, meter, EndpointStats(usage),
+                   ChatService(catalogs, meter, settings, spend))

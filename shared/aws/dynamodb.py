@@ -106,6 +106,28 @@ class Table:
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         return found[:limit]
 
+    def newest(self, index: str, hash_name: str, hash_value: Any, range_name: str, at_least: Any, *,
+               limit: int, max_pages: int) -> list[dict[str, Any]]:
+        """Up to `limit` items of one partition of `index` whose sort key is at least `at_least`, newest first,
+        read in at most `max_pages` pages."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.name, "IndexName": index, "ScanIndexForward": False, "Limit": limit,
+            "KeyConditionExpression": "#h = :h AND #r >= :r",
+            "ExpressionAttributeNames": {"#h": hash_name, "#r": range_name},
+            "ExpressionAttributeValues": to_item({":h": hash_value, ":r": at_least}),
+        }
+        found: list[dict[str, Any]] = []
+        for _ in range(max_pages):
+            try:
+                page = client("dynamodb").query(**kwargs)
+            except (ClientError, BotoCoreError) as e:
+                raise _translate(e, f"query {self.name}") from e
+            found.extend(from_item(i) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page or len(found) >= limit:
+                break
+            kwargs.update(ExclusiveStartKey=page["LastEvaluatedKey"], Limit=limit - len(found))
+        return found
+
     def scan(self) -> Iterator[dict[str, Any]]:
         kwargs: dict[str, Any] = {"TableName": self.name}
         while True:

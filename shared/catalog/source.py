@@ -1,4 +1,5 @@
-"""The live catalog: files (built-in, generated, SWITCHYARD_CONFIG) plus operator overrides kept in DynamoDB.
+"""The live catalog: files (built-in, generated, SWITCHYARD_CONFIG) plus operator overrides from a `CatalogStore`
+(shared/catalog/store.py: the catalog table).
 
 Overrides add or replace providers and model endpoints, and hide models, without a deploy. A process loads
 them on its first request (nothing is fetched at import: Lambda SnapStart snapshots the import), then again in
@@ -19,17 +20,14 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import orjson
 import yaml
-from pydantic import ValidationError
 
-from shared.aws.dynamodb import Table
 from shared.catalog import BUILTIN, Catalog, CatalogError, load_catalog
-from shared.catalog.schema import CatalogFile, ModelConfig, ProviderConfig
+from shared.catalog.schema import CatalogFile, ProviderConfig
+from shared.catalog.store import CatalogStore
 from shared.config import Settings, get_settings
 from shared.errors import StorageError
 from shared.providers import http
-from shared.routing.policy import RoutePolicy
 
 log = logging.getLogger("switchyard.catalog")
 _NEVER_ENVS = ("SWITCHYARD_", "AWS_")  # the gateway's own secrets (pepper, credentials): never a vendor key
@@ -95,62 +93,6 @@ def url_refusal(host: str, address, why: str, settings: Settings) -> str:
     if why in ("a loopback address", "a private address") and not settings.catalog_api_allow_private:
         text += " (SWITCHYARD_CATALOG_API_ALLOW_PRIVATE=true allows those)"
     return text + ": the catalog API does not add providers there"
-
-
-class CatalogStore:
-    """Overrides in the catalog table: (pk "provider", sk id), (pk "model", sk "model|provider"), (pk "hidden", sk id),
-    (pk "route", sk policy id)."""
-
-    def __init__(self, table: str) -> None:
-        self.table = Table(table)
-
-    def load(self) -> tuple[CatalogFile, frozenset[str]]:
-        providers, models, routes, hidden = [], [], [], set()
-        for item in self.table.scan():
-            try:
-                if item["pk"] == "provider":
-                    providers.append(ProviderConfig.model_validate(orjson.loads(item["spec"])))
-                elif item["pk"] == "model":
-                    models.append(ModelConfig.model_validate(orjson.loads(item["spec"])))
-                elif item["pk"] == "route":
-                    routes.append(RoutePolicy.model_validate(orjson.loads(item["spec"])))
-                elif item["pk"] == "hidden":
-                    hidden.add(item["sk"])
-            except (ValidationError, orjson.JSONDecodeError, KeyError):
-                log.warning("skipping an invalid catalog override %s/%s", item.get("pk"), item.get("sk"))
-        return CatalogFile(providers=providers, models=models, routes=routes), frozenset(hidden)
-
-    def _delete(self, key: dict[str, str]) -> bool:
-        """Delete one item; False when there was none."""
-        if self.table.get(key, consistent=True) is None:
-            return False
-        self.table.delete(key)
-        return True
-
-    def put_provider(self, provider: ProviderConfig) -> None:
-        self.table.put({"pk": "provider", "sk": provider.id, "spec": provider.model_dump_json(exclude_none=True)})
-
-    def delete_provider(self, provider_id: str) -> bool:
-        return self._delete({"pk": "provider", "sk": provider_id})
-
-    def put_model(self, model: ModelConfig) -> None:
-        self.table.put({"pk": "model", "sk": f"{model.id}|{model.provider}",
-                        "spec": model.model_dump_json(exclude_none=True)})
-
-    def delete_model(self, model_id: str, provider: str) -> bool:
-        return self._delete({"pk": "model", "sk": f"{model_id}|{provider}"})
-
-    def put_route(self, route: RoutePolicy) -> None:
-        self.table.put({"pk": "route", "sk": route.id, "spec": route.model_dump_json(exclude_defaults=True)})
-
-    def delete_route(self, route_id: str) -> bool:
-        return self._delete({"pk": "route", "sk": route_id})
-
-    def set_hidden(self, model_id: str, hidden: bool) -> None:
-        if hidden:
-            self.table.put({"pk": "hidden", "sk": model_id})
-        else:
-            self.table.delete({"pk": "hidden", "sk": model_id})
 
 
 class CatalogSource:

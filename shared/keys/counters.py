@@ -27,5 +27,5 @@ def periods(at: datetime) -> tuple[str, str]:
 
 
 def periods_of_day(day: str) -> tuple[str, str]:
-    """The month and day counter sort keys of a UTC day written YYYY-MM-DD (metering writes, KeyStore reads)."""
+    """The month and day counter sort keys of a UTC day written YYYY-MM-DD (metering writes, DynamoKeyStore reads)."""
     return f"month#{day[:7]}", f"day#{day}"

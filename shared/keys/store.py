@@ -1,10 +1,11 @@
-"""API keys as stored: the key record (`ApiKey`) and the DynamoDB store of keys with their spend (`KeyStore`)."""
+"""API keys as stored: the key record (`ApiKey`), what routes need of a store of keys (`KeyStore`), and the
+DynamoDB one (`DynamoKeyStore`), which `functions/gateway/state.py` builds."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from shared.aws.dynamodb import ConditionFailedError, Table, batch_get
 from shared.errors import NotFoundError
@@ -12,7 +13,7 @@ from shared.keys.counters import counter_key, periods
 from shared.keys.spend import SpendGuard
 from shared.keys.tokens import KeyKind, label, new_key, secret_hash
 
-__all__ = ["ApiKey", "KeyStore"]
+__all__ = ["ApiKey", "DynamoKeyStore", "KeyStore"]
 
 
 def now_iso() -> str:
@@ -58,7 +59,27 @@ class ApiKey:
                    updated_at=item.get("updated_at"), tags=tuple(item.get("tags") or ()))
 
 
-class KeyStore:
+class KeyStore(Protocol):
+    """Keys with their spend (DynamoKeyStore; an in-memory fake in tests). `update` and `delete` manage
+    inference keys only: a management key's id is answered like an unknown one (NotFoundError)."""
+
+    def pepper(self) -> bytes: ...
+
+    def create(self, name: str, *, kind: KeyKind = "inference", limit: float | None = None,
+               tags: tuple[str, ...] = ()) -> tuple[str, ApiKey]: ...
+
+    def get(self, key_id: str) -> ApiKey | None: ...
+
+    def list(self, *, kind: KeyKind = "inference") -> list[ApiKey]: ...
+
+    def update(self, key_id: str, *, name: str | None = None, disabled: bool | None = None,
+               limit: float | None = None, clear_limit: bool = False,
+               tags: tuple[str, ...] | None = None) -> ApiKey: ...
+
+    def delete(self, key_id: str) -> None: ...
+
+
+class DynamoKeyStore:
     """Keys in the keys table; spend in the counters table (written by metering)."""
 
     def __init__(self, keys_table: str, counters_table: str, pepper: Callable[[], bytes],

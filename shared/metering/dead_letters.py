@@ -19,7 +19,7 @@ from shared.errors import StorageError
 from shared.metering.events import UsageEvent
 
 if TYPE_CHECKING:
-    from shared.metering.writer import UsageWriter
+    from shared.metering.store import UsageStore
 
 log = logging.getLogger("switchyard.metering")
 PK = "dead-letter"
@@ -50,7 +50,7 @@ class DeadLetters:
         return [{"record": orjson.loads(i["record"]), "error": i.get("error", ""), "period": i["period"]}
                 for i in found]
 
-    def replay(self, writer: "UsageWriter") -> tuple[int, list[tuple[str, str]]]:
+    def replay(self, store: "UsageStore") -> tuple[int, list[tuple[str, str]]]:
         """Write each dead letter again (once its cause is fixed), deleting those that landed (a record that
         had landed already is not counted twice). Returns how many landed and (id, error) of those that did not."""
         landed, failed = 0, []
@@ -58,7 +58,7 @@ class DeadLetters:
             record = {"model": "", **letter["record"]}  # a call refused before its model was known has none
             event = UsageEvent(**{k: v for k, v in record.items() if k in _EVENT_FIELDS})
             try:
-                writer.write([event])
+                store.write([event])
             except StorageError as e:
                 failed.append((event.id, e.message))
                 continue

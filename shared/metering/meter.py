@@ -1,6 +1,6 @@
 """The meter: collects usage events on the request path (cheap, synchronous) and writes them off it.
 
-`flush` writes pending events in batches (shared/metering/writer.py), oldest first. What a failure does:
+`flush` writes pending events in batches to a `UsageStore` (shared/metering/store.py), oldest first. What a failure does:
 - a passing one (connection, throttling, a transaction conflict) keeps the batch pending for the next flush,
   which comes after a backoff; after `STRIKES` such failures in a row the batch is treated as suspect, below;
 - any other (DynamoDB refused the request, or answered with an error that says nothing) isolates the batch: it
@@ -24,7 +24,8 @@ from typing import Any, Callable, Iterable
 from shared.errors import StorageError
 from shared.metering.dead_letters import DeadLetters
 from shared.metering.events import UsageEvent
-from shared.metering.writer import MAX_ACTIONS, UsageWriter, actions_needed
+from shared.metering.store import UsageStore
+from shared.metering.writer import MAX_ACTIONS, actions_needed
 
 log = logging.getLogger("switchyard.metering")
 
@@ -77,12 +78,12 @@ def next_batch(pending: Iterable[UsageEvent]) -> list[UsageEvent]:
 
 
 class Meter:
-    def __init__(self, writer: UsageWriter, *, interval: float, dead_letters: DeadLetters | None = None,
+    def __init__(self, store: UsageStore, *, interval: float, dead_letters: DeadLetters,
                  on_record: Callable[[UsageEvent], None] | None = None) -> None:
-        self.writer = writer
+        self.store = store
         self.interval = interval
         self.on_record = on_record
-        self.dead_letters = dead_letters or DeadLetters(writer.counters_table, writer.retention_days)
+        self.dead_letters = dead_letters
         self._pending: dict[str, UsageEvent] = {}
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
@@ -136,7 +137,7 @@ class Meter:
         """Write a batch; an event that cannot even be expressed (a bug, a cost that is not finite) is a refusal
         like any DynamoDB refuses, so it is isolated and set aside, never left at the head of the queue."""
         try:
-            self.writer.write(events)
+            self.store.write(events)
         except StorageError:
             raise
         except Exception as e:
@@ -182,7 +183,7 @@ class Meter:
         for event, error in alone:
             strikes = self._suspect[event.id] = self._suspect.get(event.id, 0) + 1
             if is_refusal(error) or (written and not outage) or strikes >= STRIKES:
-                self.dead_letters.add(event.to_record(self.writer.retention_days), error.message)
+                self.dead_letters.add(event.to_record(self.store.retention_days), error.message)
                 done.append(event)
         return done, outage or len(done) < len(batch)
 
@@ -234,7 +235,7 @@ class Meter:
             delay = min(delay * 2, 1.0)
         for event in list(self._pending.values()) if final else ():
             log.error("usage record %s not written before shutdown: %s", event.id,
-                      _json(event.to_record(self.writer.retention_days)))
+                      _json(event.to_record(self.store.retention_days)))
         return self.backlog
 
 

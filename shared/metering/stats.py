@@ -9,15 +9,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from shared.aws import client
-from shared.aws.dynamodb import from_item, to_item
-from shared.errors import StorageError
+from shared.metering.store import UsageStore
 
 WINDOW_SECONDS = 30 * 60
 RECENT_RECORDS = 1000  # enough for stable percentiles; a busy model's window is sampled from its newest calls
-MAX_PAGES = 4  # DynamoDB pages stop at 1 MB: 1000 records fit in one or two
 STATS_TTL_SECONDS = 15.0
 # One worker: stats queries queue behind each other and never take the default pool's threads, which key
 # lookups and metering use.
@@ -33,34 +28,18 @@ def _percentiles(values: list[float]) -> dict[str, float] | None:
     return {"p50": pick(0.50), "p75": pick(0.75), "p90": pick(0.90), "p99": pick(0.99)}
 
 
-def recent_calls(usage_table: str, model: str, *, now: float | None = None) -> list[dict[str, Any]]:
+def recent_calls(usage: UsageStore, model: str, *, now: float | None = None) -> list[dict[str, Any]]:
     """The model's newest usage records in the window, at most RECENT_RECORDS of them."""
-    since = (now or time.time()) - WINDOW_SECONDS
-    kwargs: dict[str, Any] = {
-        "TableName": usage_table, "IndexName": "by_model", "ScanIndexForward": False, "Limit": RECENT_RECORDS,
-        "KeyConditionExpression": "model = :m AND created_at >= :t",
-        "ExpressionAttributeValues": to_item({":m": model, ":t": round(since, 3)}),
-    }
-    calls: list[dict[str, Any]] = []
-    try:
-        for _ in range(MAX_PAGES):
-            page = client("dynamodb").query(**kwargs)
-            calls.extend(from_item(i) for i in page.get("Items", []))
-            if "LastEvaluatedKey" not in page or len(calls) >= RECENT_RECORDS:
-                break
-            kwargs.update(ExclusiveStartKey=page["LastEvaluatedKey"], Limit=RECENT_RECORDS - len(calls))
-    except (ClientError, BotoCoreError) as e:
-        raise StorageError("Storage is unavailable (usage stats)") from e
-    return calls
+    return usage.for_model(model, since=(now or time.time()) - WINDOW_SECONDS, limit=RECENT_RECORDS)
 
 
 class EndpointStats:
     """`endpoint_stats` per model, computed in a worker thread at most once every `ttl` seconds; callers that
     arrive while it is computed wait for that computation. A failed one is not kept."""
 
-    def __init__(self, usage_table: str, *, ttl: float = STATS_TTL_SECONDS,
+    def __init__(self, usage: UsageStore, *, ttl: float = STATS_TTL_SECONDS,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.usage_table, self.ttl, self.clock = usage_table, ttl, clock
+        self.usage, self.ttl, self.clock = usage, ttl, clock
         self._done: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}  # model → (computed at, stats)
         self._running: dict[str, asyncio.Future[dict[str, dict[str, Any]]]] = {}
 
@@ -78,7 +57,7 @@ class EndpointStats:
         return await asyncio.shield(running)  # one caller going away does not cancel the others' answer
 
     def _compute(self, model: str) -> dict[str, dict[str, Any]]:
-        return endpoint_stats(recent_calls(self.usage_table, model))
+        return endpoint_stats(recent_calls(self.usage, model))
 
     def _keep(self, model: str, started: float, future: asyncio.Future[dict[str, dict[str, Any]]]) -> None:
         if self._running.get(model) is future:

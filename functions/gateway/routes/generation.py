@@ -52,7 +52,7 @@ async def get_generation(id: Annotated[str, Query(min_length=1, max_length=64)],
     g = gateway()
     pending = g.meter.pending(id)
     record = pending.to_record(g.settings.usage_retention_days) if pending else \
-        await asyncio.to_thread(g.meter.writer.usage.get, {"id": id})
+        await asyncio.to_thread(g.usage.get, id)
     if record is None or record["key_id"] != key.key_id:
         raise NotFoundError(f"No generation {id!r} for this key", metadata={"id": id})
     return {"data": _stats(record)}

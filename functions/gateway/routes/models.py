@@ -4,19 +4,10 @@ import orjson
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from functions.gateway.state import Gateway, gateway
-from shared.metering.stats import WINDOW_SECONDS, EndpointStats
+from functions.gateway.state import gateway
+from shared.metering.stats import WINDOW_SECONDS
 
 router = APIRouter(prefix="/api/v1", tags=["models"])
-_stats: tuple[Gateway, EndpointStats] | None = None
-
-
-def endpoint_stats_for(g: Gateway) -> EndpointStats:
-    """The endpoint-stats cache of this gateway (a new gateway, as in tests, starts a new one)."""
-    global _stats
-    if _stats is None or _stats[0] is not g:
-        _stats = (g, EndpointStats(g.settings.usage_table))
-    return _stats[1]
 
 
 def _split(value: str | None) -> set[str]:
@@ -44,7 +35,7 @@ async def list_models(
 async def model_endpoints(author: str, slug: str) -> dict:
     g = gateway()
     model = g.catalog.get(f"{author}/{slug}")
-    stats = await endpoint_stats_for(g).get(model.id)
+    stats = await g.endpoint_stats.get(model.id)
     listed = model.to_openrouter()
     endpoints = []
     for e in model.endpoints:

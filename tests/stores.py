@@ -1,0 +1,123 @@
+"""In-memory stores behind the gateway's store interfaces, for tests that need no DynamoDB. Each keeps the
+contract of its DynamoDB implementation, checked by tests that run against both."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from shared.catalog.schema import CatalogFile, ModelConfig, ProviderConfig
+from shared.errors import NotFoundError
+from shared.keys.store import ApiKey, now_iso
+from shared.keys.tokens import KeyKind, label, new_key, secret_hash
+from shared.metering.events import UsageEvent
+from shared.routing.policy import RoutePolicy
+
+
+class MemoryKeyStore:
+    """A KeyStore in a dict; a key's spend is what a test sets on it. Callers get copies, as from DynamoDB."""
+
+    def __init__(self, pepper: bytes = b"memory-pepper") -> None:
+        self.keys: dict[str, ApiKey] = {}
+        self._pepper = pepper
+
+    def pepper(self) -> bytes:
+        return self._pepper
+
+    def create(self, name: str, *, kind: KeyKind = "inference", limit: float | None = None,
+               tags: tuple[str, ...] = ()) -> tuple[str, ApiKey]:
+        token, parts = new_key(kind)
+        key = ApiKey(key_id=parts.key_id, kind=kind, name=name, label=label(token),
+                     secret_hash=secret_hash(self._pepper, parts.secret), limit=limit, created_at=now_iso(),
+                     tags=tags)
+        self.keys[key.key_id] = key
+        return token, replace(key)
+
+    def get(self, key_id: str) -> ApiKey | None:
+        key = self.keys.get(key_id)
+        return None if key is None else replace(key)
+
+    def list(self, *, kind: KeyKind = "inference") -> list[ApiKey]:
+        keys = [replace(k) for k in self.keys.values() if k.kind == kind]
+        return sorted(keys, key=lambda k: k.created_at, reverse=True)
+
+    def update(self, key_id: str, *, name: str | None = None, disabled: bool | None = None,
+               limit: float | None = None, clear_limit: bool = False,
+               tags: tuple[str, ...] | None = None) -> ApiKey:
+        key = self._managed(key_id)
+        changes = {"name": name, "disabled": disabled, "limit": limit, "tags": tags}
+        key = replace(key, updated_at=now_iso(), **{k: v for k, v in changes.items() if v is not None})
+        if limit is None and clear_limit:
+            key.limit = None
+        self.keys[key_id] = key
+        return replace(key)
+
+    def delete(self, key_id: str) -> None:
+        self._managed(key_id)
+        del self.keys[key_id]
+
+    def _managed(self, key_id: str) -> ApiKey:
+        key = self.keys.get(key_id)
+        if key is None or key.kind != "inference":
+            raise NotFoundError(f"No key {key_id!r}", metadata={"hash": key_id})
+        return key
+
+
+class MemoryCatalogStore:
+    """A CatalogStore in dicts, keyed as the catalog table is."""
+
+    def __init__(self) -> None:
+        self.providers: dict[str, ProviderConfig] = {}
+        self.models: dict[tuple[str, str], ModelConfig] = {}
+        self.routes: dict[str, RoutePolicy] = {}
+        self.hidden: set[str] = set()
+
+    def load(self) -> tuple[CatalogFile, frozenset[str]]:
+        return CatalogFile(providers=list(self.providers.values()), models=list(self.models.values()),
+                           routes=list(self.routes.values())), frozenset(self.hidden)
+
+    def put_provider(self, provider: ProviderConfig) -> None:
+        self.providers[provider.id] = provider
+
+    def delete_provider(self, provider_id: str) -> bool:
+        return self.providers.pop(provider_id, None) is not None
+
+    def put_model(self, model: ModelConfig) -> None:
+        self.models[model.id, model.provider] = model
+
+    def delete_model(self, model_id: str, provider: str) -> bool:
+        return self.models.pop((model_id, provider), None) is not None
+
+    def put_route(self, route: RoutePolicy) -> None:
+        self.routes[route.id] = route
+
+    def delete_route(self, route_id: str) -> bool:
+        return self.routes.pop(route_id, None) is not None
+
+    def set_hidden(self, model_id: str, hidden: bool) -> None:
+        (self.hidden.add if hidden else self.hidden.discard)(model_id)
+
+
+class MemoryUsageStore:
+    """A UsageStore in a dict of records (the keys' spend is not kept); `reads` lists the models read."""
+
+    def __init__(self, retention_days: int = 30) -> None:
+        self.records: dict[str, dict[str, Any]] = {}
+        self.retention_days = retention_days
+        self.reads: list[str] = []
+
+    def write(self, events: list[UsageEvent]) -> list[UsageEvent]:
+        skipped = [e for e in events if e.id in self.records]
+        for e in events:
+            self.records.setdefault(e.id, e.to_record(self.retention_days))
+        return skipped
+
+    def get(self, record_id: str) -> dict[str, Any] | None:
+        record = self.records.get(record_id)
+        return None if record is None else dict(record)
+
+    def for_model(self, model: str, *, since: float, limit: int) -> list[dict[str, Any]]:
+        self.reads.append(model)
+        found = [dict(r) for r in self.records.values()
+                 if r.get("model") == model and r["created_at"] >= since]
+        return sorted(found, key=lambda r: r["created_at"], reverse=True)[:limit]
