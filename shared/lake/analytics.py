@@ -122,12 +122,6 @@ def usage_rows(engine: LakeQuery, request: Request) -> tuple[list[dict[str, Any]
     rows = table.to_pylist()
     truncated = len(rows) > request.limit
     rows = rows[:request.limit]
-    err_sql, err_columns = queries.errors(request.group_by, request.granularity, filters)
-    top: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-    for e in engine.run(err_sql, params, first, last).to_pylist():
-        bucket = top.setdefault(tuple(e[c] for c in err_columns), [])
-        if len(bucket) < TOP_ERRORS:
-            bucket.append({"error_type": e["error_type_"], "count": e["errors"]})
     out = []
     for r in rows:
         finished = r["completed"] + r["failed"]
@@ -141,11 +135,18 @@ def usage_rows(engine: LakeQuery, request: Request) -> tuple[list[dict[str, Any]
             cost=round(float(r["cost"]), 12),
             **{k: (round(r[k], 3) if r[k] is not None else None)
                for k in ("latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "ttft_ms_p50", "ttft_ms_p95")},
-            top_errors=top.get(tuple(r[c] for c in columns), []),
+            top_errors=_top(r["error_counts"]),
             last_call_at=_iso(r["last_call_at"]),
         )
         out.append(shaped)
     return out, truncated
+
+
+def _top(histogram: Any) -> list[dict[str, Any]]:
+    """The most frequent error types (ties by name), from the query's histogram (a map: pairs or a dict)."""
+    pairs = histogram.items() if isinstance(histogram, dict) else (histogram or [])
+    ranked = sorted(((int(n), str(k)) for k, n in pairs), key=lambda x: (-x[0], x[1]))
+    return [{"error_type": k, "count": n} for n, k in ranked[:TOP_ERRORS]]
 
 
 def meta(request: Request) -> dict[str, Any]:
