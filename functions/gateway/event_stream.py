@@ -1,0 +1,59 @@
+"""A streamed answer as a bare ASGI response: its frames go straight to the server's send.
+
+Starlette's StreamingResponse hands each frame through every layer's send wrapper (four on the chat route:
+the route's and ExceptionMiddleware's exception handlers, ServerErrorMiddleware, RequestBoundary), and under
+ASGI 2.3 runs the body in an anyio task group to notice a client that leaves. Those layers only watch for the
+response's start, so here the start and the end pass through them and the frames in between go to the send
+RequestBoundary found (`scope["state"][SERVER_SEND]`); a client that leaves is noticed by one watcher task,
+as for non-streamed calls. Measured on the one-by-one streaming benchmark: see benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator, Mapping
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+SERVER_SEND = "server_send"  # scope["state"] key: the server's own send, before any middleware wraps it
+
+
+class EventStream(Response):
+    """`text/event-stream` from an async iterator of frames. A client that goes away cancels the iteration (the
+    relay meters the call as cancelled) and ends the response quietly."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, frames: AsyncIterator[bytes], headers: Mapping[str, str]) -> None:
+        self.frames = frames
+        self.status_code = 200
+        self.background = None
+        self.init_headers(headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        write = scope["state"].get(SERVER_SEND, send)
+        task = asyncio.current_task()
+        assert task is not None
+        left = False
+
+        async def watch() -> None:
+            nonlocal left
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            left = True
+            task.cancel()
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            async for frame in self.frames:
+                await write({"type": "http.response.body", "body": frame, "more_body": True})
+        except asyncio.CancelledError:
+            if left and not task.uncancel():
+                return  # the client went away; the relay has metered the call as cancelled
+            raise
+        finally:
+            watcher.cancel()
+            await self.frames.aclose()  # type: ignore[attr-defined]  # a no-op unless a send failed mid-stream
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
