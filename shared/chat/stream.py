@@ -129,18 +129,16 @@ class StreamRelay:
         return UpstreamTimeoutError(f"{provider} {why}", metadata={"provider_name": provider})
 
     # -- the body ------------------------------------------------------------------------------------------
-    async def _item(self) -> Any:
-        """The upstream's next chunk or marker. Until this candidate's first chunk, its response headers may not
-        even have come, so the transport cannot mark silences yet: reads go through a task watched with a
-        keep-alive timer (a PULSE when it rings, at the first-byte deadline at the latest), which also hands the
-        first read, a fallback's too, the call's deadline. After it, the upstream is awaited directly."""
-        if not self.answered:
-            if not await self._wait(min(self.keepalive, self.first_byte_deadline - time.monotonic())):
-                return PULSE
-            assert self.next is not None
-            waiting, self.next = self.next, None
-            return waiting.result()  # raises the upstream's error, or StopAsyncIteration
-        return await self.upstream.__anext__()
+    async def _unanswered_item(self) -> Any:
+        """The upstream's next item before this candidate's first chunk. Its response headers may not even have
+        come, so the transport cannot mark silences yet: reads go through a task watched with a keep-alive timer
+        (a PULSE when it rings, at the first-byte deadline at the latest), which also hands the first read, a
+        fallback's too, the call's deadline. After the first chunk, sse() awaits the upstream directly."""
+        if not await self._wait(min(self.keepalive, self.first_byte_deadline - time.monotonic())):
+            return PULSE
+        assert self.next is not None
+        waiting, self.next = self.next, None
+        return waiting.result()  # raises the upstream's error, or StopAsyncIteration
 
     async def sse(self) -> AsyncIterator[bytes]:
         frames: list[bytes] = []  # relabelled, not yet written
@@ -148,7 +146,7 @@ class StreamRelay:
         try:
             while True:
                 try:
-                    item = await self._item()
+                    item = await (self.upstream.__anext__() if self.answered else self._unanswered_item())
                 except StopAsyncIteration:
                     break
                 except SwitchyardError as e:
