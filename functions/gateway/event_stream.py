@@ -4,8 +4,9 @@ Starlette's StreamingResponse hands each frame through every layer's send wrappe
 the route's and ExceptionMiddleware's exception handlers, ServerErrorMiddleware, RequestBoundary), and under
 ASGI 2.3 runs the body in an anyio task group to notice a client that leaves. Those layers only watch for the
 response's start, so here the start and the end pass through them and the frames in between go to the send
-RequestBoundary found (`scope["state"][SERVER_SEND]`); a client that leaves is noticed by one watcher task,
-as for non-streamed calls. Measured on the one-by-one streaming benchmark: see benchmarks/README.md.
+RequestBoundary found (`scope["state"][SERVER_SEND]`), from a task of their own (the pump); a client that
+leaves is noticed by a watcher task, as for non-streamed calls. Measured on the one-by-one streaming
+benchmark: see benchmarks/README.md.
 """
 
 from __future__ import annotations
