@@ -18,11 +18,22 @@ def run(coro):
     return asyncio.run(go())
 
 
-def collect(provider, request, endpoint) -> list[dict]:
-    """The chunks of a stream (its FLUSH and PULSE markers left out)."""
+def chunks_of(stream) -> list[dict]:
+    """The chunks of an adapter's stream, awaited: one an item, or by read (PULSE markers left out)."""
     async def go():
-        return [c async for c in provider.stream(request, endpoint) if not isinstance(c, Marker)]
-    return run(go())
+        chunks = []
+        async for item in stream:
+            if isinstance(item, list):
+                chunks += item
+            elif not isinstance(item, Marker):
+                chunks.append(item)
+        return chunks
+    return go()
+
+
+def collect(provider, request, endpoint) -> list[dict]:
+    """The chunks of an adapter's stream (its PULSE markers left out)."""
+    return run(chunks_of(provider.stream(request, endpoint)))
 
 
 def catalog_from(yaml_text: str, tmp_path: Path) -> Catalog:

@@ -180,3 +180,33 @@ def test_a_stream_abandoned_midway_closes_its_connection():
         server.close()
 
     run(go())
+
+
+def test_a_silent_stream_pulses_and_times_out_from_its_last_byte_across_pulses():
+    """One watchdog serves all the waits of an exchange: it pulses through a silence, a byte between pulses
+    pushes the silence timeout back, and the timeout still comes when the silence outlasts it."""
+    async def handler(reader, writer, state):
+        await read_request(reader, state)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.3)  # pulses, not a timeout (0.3 s < 0.5 s)
+        writer.write(b"5\r\nagain\r\n")
+        await writer.drain()
+        await asyncio.sleep(2)  # then silent past the idle timeout
+
+    async def go():
+        server, url, _ = await serve(handler)
+        http = HTTPClient()
+        resp = await http.request("POST", url, headers={}, body=b"", **T)
+        seen = []
+        with pytest.raises(ReadTimeout):
+            async for chunk in resp.iter_chunks(pulse=0.05):
+                seen.append(chunk)
+        server.close()
+        return seen
+
+    seen = run(go())
+    data = [c for c in seen if c]
+    assert data == [b"hello", b"again"]
+    first, second = seen.index(b"hello"), seen.index(b"again")
+    assert second - first > 1 and len(seen) - second > 1  # pulses in both silences

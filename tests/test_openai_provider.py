@@ -9,9 +9,8 @@ from shared.catalog import load_catalog
 from shared.chat.schema import parse_chat_request
 from shared.errors import (ContextLengthExceededError, ProviderAuthError, ProviderUnreachableError, RateLimitedError,
                            UpstreamError, UpstreamTimeoutError)
-from shared.providers.base import Marker
 from shared.providers.openai import OpenAIProvider
-from tests.support import catalog_from, run
+from tests.support import catalog_from, chunks_of, run
 
 provider = OpenAIProvider()
 
@@ -40,10 +39,7 @@ def test_completion_sends_the_upstream_model_and_vendor_key(catalog, fake_upstre
 
 
 def test_stream_asks_for_usage_and_passes_chunks_through(catalog, fake_upstream):
-    async def collect():
-        return [c async for c in provider.stream(req(), catalog.get("fake/ok").endpoints[0])
-                if not isinstance(c, Marker)]
-    chunks = run(collect())
+    chunks = run(chunks_of(provider.stream(req(), catalog.get("fake/ok").endpoints[0])))
     assert fake_upstream.requests[-1]["body"]["stream_options"] == {"include_usage": True}
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     assert text == "Hello from the fake upstream."
@@ -101,11 +97,8 @@ def test_unreachable_upstream_is_502_and_silence_is_504(tmp_path):
 
 
 def test_mid_stream_error_event_is_raised(catalog):
-    async def collect():
-        return [c async for c in provider.stream(req("fake/mid-error"), catalog.get("fake/mid-error").endpoints[0])
-                if not isinstance(c, Marker)]
     with pytest.raises(UpstreamError, match="mid-stream"):
-        run(collect())
+        run(chunks_of(provider.stream(req("fake/mid-error"), catalog.get("fake/mid-error").endpoints[0])))
 
 
 def test_a_model_whose_provider_has_no_credentials_is_503(tmp_path, monkeypatch):

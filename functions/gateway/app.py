@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from functions.gateway.event_stream import SERVER_SEND
 from functions.gateway.routes import analytics, catalog, chat, generation, health, keys, models, policies
 from functions.gateway.state import gateway
 from shared.chat.service import new_request_id
@@ -49,7 +50,9 @@ class RequestBoundary:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        scope.setdefault("state", {})[GENERATION_ID] = new_request_id()
+        state = scope.setdefault("state", {})
+        state[GENERATION_ID] = new_request_id()
+        state[SERVER_SEND] = send  # a stream's frames go straight to it (functions/gateway/event_stream.py)
         sent = 0  # 1: response started, 2: response complete
 
         async def tracked(message: Message) -> None:

@@ -7,10 +7,11 @@ mid-stream format (`finish_reason: "error"`). Until the first data frame, a fail
 plan's next one (keep-alive comments carry no data). A stream that fails or is left bills what was generated
 up to then (nothing, when nothing was); a client that goes away is metered as cancelled.
 
-From a candidate's first chunk on, the relay awaits the upstream directly: silences come as PULSE markers (the
-upstream read saw nothing for a keep-alive interval), and FLUSH marks the end of what one read brought, so the
-frames of one read go out in one write (shared/providers/base.py). No task, timer or wait is made per chunk;
-before the first chunk, a task watched by a keep-alive timer, since the upstream may not have answered yet.
+From a candidate's first chunk on, the relay awaits the upstream directly: the stream comes by read (each item
+the chunks one upstream read brought, so that they go out in one write) and silences come as PULSE markers (the
+upstream read saw nothing for a keep-alive interval; shared/providers/base.py). No task, timer or wait is made
+per chunk; before the first chunk, a task watched by a keep-alive timer, since the upstream may not have
+answered yet.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from shared.healing.repair import HealResult
 from shared.healing.stream import StreamHealer
 from shared.metering import UsageEvent
 from shared.providers import Usage
-from shared.providers.base import DEADLINE, FLUSH, PULSE, first_byte_timeout, marked
+from shared.providers.base import DEADLINE, PULSE, by_read, first_byte_timeout
 from shared.routing.plan import Plan
 from shared.routing.providers import Candidate
 
@@ -58,8 +59,8 @@ class StreamRelay:
         self.route = route
         record.label(self.event, route)
         chunks = route.adapter.stream(sent.for_endpoint(route.endpoint.supported), route.endpoint)
-        self.upstream = chunks if getattr(route.adapter, "marks_stream", False) else \
-            marked(chunks, self.keepalive, self.total_deadline)
+        self.upstream = chunks if getattr(route.adapter, "streams_by_read", False) else \
+            by_read(chunks, self.keepalive, self.total_deadline)
         self.next: asyncio.Future[Any] | None = None  # the first item, while start() waits for it
         self.labels = {"id": self.ctx.request_id, "model": route.model.id, "provider": route.endpoint.provider.id,
                        "object": "chat.completion.chunk"}
@@ -95,8 +96,8 @@ class StreamRelay:
             if await self._wait(min(commit_at, self.first_byte_deadline) - time.monotonic()):
                 assert self.next is not None
                 error = self.next.exception()
-                if error is None and self.next.result() is FLUSH:
-                    self.next = None  # a read that brought nothing to relay (comments): keep waiting
+                if error is None and self.next.result() == []:
+                    self.next = None  # a read that brought nothing to relay: keep waiting
                     continue
                 if not isinstance(error, SwitchyardError):
                     return  # the first chunk (or a bug, which sse() reports)
@@ -128,41 +129,31 @@ class StreamRelay:
         return UpstreamTimeoutError(f"{provider} {why}", metadata={"provider_name": provider})
 
     # -- the body ------------------------------------------------------------------------------------------
-    async def _item(self) -> Any:
-        """The upstream's next chunk or marker. Until this candidate's first chunk, its response headers may not
-        even have come, so the transport cannot mark silences yet: reads go through a task watched with a
-        keep-alive timer (a PULSE when it rings, at the first-byte deadline at the latest), which also hands the
-        first read, a fallback's too, the call's deadline. After it, the upstream is awaited directly."""
-        if not self.answered:
-            if not await self._wait(min(self.keepalive, self.first_byte_deadline - time.monotonic())):
-                return PULSE
-            assert self.next is not None
-            waiting, self.next = self.next, None
-            return waiting.result()  # raises the upstream's error, or StopAsyncIteration
-        return await self.upstream.__anext__()
+    async def _unanswered_item(self) -> Any:
+        """The upstream's next item before this candidate's first chunk. Its response headers may not even have
+        come, so the transport cannot mark silences yet: reads go through a task watched with a keep-alive timer
+        (a PULSE when it rings, at the first-byte deadline at the latest), which also hands the first read, a
+        fallback's too, the call's deadline. After the first chunk, sse() awaits the upstream directly."""
+        if not await self._wait(min(self.keepalive, self.first_byte_deadline - time.monotonic())):
+            return PULSE
+        assert self.next is not None
+        waiting, self.next = self.next, None
+        return waiting.result()  # raises the upstream's error, or StopAsyncIteration
 
     async def sse(self) -> AsyncIterator[bytes]:
-        frames: list[bytes] = []  # relabelled, not yet written: what one upstream read brought goes out at once
+        frames: list[bytes] = []  # relabelled, not yet written
         held: list[bytes] = []
         try:
             while True:
                 try:
-                    item = await self._item()
+                    item = await (self.upstream.__anext__() if self.answered else self._unanswered_item())
                 except StopAsyncIteration:
                     break
                 except SwitchyardError as e:
                     if await self._fallback(e):
                         continue
                     raise
-                if item is FLUSH:
-                    if frames:
-                        yield b"".join(frames)
-                        frames.clear()
-                    continue
                 if item is PULSE:
-                    if frames:
-                        yield b"".join(frames)
-                        frames.clear()
                     first = self.event.ttft_ms is None
                     if time.monotonic() < (self.first_byte_deadline if first else self.total_deadline):
                         yield KEEPALIVE
@@ -170,17 +161,23 @@ class StreamRelay:
                     if await self._fallback(silent := self._silent(first)):
                         continue
                     raise silent
+                if not item:
+                    continue
                 if not self.answered:
                     self.answered = True
                     self.plan.succeeded(self.route)
-                frame, finishing = self._relabel(item)
-                if frame is None:
-                    continue
-                self.sent = True
-                if self.healers is not None and finishing:
-                    held.append(frame)  # healing deltas must come before the choice finishes
-                else:
-                    frames.append(frame)
+                for chunk in item:  # what one upstream read brought: one write
+                    frame, finishing = self._relabel(chunk)
+                    if frame is None:
+                        continue
+                    self.sent = True
+                    if self.healers is not None and finishing:
+                        held.append(frame)  # healing deltas must come before the choice finishes
+                    else:
+                        frames.append(frame)
+                if frames:
+                    yield frames[0] if len(frames) == 1 else b"".join(frames)
+                    frames.clear()
             heal = {}
             if self.healers is not None:
                 report = HealReport()

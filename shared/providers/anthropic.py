@@ -27,7 +27,7 @@ from shared.catalog import Endpoint
 from shared.chat.schema import ChatRequest, ImagePart, Message, TextPart, ToolChoiceFunction
 from shared.errors import BadRequestError, SwitchyardError, UpstreamError
 from shared.providers.base import (JSON_INSTRUCTION, Completion, Marker, Usage, alternating_turns, assistant_choice,
-                                   call_arguments, post, read_ok, sse_lines, tool_call, upstream_error)
+                                   call_arguments, post, read_ok, sse_data, tool_call, upstream_error)
 from shared.providers.http import Response
 
 VERSION = "2023-06-01"
@@ -144,7 +144,7 @@ def _error(status: int, raw: bytes, headers: dict[str, str], endpoint: Endpoint)
 
 class AnthropicProvider:
     honours_deadline = True  # all its I/O goes through base.post
-    marks_stream = True  # its stream comes through sse_lines, which marks reads and silences
+    streams_by_read = True  # its stream comes through sse_data
 
     async def _post(self, request: ChatRequest, endpoint: Endpoint, *, stream: bool) -> Response:
         url = (endpoint.provider.base_url or DEFAULT_URL).rstrip("/") + "/v1/messages"
@@ -174,16 +174,21 @@ class AnthropicProvider:
         return Completion(body, usage_of(data.get("usage")) or Usage(estimated=True), choice["finish_reason"],
                           data.get("id"))
 
-    async def stream(self, request: ChatRequest, endpoint: Endpoint) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, request: ChatRequest, endpoint: Endpoint) -> AsyncIterator[list[dict[str, Any]] | Marker]:
         resp = await self._post(request, endpoint, stream=True)
         translator = _StreamTranslator(request, endpoint)
-        async with aclosing(sse_lines(resp, endpoint, _error)) as lines:
-            async for line in lines:
-                if line.__class__ is Marker:
-                    yield line
+        async with aclosing(sse_data(resp, endpoint, _error)) as reads:
+            async for read in reads:
+                if read.__class__ is Marker:
+                    yield read
                     continue
-                for chunk in translator.line(line):
-                    yield chunk
+                chunks = []
+                for data in read:
+                    chunks += translator.event(data)
+                    if translator.done:
+                        break
+                if chunks:
+                    yield chunks
                 if translator.done:
                     return
 
@@ -206,12 +211,10 @@ class _StreamTranslator:
         return {"id": self.id, "object": "chat.completion.chunk", "created": int(time.time()), "model": self.model,
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "native_finish_reason": native}]}
 
-    def line(self, line: bytes) -> list[dict[str, Any]]:
-        line = line.strip()
-        if not line.startswith(b"data:"):
-            return []  # event: lines name the type that the data repeats
+    def event(self, data: bytes) -> list[dict[str, Any]]:
+        """One event's data (its `event:` line only names the type that the data repeats) → chunks."""
         try:
-            event = orjson.loads(line[5:])
+            event = orjson.loads(data)
         except orjson.JSONDecodeError:
             event = None
         if not isinstance(event, dict):

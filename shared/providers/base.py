@@ -92,8 +92,7 @@ it), narrowed to a call's by ChatService. `post` cuts the connect, the first byt
 
 
 class Marker:
-    """A point in a stream that is not a chunk: FLUSH (what one read brought ends here: send it) and PULSE (the
-    upstream has been silent for a keep-alive interval)."""
+    """A point in a stream that is not a chunk: PULSE (the upstream has been silent for a keep-alive interval)."""
 
     __slots__ = ("name",)
 
@@ -104,26 +103,28 @@ class Marker:
         return self.name.upper()
 
 
-FLUSH, PULSE = Marker("flush"), Marker("pulse")
+PULSE = Marker("pulse")
 
 
 class Provider(Protocol):
     """One wire format. Errors are raised as `SwitchyardError`s (see `upstream_error`). An adapter whose I/O
     all goes through `post` sets `honours_deadline = True`: it ends by DEADLINE itself (no timer needed). An
-    adapter whose stream yields FLUSH and PULSE markers itself sets `marks_stream = True`; the others' streams
-    are given them by `marked()`."""
+    adapter whose stream yields, for each upstream read, the list of chunks that read brought, and PULSE for
+    silences, sets `streams_by_read = True` (its reads are ours to watch: `sse_data`); the others' streams,
+    one chunk an item, are given that shape by `by_read()`."""
 
     async def complete(self, request: ChatRequest, endpoint: Endpoint) -> Completion: ...
 
-    def stream(self, request: ChatRequest, endpoint: Endpoint) -> AsyncIterator[dict[str, Any] | Marker]:
-        """OpenAI `chat.completion.chunk` dicts (a chunk carrying `usage` may come last), and markers."""
+    def stream(self, request: ChatRequest, endpoint: Endpoint) -> AsyncIterator[Any]:
+        """OpenAI `chat.completion.chunk` dicts (a chunk carrying `usage` may come last): one an item, or, with
+        `streams_by_read`, in lists (one a read) with PULSE markers."""
         ...
 
 
-async def marked(chunks: AsyncIterator[Any], pulse: float, until: float | None = None) -> AsyncIterator[Any]:
-    """A stream of chunks with markers: FLUSH after each chunk, PULSE after each `pulse` seconds of silence and
-    at `until` (time.monotonic()), for adapters whose reads are not ours to watch: the sim, botocore's event
-    stream."""
+async def by_read(chunks: AsyncIterator[Any], pulse: float, until: float | None = None) -> AsyncIterator[Any]:
+    """A stream of chunks as a stream by read: each chunk alone in a list, PULSE after each `pulse` seconds of
+    silence and at `until` (time.monotonic()), for adapters whose reads are not ours to watch: the sim,
+    botocore's event stream."""
     pending: asyncio.Future[Any] | None = None
     try:
         while True:
@@ -139,8 +140,7 @@ async def marked(chunks: AsyncIterator[Any], pulse: float, until: float | None =
                 item = finished.result()
             except StopAsyncIteration:
                 return
-            yield item
-            yield FLUSH
+            yield [item]
     finally:
         if pending is not None:
             pending.cancel()
@@ -283,13 +283,14 @@ def _not_sse(provider: str, resp: "Response") -> UpstreamError:
                          f"({kind})", metadata={"provider_name": provider, "upstream_status": resp.status})
 
 
-async def sse_lines(resp: "Response", endpoint: Endpoint, error: ErrorParser) -> AsyncIterator[bytes | Marker]:
-    """The lines of a streamed answer as they arrive (a line split across reads is joined first), with a FLUSH
-    after the lines of each read and a PULSE for each keep-alive interval of silence; the connection is
-    released when the iteration ends. Raised instead, in our vocabulary: the vendor's error
-    for an HTTP error status; an answer that is not an event stream (a JSON body, or no `data:` line: within
-    the first SWITCHYARD_MAX_UPSTREAM_EVENT_BYTES unless it says text/event-stream, where comments may come
-    first); a line over that same cap; a transport failure."""
+async def sse_data(resp: "Response", endpoint: Endpoint, error: ErrorParser) -> AsyncIterator[list[bytes] | Marker]:
+    """A streamed answer's events as they arrive: for each upstream read that completes any, the data of its
+    `data:` lines (a line split across reads is joined first; other fields, comments and blank lines are left
+    out), and a PULSE for each keep-alive interval of silence; the connection is released when the iteration
+    ends. Raised instead, in our vocabulary: the vendor's error for an HTTP error status; an answer that is not
+    an event stream (a JSON body, or no `data:` line: within the first SWITCHYARD_MAX_UPSTREAM_EVENT_BYTES
+    unless it says text/event-stream, where comments may come first); a line over that same cap; a transport
+    failure."""
     provider = endpoint.provider.id
     chunks = resp.iter_chunks(get_settings().keepalive_seconds)
     try:
@@ -306,23 +307,25 @@ async def sse_lines(resp: "Response", endpoint: Endpoint, error: ErrorParser) ->
             if not block:
                 yield PULSE
                 continue
-            pending += block
-            *lines, pending = pending.split(b"\n")
-            if len(pending) > limit:
+            if pending:
+                block = pending + block
+            *lines, pending = block.split(b"\n")
+            if len(block) > limit and max(map(len, lines), default=0) > limit or len(pending) > limit:
                 raise too_large(provider, limit)
+            found = []
             for line in lines:
-                if len(line) > limit:
-                    raise too_large(provider, limit)
-                if not data:
-                    data = line.startswith(b"data:")
+                if line.startswith(b"data:") or (line := line.strip()).startswith(b"data:"):
+                    found.append(line[5:].strip())
+                    data = True
+                elif not data:
                     scanned += len(line) + 1
-                    if not data and not declared and scanned > limit:
+                    if not declared and scanned > limit:
                         raise _not_sse(provider, resp)
-                yield line
-            yield FLUSH
-        if pending.strip():
-            data = data or pending.startswith(b"data:")
-            yield pending
+            if found:
+                yield found
+        if (pending := pending.strip()).startswith(b"data:"):
+            data = True
+            yield [pending[5:].strip()]
         if not data:
             raise _not_sse(provider, resp)
     except TransportError as e:

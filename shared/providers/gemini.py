@@ -25,7 +25,7 @@ from shared.aws.secrets import vendor_key
 from shared.catalog import Endpoint
 from shared.chat.schema import ChatRequest, ImagePart, Message, TextPart, ToolChoiceFunction
 from shared.errors import SwitchyardError, UpstreamError
-from shared.providers.base import (Completion, Marker, Usage, alternating_turns, call_arguments, post, read_ok, sse_lines,
+from shared.providers.base import (Completion, Marker, Usage, alternating_turns, call_arguments, post, read_ok, sse_data,
                                    upstream_error)
 from shared.providers.http import Response
 
@@ -157,7 +157,7 @@ class _Calls:
 
 class GeminiProvider:
     honours_deadline = True  # all its I/O goes through base.post
-    marks_stream = True  # its stream comes through sse_lines, which marks reads and silences
+    streams_by_read = True  # its stream comes through sse_data
 
     async def _post(self, request: ChatRequest, endpoint: Endpoint, *, stream: bool) -> Response:
         base = (endpoint.provider.base_url or DEFAULT_URL).rstrip("/")
@@ -206,39 +206,39 @@ class GeminiProvider:
         return Completion(body, usage_of(data.get("usageMetadata")) or Usage(estimated=True), choices[0]["finish_reason"],
                           data.get("responseId"))
 
-    async def stream(self, request: ChatRequest, endpoint: Endpoint) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, request: ChatRequest, endpoint: Endpoint) -> AsyncIterator[list[dict[str, Any]] | Marker]:
         resp = await self._post(request, endpoint, stream=True)
         calls, usage, first = _Calls(), None, True
-        async with aclosing(sse_lines(resp, endpoint, _error)) as lines:
-            async for line in lines:
-                if line.__class__ is Marker:
-                    yield line
+        async with aclosing(sse_data(resp, endpoint, _error)) as reads:
+            async for read in reads:
+                if read.__class__ is Marker:
+                    yield read
                     continue
-                line = line.strip()
-                if not line.startswith(b"data:"):
-                    continue
-                try:
-                    data = orjson.loads(line[5:])
-                except orjson.JSONDecodeError:
-                    data = None
-                if not isinstance(data, dict):
-                    raise UpstreamError(f"{endpoint.provider.id} sent a stream event that is not a JSON "
-                                        "object", metadata={"provider_name": endpoint.provider.id})
-                if "error" in data:
-                    err = data["error"] if isinstance(data["error"], dict) else {"message": data["error"]}
-                    code = err.get("code")
-                    status = code if isinstance(code, int) and 400 <= code <= 599 else 502
-                    raise upstream_error(status, str(err.get("message"))[:500], provider=endpoint.provider.id,
-                                         code=str(err["status"]) if err.get("status") else None)
-                usage = data.get("usageMetadata") or usage  # the last chunk carries the full counts
-                chunk = {"id": data.get("responseId"), "object": "chat.completion.chunk",
-                         "created": int(time.time()), "model": data.get("modelVersion", endpoint.upstream_model),
-                         "choices": self._choices(data, calls, stream=True)}
-                if first:
-                    for choice in chunk["choices"]:
-                        choice["delta"]["role"] = "assistant"
-                    first = False
-                yield chunk
+                chunks = []
+                for raw in read:
+                    try:
+                        data = orjson.loads(raw)
+                    except orjson.JSONDecodeError:
+                        data = None
+                    if not isinstance(data, dict):
+                        raise UpstreamError(f"{endpoint.provider.id} sent a stream event that is not a JSON "
+                                            "object", metadata={"provider_name": endpoint.provider.id})
+                    if "error" in data:
+                        err = data["error"] if isinstance(data["error"], dict) else {"message": data["error"]}
+                        code = err.get("code")
+                        status = code if isinstance(code, int) and 400 <= code <= 599 else 502
+                        raise upstream_error(status, str(err.get("message"))[:500], provider=endpoint.provider.id,
+                                             code=str(err["status"]) if err.get("status") else None)
+                    usage = data.get("usageMetadata") or usage  # the last chunk carries the full counts
+                    chunk = {"id": data.get("responseId"), "object": "chat.completion.chunk",
+                             "created": int(time.time()), "model": data.get("modelVersion", endpoint.upstream_model),
+                             "choices": self._choices(data, calls, stream=True)}
+                    if first:
+                        for choice in chunk["choices"]:
+                            choice["delta"]["role"] = "assistant"
+                        first = False
+                    chunks.append(chunk)
+                yield chunks
         if (u := usage_of(usage)) is not None:
-            yield {"id": None, "object": "chat.completion.chunk", "created": int(time.time()),
-                   "model": endpoint.upstream_model, "choices": [], "usage": u.to_openai()}
+            yield [{"id": None, "object": "chat.completion.chunk", "created": int(time.time()),
+                    "model": endpoint.upstream_model, "choices": [], "usage": u.to_openai()}]

@@ -18,7 +18,7 @@ from shared.aws.secrets import vendor_key
 from shared.catalog import Endpoint, ProviderConfig
 from shared.chat.schema import ChatRequest
 from shared.errors import SwitchyardError, UpstreamError
-from shared.providers.base import Completion, Marker, Usage, post, read_ok, sse_lines, upstream_error
+from shared.providers.base import Completion, Marker, Usage, post, read_ok, sse_data, upstream_error
 from shared.providers.http import Response
 
 
@@ -59,7 +59,7 @@ def _redact(message: str, endpoint: Endpoint) -> str:
 
 
 class OpenAIProvider:
-    marks_stream = True
+    streams_by_read = True
     honours_deadline = True  # all its I/O goes through base.post
     auth_header, auth_prefix = "Authorization", "Bearer "
 
@@ -96,35 +96,29 @@ class OpenAIProvider:
         finish = choices[0].get("finish_reason") if choices else None
         return Completion(data, usage, finish, data.get("id"))
 
-    async def stream(self, request: ChatRequest, endpoint: Endpoint) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, request: ChatRequest, endpoint: Endpoint) -> AsyncIterator[list[dict[str, Any]] | Marker]:
         body = request.upstream_body(endpoint.upstream_model)
         body["stream"] = True
         body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}
         provider = endpoint.provider.id
         resp = await self._post(endpoint, body)
-        async with aclosing(sse_lines(resp, endpoint, _error_from)) as lines:
-            async for line in lines:
-                if line.__class__ is Marker:
-                    yield line
+        async with aclosing(sse_data(resp, endpoint, _error_from)) as reads:
+            async for read in reads:
+                if read.__class__ is Marker:
+                    yield read
                     continue
-                chunk = _event(line, provider)
-                if chunk is _DONE:
-                    return
-                if chunk is not None:
-                    yield chunk
+                chunks = []
+                for data in read:
+                    if data == b"[DONE]":
+                        if chunks:
+                            yield chunks
+                        return
+                    chunks.append(_chunk(data, provider))
+                yield chunks
 
 
-_DONE: Any = object()
-
-
-def _event(line: bytes, provider: str) -> dict[str, Any] | None:
-    """One SSE line → a chunk, `_DONE`, or None for comments, blank lines and other fields."""
-    line = line.strip()
-    if not line.startswith(b"data:"):
-        return None
-    data = line[5:].strip()
-    if data == b"[DONE]":
-        return _DONE
+def _chunk(data: bytes, provider: str) -> dict[str, Any]:
+    """One event's data → a chunk."""
     try:
         chunk = orjson.loads(data)
     except orjson.JSONDecodeError:

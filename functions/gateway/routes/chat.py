@@ -5,9 +5,10 @@ from typing import Any, Callable, Coroutine
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.routing import APIRoute
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from functions.gateway.deps import inference_key
+from functions.gateway.event_stream import EventStream
 from functions.gateway.state import gateway
 from shared.chat.schema import ChatRequest, parse_chat_request
 from shared.chat.service import CallContext
@@ -78,8 +79,8 @@ async def chat_completions(request: Request) -> Response:
         service.meter_rejected(ctx, None, e)
         raise
     if chat.stream:
-        return StreamingResponse(await service.open_stream(chat, ctx), media_type="text/event-stream",
-                                 headers={**_SSE_HEADERS, "X-Generation-Id": ctx.request_id})
+        return EventStream(await service.open_stream(chat, ctx),
+                           headers={**_SSE_HEADERS, "X-Generation-Id": ctx.request_id})
     body = await _unless_client_leaves(request, service.complete(chat, ctx))
     if body is None:
         return Response(status_code=499)  # nobody is listening: what matters is that the call was metered
