@@ -142,6 +142,8 @@ def _reset_caches() -> None:
         sys.modules["functions.gateway.state"].gateway.cache_clear()
     if "functions.gateway.routes.analytics" in sys.modules:
         sys.modules["functions.gateway.routes.analytics"]._engine.cache_clear()
+    if "functions.gateway.routes.rankings" in sys.modules:
+        sys.modules["functions.gateway.routes.rankings"]._stores.cache_clear()
 
 
 def drain_meter(timeout: float = 30.0) -> int:

@@ -24,6 +24,15 @@ class Settings(BaseSettings):
     data_bucket: str = Field("switchyard-data", validation_alias=AliasChoices("DATA_BUCKET", "SWITCHYARD_DATA_BUCKET"))
     # The usage lake: s3://bucket[/prefix] or a directory; unset: s3://<data bucket>/ (shared/lake/store.py)
     lake_uri: str | None = None
+    rankings_uri: str | None = None  # where rankings are published; unset: s3://<data bucket>/
+
+    # Rankings (shared/rankings/): the minimum traffic to be ranked and the anti-gaming thresholds.
+    rankings_min_calls: Annotated[int, Field(ge=1)] = 10
+    rankings_source_share: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    rankings_source_floor: Annotated[int, Field(ge=0)] = 20
+    rankings_repeat_threshold: Annotated[int, Field(ge=1)] = 50
+    rankings_concentration_share: Annotated[float, Field(gt=0, le=1)] = 0.95
+    rankings_concentration_min_calls: Annotated[int, Field(ge=1)] = 100
 
     # The key pepper: a literal (local stack, tests) or a Secrets Manager secret id (AWS).
     pepper: str | None = None

@@ -18,6 +18,7 @@ from shared.config import Settings, get_settings
 from shared.keys import Authenticator, DynamoKeyStore, KeyStore
 from shared.keys.spend import SpendGuard
 from shared.metering import DeadLetters, DynamoUsageStore, Meter, UsageStore
+from shared.metering.fingerprint import PromptFingerprint
 from shared.metering.stats import EndpointStats
 
 
@@ -50,4 +51,4 @@ def gateway() -> Gateway:
                   dead_letters=DeadLetters(settings.counters_table, settings.usage_retention_days),
                   on_record=lambda e: auth.add_spend(e.key_id, e.cost))
     return Gateway(settings, catalogs, keys, auth, usage, meter, EndpointStats(usage),
-                   ChatService(catalogs, meter, settings, spend))
+                   ChatService(catalogs, meter, settings, spend, fingerprint=PromptFingerprint(pepper)))

@@ -3,7 +3,7 @@ tried, finished (tokens, cost, latency) and handed to the meter exactly once."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from shared.chat.context import CallContext
 from shared.chat.schema import ChatRequest
@@ -19,11 +19,13 @@ if TYPE_CHECKING:
     from shared.routing.state import RoutingState
 
 
-def started(ctx: CallContext, request: ChatRequest | None, *, streamed: bool) -> UsageEvent:
+def started(ctx: CallContext, request: ChatRequest | None, *, streamed: bool,
+            fingerprint: Callable[[ChatRequest], str | None] | None = None) -> UsageEvent:
     """The call's usage record, named after the requested model until a candidate is tried (`label`)."""
     ids = request.model_ids if request is not None else None
     model_id = ids[0] if ids else ""
     return UsageEvent(
+        prompt_fingerprint=fingerprint(request) if fingerprint is not None and request is not None else None,
         id=ctx.request_id, key_id=ctx.key_id, created_at=ctx.created, model=model_id,
         lab=model_id.split("/", 1)[0] if "/" in model_id else "", app=ctx.app,
         app_title=ctx.app_title, app_referer=ctx.app_referer, categories=list(ctx.categories) or None,

@@ -9,7 +9,7 @@ shared/chat/stream.py; the usage record is assembled by shared/chat/record.py.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 from shared.catalog import Catalog
 from shared.catalog.source import CatalogSource
@@ -37,7 +37,9 @@ Route = Candidate  # one model served by one endpoint through one adapter
 
 class ChatService:
     def __init__(self, catalog: Catalog | CatalogSource, meter: Meter, settings: Settings,
-                 spend: SpendGuard | None = None) -> None:
+                 spend: SpendGuard | None = None, fingerprint: Callable[[ChatRequest], str | None] | None = None
+                 ) -> None:
+        self.fingerprint = fingerprint  # the prompt's salted fingerprint for the usage record (never the prompt)
         self.routing = RoutingState(catalog, settings)
         self.recorder = Recorder(meter, self.routing)
         self.spend = spend
@@ -142,7 +144,7 @@ class ChatService:
     async def complete(self, request: ChatRequest, ctx: CallContext) -> dict[str, Any]:
         route: Route | None = None
         plan: Plan | None = None
-        event = record.started(ctx, request, streamed=False)
+        event = record.started(ctx, request, streamed=False, fingerprint=self.fingerprint)
         usage: Usage | None = None
         try:
             plan = Plan(self.routing, request, ctx)
@@ -186,7 +188,7 @@ class ChatService:
 
     async def open_stream(self, request: ChatRequest, ctx: CallContext) -> AsyncIterator[bytes]:
         """Start the upstream stream; raise here (a plain HTTP error) if every candidate fails before answering."""
-        event = record.started(ctx, request, streamed=True)
+        event = record.started(ctx, request, streamed=True, fingerprint=self.fingerprint)
         try:
             plan = Plan(self.routing, request, ctx)
             record.routed(event, plan)

@@ -79,6 +79,7 @@ SCHEMA = pa.schema([
     pa.field("heal_repairs", pa.int32(), nullable=False),
     pa.field("schema_valid", pa.bool_()),
     pa.field("ip_hash", pa.string()),  # HMAC-SHA256 of the client IP under a key derived from the pepper
+    pa.field("prompt_fingerprint", pa.string()),  # salted HMAC of the prompt (shared/metering/fingerprint.py)
 ], metadata={METADATA_KEY: str(VERSION).encode()})
 
 COLUMNS = tuple(SCHEMA.names)
@@ -160,6 +161,7 @@ def row(record: dict[str, Any], hash_ip: IpHasher) -> dict[str, Any]:
         "heal_repairs": min(_int(record.get("heal_repairs")), 2**31 - 1),
         "schema_valid": record.get("schema_valid") if isinstance(record.get("schema_valid"), bool) else None,
         "ip_hash": hash_ip(_str(record.get("client_ip"))),
+        "prompt_fingerprint": _str(record.get("prompt_fingerprint")),
     }
 
 

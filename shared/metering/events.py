@@ -38,6 +38,7 @@ class UsageEvent:
     app_referer: str | None = None
     categories: list[str] | None = None  # X-OpenRouter-Categories
     request_model: str | None = None  # what the request named (a model, a policy, the head of `models`)
+    prompt_fingerprint: str | None = None  # salted HMAC of the prompt (shared/metering/fingerprint.py)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
