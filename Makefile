@@ -11,7 +11,7 @@ RUNTIME_ENV := .tools/venv-runtime
 LAKE_ENV := .tools/venv-lake
 
 .PHONY: run test install runtime-smoke bench requirements deploy build-GatewayFunction build-StreamFunction \
-	build-AnalyticsFunction build-UsageExportFunction build-LakeMaintenanceFunction
+	build-AnalyticsFunction build-UsageExportFunction build-LakeMaintenanceFunction build-RankingsFunction
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -62,8 +62,9 @@ deploy: requirements
 # as manylinux wheels for the Lambda runtime whatever the local Python is.
 # The lake's functions (analytics, export, maintenance) take requirements-lake.txt: the same plus duckdb and pyarrow.
 build-GatewayFunction build-StreamFunction: REQUIREMENTS = requirements.txt
-build-AnalyticsFunction build-UsageExportFunction build-LakeMaintenanceFunction: REQUIREMENTS = requirements-lake.txt
-build-GatewayFunction build-StreamFunction build-AnalyticsFunction build-UsageExportFunction build-LakeMaintenanceFunction:
+build-AnalyticsFunction build-UsageExportFunction build-LakeMaintenanceFunction build-RankingsFunction: REQUIREMENTS = requirements-lake.txt
+build-GatewayFunction build-StreamFunction build-AnalyticsFunction build-UsageExportFunction build-LakeMaintenanceFunction \
+		build-RankingsFunction:
 	cp -r functions shared run.sh "$(ARTIFACTS_DIR)/"
 	find "$(ARTIFACTS_DIR)" -name __pycache__ -prune -exec rm -rf {} +
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r $(REQUIREMENTS) --target "$(ARTIFACTS_DIR)" \

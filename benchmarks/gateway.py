@@ -72,10 +72,10 @@ def bench_stack(fake: Path, *fake_args: str) -> Iterator[Stack]:
         config.write_text(f"providers: [{{id: bench, kind: openai, base_url: 'http://127.0.0.1:{up_port}/v1'}}]\n"
                           "models: [{id: bench/model, provider: bench, upstream_model: bench-model, "
                           "pricing: {prompt: 1, completion: 2}}]\n")
-        # The usage exporter (moto's stream into the lake) is off unless asked for: the peers export nothing,
+        # The usage exporter (moto's stream into the lake) and the flows are off unless asked for: the peers export nothing,
         # and on a 2-core machine it competes with the gateway and moto (its cost: benchmarks/README.md, lake).
-        env = {"SWITCHYARD_LAKE_EXPORT": "0", **os.environ, "PORT": str(gw_port), "SWITCHYARD_STATE_DIR": str(state),
-               "SWITCHYARD_CONFIG": str(config)}
+        env = {"SWITCHYARD_LAKE_EXPORT": "0", "SWITCHYARD_FLOWS": "0", **os.environ, "PORT": str(gw_port),
+               "SWITCHYARD_STATE_DIR": str(state), "SWITCHYARD_CONFIG": str(config)}
         gw = subprocess.Popen([sys.executable, "-m", "infra.local"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                               text=True)
         procs.append(gw)

@@ -39,6 +39,7 @@ class LocalStack:
         self.created_keys: dict[str, str] = {}
         self._moto: subprocess.Popen[str] | None = None
         self._export: subprocess.Popen[str] | None = None
+        self._flows: subprocess.Popen[bytes] | None = None
 
     def start(self) -> "LocalStack":
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -65,6 +66,10 @@ class LocalStack:
         self._ensure_keys()
         if os.environ.get("SWITCHYARD_LAKE_EXPORT", "1") != "0":
             self._start_export()
+        if os.environ.get("SWITCHYARD_FLOWS", "1") != "0":
+            # the Prefect flows on their schedule (pipelines/serve.py); it needs nothing from us to start
+            self._flows = subprocess.Popen([sys.executable, "-m", "pipelines.serve", str(self.state_dir)],
+                                           cwd=Path(__file__).resolve().parent.parent, stdin=subprocess.DEVNULL)
         return self
 
     def _start_export(self) -> None:
@@ -90,7 +95,15 @@ class LocalStack:
         self._export = None
 
     def stop(self) -> None:
-        """Stop the exporter, then the moto child, and wait until moto has saved the state and exited."""
+        """Stop the flows and the exporter, then the moto child, and wait until moto has saved and exited."""
+        if self._flows is not None and self._flows.poll() is None:
+            self._flows.terminate()
+            try:
+                self._flows.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self._flows.kill()
+                self._flows.wait()
+        self._flows = None
         self.stop_export()
         if self._moto is not None and self._moto.poll() is None:
             assert self._moto.stdin is not None

@@ -160,7 +160,9 @@ class LocalProcess:
         self.state_dir = state_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, **env, "PORT": str(self.port), "SWITCHYARD_STATE_DIR": str(state_dir)}
+        # the Prefect flows child (pipelines/serve.py) is off unless a test asks: it is a second server to start
+        self.env = {"SWITCHYARD_FLOWS": "0", **os.environ, **env, "PORT": str(self.port),
+                    "SWITCHYARD_STATE_DIR": str(state_dir)}
         self.env.pop("SWITCHYARD_PEPPER", None)
         self.proc: subprocess.Popen | None = None
         self.output = ""

@@ -32,7 +32,7 @@ class LambdaContext:
 
 
 # The lake's modules need the `lake` extra (duckdb, pyarrow): the functions packaged with it import them.
-LAKE_ONLY = ("shared.lake.", "functions.usage_export.")
+LAKE_ONLY = ("shared.lake.", "shared.rankings.", "functions.usage_export.")
 
 
 def import_everything(*, lake: bool) -> int:
@@ -64,6 +64,13 @@ def check_lake(root: Path) -> None:
     query = analytics.parse({"from": "2025-12-01", "to": "2025-12-03", "group_by": "model"})
     rows, _ = analytics.usage_rows(LakeQuery(store), query)
     assert sum(r["calls"] for r in rows) == 10, rows  # both days
+    from functions.rankings.handler import handler as rankings
+
+    from shared.config import get_settings
+
+    os.environ["SWITCHYARD_RANKINGS_URI"] = str(root / "published")
+    get_settings.cache_clear()
+    assert rankings({"date": "2025-12-02"}, LambdaContext())["models"] == 2
 
 
 def check_schemas() -> None:

@@ -57,3 +57,20 @@ def test_lambda_requirements_are_derived_from_the_lock():
                                "--format", "requirements-txt"], capture_output=True, text=True, cwd=ROOT, check=True)
     body = lambda text: [l for l in text.splitlines() if l and not l.startswith("#")]  # noqa: E731
     assert body(exported.stdout) == body((ROOT / "requirements.txt").read_text()), "run `make requirements`"
+
+
+def test_every_function_has_a_makefile_build_and_the_lake_functions_take_the_lake_requirements():
+    resources = load()["Resources"]
+    makefile = (ROOT / "Makefile").read_text()
+    functions = [k for k, v in resources.items() if v["Type"] == "AWS::Serverless::Function"]
+    assert {"AnalyticsFunction", "UsageExportFunction", "LakeMaintenanceFunction", "RankingsFunction"} <= set(functions)
+    for name in functions:
+        assert resources[name]["Metadata"] == {"BuildMethod": "makefile"}
+        assert f"build-{name}" in makefile, name
+    lake_line = next(line for line in makefile.splitlines() if "REQUIREMENTS = requirements-lake.txt" in line)
+    for name in ("AnalyticsFunction", "UsageExportFunction", "LakeMaintenanceFunction", "RankingsFunction"):
+        assert f"build-{name}" in lake_line
+    stream = resources["UsageTable"]["Properties"]["StreamSpecification"]
+    assert stream == {"StreamViewType": "NEW_IMAGE"}
+    source = resources["UsageExportFunction"]["Properties"]["Events"]["UsageStream"]["Properties"]
+    assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
