@@ -1,4 +1,5 @@
 import asyncio
+import time
 
 import pytest
 
@@ -101,3 +102,17 @@ def test_management_keys_are_not_managed_through_the_keys_api(store):
         store.update(admin.key_id, disabled=True)
     with pytest.raises(NotFoundError):
         store.delete(admin.key_id)
+
+
+def test_listing_keys_shows_each_keys_spend(client, gateway, keys):
+    """GET /keys once showed every key's usage as 0: the list read no counters."""
+    from shared.metering import UsageEvent
+
+    _, spender = gateway.keys.create("spender")
+    _, idle = gateway.keys.create("idle")
+    event = UsageEvent(id="gen-list-1", key_id=spender.key_id, created_at=time.time(), model="sim/fast", lab="sim",
+                       cost=0.25)
+    gateway.usage.write([event])
+    listed = client.get("/api/v1/keys", headers={"Authorization": f"Bearer {keys['admin']}"}).json()["data"]
+    usage = {k["hash"]: (k["usage"], k["usage_daily"], k["usage_monthly"]) for k in listed}
+    assert usage[spender.key_id] == (0.25, 0.25, 0.25) and usage[idle.key_id] == (0.0, 0.0, 0.0)

@@ -28,6 +28,7 @@ def _stats(r: dict[str, Any]) -> dict[str, Any]:
         "heal_status": r.get("heal_status"), "heal_repairs": r.get("heal_repairs", 0),
         "heal_audit": r.get("heal_audit") or [], "schema_valid": r.get("schema_valid"),
         "app": r.get("app"), "origin": r.get("app_referer"), "is_byok": False, "lab": r.get("lab"),
+        "categories": r.get("categories") or [], "request_model": r.get("request_model"),
         "route": r.get("route"), "route_rule": r.get("route_rule"),
         "provider_responses": [
             {"provider_name": a.get("provider"), "model": a.get("model"), "upstream_model": a.get("upstream_model"),
