@@ -51,7 +51,7 @@ def score(agg: daily.Aggregates, settings: daily.RankingSettings, out: LakeStore
 
 @task(name="build files")
 def build(agg: daily.Aggregates, models: list[dict[str, Any]], settings: daily.RankingSettings) -> dict[str, bytes]:
-    return daily.files(agg.day, models, daily.labs(models), daily.apps(agg), agg, settings)
+    return daily.files(agg.day, models, daily.labs(models), daily.apps(agg, settings), agg, settings)
 
 
 @task(name="publish", retries=2, retry_delay_seconds=5)
@@ -74,7 +74,7 @@ def rankings(day: str | None = None, lake: str | None = None, out: str | None = 
 @task(name="day")
 def _one_day(day: str, lake: str | None, out: str | None) -> dict[str, Any]:
     lake_store, out_store = _stores(lake, out)
-    return daily.run_day(day, lake_store, out_store, daily.RankingSettings.from_env())
+    return daily.run_day(day, lake_store, out_store, daily.RankingSettings.from_env(), latest=False)
 
 
 def _task_runner() -> Any:
@@ -103,6 +103,7 @@ def backfill(start: str, end: str, lake: str | None = None, out: str | None = No
     for wave in range(0, len(days), 7):
         futures = [_one_day.submit(d, lake, out) for d in days[wave:wave + 7]]
         results.extend(f.result() for f in futures)
+    daily.point_latest(_stores(lake, out)[1])
     return results
 
 

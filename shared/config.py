@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     rankings_repeat_threshold: Annotated[int, Field(ge=1)] = 50
     rankings_concentration_share: Annotated[float, Field(gt=0, le=1)] = 0.95
     rankings_concentration_min_calls: Annotated[int, Field(ge=1)] = 100
+    rankings_app_min_calls: Annotated[int, Field(ge=1)] = 10
 
     # The key pepper: a literal (local stack, tests) or a Secrets Manager secret id (AWS).
     pepper: str | None = None

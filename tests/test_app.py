@@ -193,3 +193,21 @@ def test_openapi_documents_the_chat_body_and_every_ref_resolves(client):
                 yield from refs(value)
     found = set(refs(doc))
     assert found and all(r.removeprefix("#/components/schemas/") in doc["components"]["schemas"] for r in found)
+
+
+def test_a_referer_is_kept_as_its_origin_only(client, keys):
+    """A referer's path and query can carry a session or an e-mail; only scheme://host[:port] is recorded."""
+    from functions.gateway.routes.chat import origin_of
+
+    secret = "https://intranet.acme.corp:8443/tickets/4711?session=SECRET123&user=alice@acme.corp"
+    assert origin_of(secret) == "https://intranet.acme.corp:8443"
+    assert origin_of("javascript:alert(1)") is None and origin_of("my-app") == "my-app"
+    r = client.post("/api/v1/chat/completions", json={"model": "sim/fast", "messages": [{"role": "user", "content": "x"}]},
+                    headers={**bearer(keys["dev"]), "HTTP-Referer": secret})
+    gen = client.get(f"/api/v1/generation?id={r.json()['id']}", headers=bearer(keys["dev"]))
+    deadline = __import__("time").monotonic() + 5
+    while gen.status_code == 404 and __import__("time").monotonic() < deadline:
+        gen = client.get(f"/api/v1/generation?id={r.json()['id']}", headers=bearer(keys["dev"]))
+    body = gen.json()["data"]
+    assert body["origin"] == body["app"] == "https://intranet.acme.corp:8443"
+    assert "SECRET123" not in gen.text

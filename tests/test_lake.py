@@ -59,11 +59,11 @@ class FlakyStore(LocalStore):
         super().__init__(root)
         self.fail_prefix, self.failed = fail_prefix, False
 
-    def put(self, key: str, data: bytes) -> ObjectInfo:
+    def put(self, key: str, data: bytes, **kwargs) -> ObjectInfo:
         if key.startswith(self.fail_prefix) and not self.failed:
             self.failed = True
             raise OSError("S3 is having a moment")
-        return super().put(key, data)
+        return super().put(key, data, **kwargs)
 
 
 def test_a_batch_that_fails_halfway_is_reported_from_its_first_record_and_its_retry_is_exact(tmp_path):
@@ -208,3 +208,39 @@ def test_reconciliation_finds_missing_records_repairs_them_once_and_sums_match(s
         "records": 8, "prompt_tokens": 4 * 10 + 2 * 1000 + 0 + 10, "completion_tokens": 4 * 20 + 2 * 50 + 0 + 2,
         "cost": round(4 * 0.001 + 2 * 0.01 + 0.0001, 9)}
     assert len(lake_ids(store)) == 8
+
+
+def test_a_record_in_two_objects_counts_once_in_every_query(store, exporter):
+    """A redelivered batch with other bounds puts records in two parts: analytics and rankings count them once."""
+    from datetime import date
+
+    from shared.lake.query import LakeQuery
+
+    records = [record(i) for i in range(10)]
+    exporter.write_batch(stream_batch(records[:6], 1))
+    exporter.write_batch(stream_batch(records[6:], 7))
+    exporter.write_batch(stream_batch(records[3:8], 4))  # ids 3..7 again, under another name
+    got = LakeQuery(store).run("SELECT count(*) AS n, sum(input_tokens) AS t FROM usage_records", {},
+                               date(2025, 12, 2), date(2025, 12, 2)).to_pylist()
+    assert got == [{"n": 10, "t": 100}]
+
+
+def test_two_compactions_at_once_lose_no_row(store, exporter):
+    """Interleaved: A lists, a part arrives, B lists, B writes and A writes (without the part), then B deletes."""
+    from shared.lake import compact
+
+    records = [record(i) for i in range(10)]
+    exporter.write_batch(stream_batch(records[:5], 1))
+    original_put, step = store.put, {"n": 0}
+
+    def slow_put(key, data, **kwargs):  # A's compacted write happens after B's whole run
+        if key.endswith(parts.COMPACTED) and step["n"] == 0:
+            step["n"] = 1
+            exporter.write_batch(stream_batch(records[5:], 6))  # a new part
+            compact._compact_once(store, DAY)  # B: merges both, writes, deletes what its file names
+        return original_put(key, data, **kwargs)
+
+    store.put = slow_put
+    compact._compact_once(store, DAY)  # A: writes a compacted file without the new part
+    store.put = original_put
+    assert sorted(parts.read_day(store, DAY).column("id").to_pylist()) == sorted(r["id"] for r in records)

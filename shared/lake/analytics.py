@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Mapping
@@ -37,17 +38,38 @@ class Request:
     limit: int = 1000
 
 
+FIRST_YEAR, LAST_YEAR = 2000, 2100  # dates outside are refused (and cannot overflow a day's arithmetic)
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def parse_day(name: str, text: str) -> date:
+    """A UTC day written YYYY-MM-DD, in 2000–2100; anything else is a 400 naming the parameter."""
+    try:
+        if not _DAY.match(text):
+            raise ValueError(text)
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise BadRequestError(f"{name} must be a date, YYYY-MM-DD", metadata={"parameter": name,
+                                                                             "value": text[:32]}) from None
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        raise BadRequestError(f"{name} must be between {FIRST_YEAR} and {LAST_YEAR}", metadata={"parameter": name})
+    return day
+
+
 def _instant(name: str, text: str, *, end: bool) -> datetime:
     """A date (its midnight; for `to`, the next one: the day is included) or an ISO 8601 time (UTC if naive)."""
+    if len(text) == 10:
+        day = parse_day(name, text)
+        return datetime.combine(day + timedelta(days=1) if end else day, time(), timezone.utc)
     try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            return datetime.combine(day + timedelta(days=1) if end else day, time(), timezone.utc)
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "+", 1) if "T" in text
-                                        else text.replace("Z", "+00:00"))
+        if "T" not in text:
+            raise ValueError(text)
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "+", 1))
     except ValueError:
         raise BadRequestError(f"{name!r} must be a date (YYYY-MM-DD) or an ISO 8601 time",
                               metadata={"parameter": name, "value": text[:64]}) from None
+    if not FIRST_YEAR <= moment.year <= LAST_YEAR:
+        raise BadRequestError(f"{name} must be between {FIRST_YEAR} and {LAST_YEAR}", metadata={"parameter": name})
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
@@ -181,10 +203,7 @@ def activity(engine: LakeQuery, *, key_id: str | None, day: str | None, now: dat
     today = (now or datetime.now(timezone.utc)).date()
     first_day, last_day = today - timedelta(days=ACTIVITY_DAYS), today - timedelta(days=1)
     if day is not None:
-        try:
-            wanted = date.fromisoformat(day)
-        except ValueError:
-            raise BadRequestError("date must be YYYY-MM-DD", metadata={"parameter": "date"}) from None
+        wanted = parse_day("date", day)
         if not first_day <= wanted <= last_day:
             raise BadRequestError(f"date must be one of the last {ACTIVITY_DAYS} completed UTC days",
                                   metadata={"parameter": "date", "from": first_day.isoformat(),

@@ -8,6 +8,11 @@ collects it. A part rewritten meanwhile (a late retry of its batch) has a new ET
 merged next time (right away: compaction runs again when a part it merged changed under it). Running compaction again
 on a compacted day changes nothing.
 
+Two compactions of one day at once should not happen (the maintenance function has a reserved concurrency of
+1; locally only the exporter compacts). If they do, the compacted file is written conditionally (S3's If-Match
+/ If-None-Match on the ETag listed), so the later writer finds it changed and drops its own; and a part is
+deleted only when the compacted file in place names it. Nothing merged by one is lost by the other.
+
 Memory: the day is held once as Arrow (~150 bytes a row: a few million rows per GB).
 """
 
@@ -17,7 +22,7 @@ import json
 from dataclasses import dataclass
 
 from shared.lake import parts
-from shared.lake.store import LakeStore
+from shared.lake.store import ABSENT, ConflictError, LakeStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +43,15 @@ def compact_day(store: LakeStore, day: str) -> Compaction:
     return result
 
 
+def _replaced_now(store: LakeStore, key: str) -> dict[str, str]:
+    fs, root = store.arrow()
+    try:
+        with fs.open_input_file(f"{root}/{key}") as f:
+            return parts.replaced_by(f)
+    except (FileNotFoundError, OSError):
+        return {}
+
+
 def _compact_once(store: LakeStore, day: str) -> tuple[Compaction, dict[str, str]]:
     key = parts.day_prefix(day) + parts.COMPACTED
     live = parts.live_files(store, day)
@@ -49,10 +63,20 @@ def _compact_once(store: LakeStore, day: str) -> tuple[Compaction, dict[str, str
         table = parts.distinct(parts.read_objects(store, live))
         # what readers must skip: the parts merged now, and those an earlier run merged but did not delete
         replaces = {o.key: o.etag for o in fresh + stale}
-        store.put(key, parts.parquet_bytes(table, {parts.REPLACES_KEY: json.dumps(replaces, sort_keys=True).encode()}))
+        previous = next((o.etag for o in live if o.key == key), ABSENT)
+        try:
+            store.put(key, parts.parquet_bytes(table, {parts.REPLACES_KEY: json.dumps(replaces, sort_keys=True)
+                                                        .encode()}), expect=previous)
+        except ConflictError:  # another compaction wrote first: its file stands, ours is dropped
+            return Compaction(day, len(live), 0, 0), {}
         rows = table.num_rows
     removed = 0
-    for o in fresh + stale:  # garbage now: the compacted file holds their rows and says so
+    # Delete only what the compacted file that is there now names, with the ETag it names: if another
+    # compaction wrote after us, parts it did not merge stay live (and are merged next time), never lost.
+    current = _replaced_now(store, key) if fresh or stale else {}
+    for o in fresh + stale:
+        if current.get(o.key) != o.etag:
+            continue
         try:
             store.delete(o)
             removed += 1

@@ -30,35 +30,50 @@ class LakeQuery:
         self.store = store
         self._lock = threading.Lock()
 
-    def files(self, first: date, last: date) -> list[str]:
-        """Paths (on the store's arrow filesystem) of the live objects of the days first..last."""
+    def files(self, first: date, last: date) -> list[list[str]]:
+        """Per day first..last, the paths (on the store's arrow filesystem) of its live objects."""
         days = parts.days_between(first, last)
         _, root = self.store.arrow()
         with ThreadPoolExecutor(min(_LIST_THREADS, max(1, len(days)))) as pool:
             per_day = list(pool.map(lambda d: parts.live_files(self.store, d), days))
-        return [f"{root}/{o.key}" for objects in per_day for o in objects]
+        return [[f"{root}/{o.key}" for o in objects] for objects in per_day if objects]
 
     def connect(self, first: date, last: date) -> duckdb.DuckDBPyConnection:
-        """A connection whose `usage_records` view holds the days first..last (UTC)."""
+        """A connection whose `usage_records` view holds the days first..last (UTC), one row per call.
+
+        A day in one file (compacted: its rows are unique) is read as it is; a day in several files (today's
+        parts, a day not compacted yet) keeps one row per id, so a record that reached two objects (a
+        redelivered batch with other bounds, a repair racing a late retry) is counted once."""
         con = duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
-        paths = self.files(first, last)
-        if not paths:
+        per_day = self.files(first, last)
+        single = [p for day in per_day if len(day) == 1 for p in day]
+        several = [p for day in per_day if len(day) > 1 for p in day]
+        parts_sql = []
+        for name, paths in (("_single", single), ("_several", several)):
+            if paths:
+                self._source(con, name, paths)
+                parts_sql.append(f"SELECT * FROM {name}" if name == "_single" else
+                                 f"SELECT * FROM {name} QUALIFY row_number() OVER (PARTITION BY id ORDER BY "
+                                 f"created_at) = 1")
+        if not parts_sql:
             con.register("_empty", schema.SCHEMA.empty_table())
-            con.execute(f"CREATE VIEW {TABLE} AS SELECT * FROM _empty")
-            return con
+            parts_sql.append("SELECT * FROM _empty")
+        con.execute(f"CREATE VIEW {TABLE} AS " + " UNION ALL ".join(parts_sql))
+        return con
+
+    def _source(self, con: duckdb.DuckDBPyConnection, name: str, paths: list[str]) -> None:
+        """`name`: the files as a relation with every column of the current schema, in its order."""
         if isinstance(self.store, LocalStore):
             listed = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
-            con.execute(f"CREATE VIEW _files AS SELECT * FROM read_parquet([{listed}], union_by_name = true)")
-            present = {row[0] for row in con.execute("DESCRIBE _files").fetchall()}
+            con.execute(f"CREATE VIEW {name}_raw AS SELECT * FROM read_parquet([{listed}], union_by_name = true)")
+            present = {row[0] for row in con.execute(f"DESCRIBE {name}_raw").fetchall()}
             columns = ", ".join(f.name if f.name in present else f"NULL::{_duck_type(f.type)} AS {f.name}"
                                 for f in schema.SCHEMA)
-            con.execute(f"CREATE VIEW {TABLE} AS SELECT {columns} FROM _files")
+            con.execute(f"CREATE VIEW {name} AS SELECT {columns} FROM {name}_raw")
         else:
             fs, _ = self.store.arrow()
-            dataset = ds.dataset(paths, schema=_read_schema(), format="parquet", filesystem=fs)
-            con.register(TABLE, dataset)
-        return con
+            con.register(name, ds.dataset(paths, schema=_read_schema(), format="parquet", filesystem=fs))
 
     def run(self, sql: str, params: dict[str, Any], first: date, last: date) -> pa.Table:
         con = self.connect(first, last)

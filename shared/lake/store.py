@@ -22,10 +22,19 @@ class ObjectInfo:
     version: str | None = None
 
 
+class ConflictError(FileExistsError):
+    """A conditional write found the object changed (another writer got there first)."""
+
+
+ABSENT = "absent"  # `expect` for a write that must create the object
+
+
 class LakeStore(Protocol):
     uri: str
 
-    def put(self, key: str, data: bytes) -> ObjectInfo: ...
+    def put(self, key: str, data: bytes, *, expect: str | None = None) -> ObjectInfo:
+        """Write; with `expect` (an ETag, or ABSENT) only if the object is still that (ConflictError if not)."""
+        ...
     def get(self, key: str) -> bytes: ...
     def list(self, prefix: str) -> list[ObjectInfo]: ...
     def delete(self, info: ObjectInfo) -> None: ...
@@ -48,9 +57,20 @@ class S3Store:
             self._client = client("s3")
         return self._client
 
-    def put(self, key: str, data: bytes) -> ObjectInfo:
-        r = self.s3.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=data,
-                               ContentType="application/octet-stream")
+    def put(self, key: str, data: bytes, *, expect: str | None = None) -> ObjectInfo:
+        kwargs: dict[str, Any] = {}
+        if expect == ABSENT:
+            kwargs["IfNoneMatch"] = "*"
+        elif expect is not None:
+            kwargs["IfMatch"] = f'"{expect}"'
+        try:
+            r = self.s3.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=data,
+                                   ContentType="application/octet-stream", **kwargs)
+        except Exception as e:
+            code = getattr(e, "response", {}).get("Error", {}).get("Code", "")
+            if expect is not None and code in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "412"):
+                raise ConflictError(f"{key} changed since it was read") from e
+            raise
         return ObjectInfo(key, r["ETag"].strip('"'), len(data), r.get("VersionId"))
 
     def get(self, key: str) -> bytes:
@@ -107,8 +127,12 @@ class LocalStore:
         self.root = Path(root)
         self.uri = self.root.resolve().as_uri() + "/"
 
-    def put(self, key: str, data: bytes) -> ObjectInfo:
+    def put(self, key: str, data: bytes, *, expect: str | None = None) -> ObjectInfo:
         path = self.root / key
+        if expect is not None:  # one writer process locally: a check before the rename is enough
+            now = hashlib.md5(path.read_bytes()).hexdigest() if path.exists() else ABSENT  # noqa: S324
+            if now != expect:
+                raise ConflictError(f"{key} changed since it was read")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_bytes(data)

@@ -37,6 +37,7 @@ class RankingSettings:
     repeat_threshold: int = 50  # one prompt fingerprint from one source to one model, per hour, beyond: counts once
     concentration_share: float = 0.95  # a key or app sending this share of its calls to one model is flagged
     concentration_min_calls: int = 100  # … once it made this many calls
+    app_min_calls: int = 10  # an app is named in the published rankings with at least this many calls a day
 
     @classmethod
     def from_env(cls) -> "RankingSettings":
@@ -44,7 +45,8 @@ class RankingSettings:
 
         s = get_settings()
         return cls(s.rankings_min_calls, s.rankings_source_share, s.rankings_source_floor,
-                   s.rankings_repeat_threshold, s.rankings_concentration_share, s.rankings_concentration_min_calls)
+                   s.rankings_repeat_threshold, s.rankings_concentration_share, s.rankings_concentration_min_calls,
+                   s.rankings_app_min_calls)
 
 
 @dataclass(slots=True)
@@ -135,17 +137,23 @@ def labs(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: (r["rank"] is None, r["rank"] or 0, r["lab"]))
 
 
-def apps(agg: Aggregates) -> list[dict[str, Any]]:
-    """Apps by tokens (OpenRouter's app ranking); unattributed traffic is listed without a rank."""
+def apps(agg: Aggregates, settings: "RankingSettings | None" = None) -> list[dict[str, Any]]:
+    """Apps by tokens (OpenRouter's app ranking). Published, so an app is named only with at least
+    `app_min_calls` calls that day; smaller apps and unattributed traffic are summed in one unnamed row."""
+    least = (settings or RankingSettings()).app_min_calls
     rows = [{"date": agg.day, "app": a["app"], "calls": int(a["calls"]),
              "total_tokens": int(a["prompt_tokens"] or 0) + int(a["completion_tokens"] or 0),
              "cost": _round(a["cost"], 9), "models": int(a["models"]), "top_model": a["top_model"]}
             for a in agg.apps]
-    named = sorted((r for r in rows if r["app"]), key=lambda r: (-r["total_tokens"], r["app"]))
+    named = sorted((r for r in rows if r["app"] and r["calls"] >= least), key=lambda r: (-r["total_tokens"], r["app"]))
     for i, r in enumerate(named, 1):
         r["rank"] = i
-    unnamed = [dict(r, rank=None) for r in rows if not r["app"]]
-    return named + unnamed
+    rest = [r for r in rows if not r["app"] or r["calls"] < least]
+    if rest:
+        named.append({"date": agg.day, "app": "", "rank": None, "calls": sum(r["calls"] for r in rest),
+                      "total_tokens": sum(r["total_tokens"] for r in rest),
+                      "cost": _round(sum(r["cost"] or 0 for r in rest), 9), "models": None, "top_model": None})
+    return named
 
 
 def _parquet(rows: list[dict[str, Any]], schema: pa.Schema) -> bytes:
@@ -202,8 +210,10 @@ License: Creative Commons Attribution 4.0 (CC BY 4.0). Cite as "Switchyard ranki
 
 def files(day: str, models: list[dict], lab_rows: list[dict], app_rows: list[dict], agg: Aggregates,
           settings: RankingSettings) -> dict[str, bytes]:
-    """Every output of the day, {key: bytes}; the manifest names each with its SHA-256."""
-    as_of = _bounds(day)[1].isoformat().replace("+00:00", "Z")
+    """Every output of the day, {key: bytes}; the manifest names each with its SHA-256. `as_of` is the end of
+    the day, or the time of the run for a day not over yet (its rankings are partial)."""
+    end = min(_bounds(day)[1], datetime.now(timezone.utc).replace(microsecond=0))
+    as_of = end.isoformat().replace("+00:00", "Z")
     ranked = [m for m in models if m["rank"] is not None]
     summary = {
         "date": day, "as_of": as_of, "formula": {
@@ -215,7 +225,7 @@ def files(day: str, models: list[dict], lab_rows: list[dict], app_rows: list[dic
                     "removed_repeated_prompt": sum(m["removed_repeated_prompt"] for m in models),
                     "concentration_share": settings.concentration_share,
                     "flagged_keys": len({f["who"] for f in agg.flags if f["kind"] == "key"}),
-                    "flagged_apps": sorted({f["who"] for f in agg.flags if f["kind"] == "app"})},
+                    "flagged_apps": len({f["who"] for f in agg.flags if f["kind"] == "app"})},
         "models": {"listed": len(models), "ranked": len(ranked)},
         "calls": sum(m["calls"] for m in models), "total_tokens": sum(m["total_tokens"] for m in models),
         "top": [{"rank": m["rank"], "model": m["model"], "score": m["score"]} for m in ranked[:10]],
@@ -239,17 +249,26 @@ def files(day: str, models: list[dict], lab_rows: list[dict], app_rows: list[dic
     return out
 
 
-def publish(store: LakeStore, day: str, outputs: dict[str, bytes]) -> list[str]:
-    """Write the day's files; the `latest/` alias follows when this day is the newest published."""
+def publish(store: LakeStore, day: str, outputs: dict[str, bytes], *, latest: bool = True) -> list[str]:
+    """Write the day's files; with `latest`, the `latest/` alias follows when this day is the newest published
+    (a backfill points it once, at its end: days published in parallel could otherwise mix in it)."""
     for key, data in sorted(outputs.items()):
         store.put(key, data)
-    days = sorted({o.key.split("/")[1][3:] for o in store.list(PREFIX) if o.key.split("/")[1].startswith("dt=")})
-    if days and days[-1] == day:
-        base = f"{PREFIX}dt={day}/"
-        for key, data in sorted(outputs.items()):
-            if key.startswith(base):
-                store.put(f"{PREFIX}latest/{key[len(base):]}", data)
+    if latest:
+        point_latest(store)
     return sorted(outputs)
+
+
+def point_latest(store: LakeStore) -> str | None:
+    """`rankings/latest/` ← the newest day published (its files copied, the manifest last); returns the day."""
+    days = sorted({o.key.split("/")[1][3:] for o in store.list(PREFIX) if o.key.split("/")[1].startswith("dt=")})
+    if not days:
+        return None
+    base = f"{PREFIX}dt={days[-1]}/"
+    names = sorted(o.key[len(base):] for o in store.list(base))
+    for name in sorted(names, key=lambda n: n == "manifest.json"):
+        store.put(f"{PREFIX}latest/{name}", store.get(base + name))
+    return days[-1]
 
 
 def read_models(store: LakeStore, day: str) -> list[dict[str, Any]] | None:
@@ -264,12 +283,13 @@ def read_models(store: LakeStore, day: str) -> list[dict[str, Any]] | None:
     return pq.read_table(pa.BufferReader(data)).to_pylist()
 
 
-def run_day(day: str, lake: LakeStore, out: LakeStore, settings: RankingSettings | None = None) -> dict[str, Any]:
+def run_day(day: str, lake: LakeStore, out: LakeStore, settings: RankingSettings | None = None, *,
+            latest: bool = True) -> dict[str, Any]:
     """The whole day, without Prefect (the flow runs the same functions as tasks)."""
     settings = settings or RankingSettings()
     agg = aggregate(LakeQuery(lake), day, settings)
     last_week = read_models(out, (date.fromisoformat(day) - timedelta(days=7)).isoformat())
     models = score(agg, settings, last_week)
-    outputs = files(day, models, labs(models), apps(agg), agg, settings)
-    written = publish(out, day, outputs)
+    outputs = files(day, models, labs(models), apps(agg, settings), agg, settings)
+    written = publish(out, day, outputs, latest=latest)
     return {"date": day, "files": written, "models": len(models), "ranked": sum(m["rank"] is not None for m in models)}

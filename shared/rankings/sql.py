@@ -3,9 +3,11 @@
 The anti-gaming filters, in order (thresholds are parameters, their effect is counted):
 1. source cap: a source (the client's hashed IP; the key when there is none) may contribute at most `share`
    of a model's calls: its calls are cut to max(floor(share · others / (1 − share)), `floor`), where `others`
-   is every other source's calls to that model; the earliest are kept.
-2. repeated prompts: a source sending one prompt fingerprint to a model more than `repeat` times within an
-   hour counts once for that hour.
+   is every other source's calls to that model. The calls kept are a deterministic sample spread over the
+   day (ordered by a hash of their ids), not the earliest, so a capped source's hours all count.
+   Limit: sources that collude (several addresses flooding together) count each other among the `others`.
+2. repeated prompts: one prompt fingerprint sent to a model more than `repeat` times within an hour, from
+   any number of sources, counts once for that hour.
 Rows without a model (refused before one was named) are not ranked.
 """
 
@@ -25,7 +27,7 @@ caps AS (
     FROM per_source s JOIN per_model m USING (model)
 ),
 numbered AS (
-    SELECT b.*, row_number() OVER (PARTITION BY b.model, b.source ORDER BY b.created_at, b.id) AS nth
+    SELECT b.*, row_number() OVER (PARTITION BY b.model, b.source ORDER BY md5(b.id), b.id) AS nth
     FROM base b
 ),
 capped AS (
@@ -36,7 +38,7 @@ repeats AS (
         count(*) OVER w AS same_prompt,
         row_number() OVER (w ORDER BY created_at, id) AS prompt_nth
     FROM capped
-    WINDOW w AS (PARTITION BY model, source, prompt_fingerprint, date_trunc('hour', created_at))
+    WINDOW w AS (PARTITION BY model, prompt_fingerprint, date_trunc('hour', created_at))
 )
 SELECT *, (prompt_fingerprint IS NULL OR same_prompt <= $repeat OR prompt_nth = 1) AS kept FROM repeats
 """

@@ -40,6 +40,22 @@ def categories(header: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(c for c in found if _CATEGORY.match(c)))[:10]
 
 
+def origin_of(referer: str) -> str | None:
+    """An HTTP-Referer as the app's origin (scheme://host[:port]): the path and query can carry a user's
+    session or e-mail, and the referer is recorded, analysed and (for apps in the rankings) published."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(referer[:2000].strip())
+        host = parts.hostname
+        port = parts.port
+    except ValueError:
+        return None
+    if not host or parts.scheme not in ("http", "https"):
+        return referer[:100] if referer.isascii() and referer.replace("-", "").replace(".", "").isalnum() else None
+    return f"{parts.scheme}://{host}{f':{port}' if port else ''}"
+
+
 def _context(request: Request, key: ApiKey) -> CallContext:
     """The call's context; its request id is the generation id RequestBoundary gave the request (app.py), so
     an error answer and the usage record name the same generation."""
@@ -51,7 +67,7 @@ def _context(request: Request, key: ApiKey) -> CallContext:
         key_tags=key.tags,
         app_title=(h.get("x-openrouter-title") or h.get("x-title") or "")[:200] or None,
         categories=categories(h.get("x-openrouter-categories")),
-        app_referer=referer[:500] if referer else None,
+        app_referer=origin_of(referer) if referer else None,
         client_ip=request.client.host if request.client else None,
         user_agent=h.get("user-agent", "")[:300] or None,
         limit=key.limit,

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
+import os
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict
+from starlette.responses import JSONResponse, Response
 
 from functions.gateway.deps import management_key
 from functions.gateway.state import gateway
@@ -42,14 +43,17 @@ def stores() -> tuple[Any, Any]:
 
 
 def _day(name: str, text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise BadRequestError(f"{name} must be YYYY-MM-DD", metadata={"parameter": name, "value": text[:32]}) from None
+    from shared.lake.analytics import parse_day
+
+    return parse_day(name, text)
 
 
 def _only(request: Request, allowed: set[str]) -> dict[str, str]:
-    params = dict(request.query_params)
+    params: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if name in params:
+            raise BadRequestError(f"{name!r} is given more than once", metadata={"parameter": name})
+        params[name] = value
     unknown = sorted(set(params) - allowed)
     if unknown:
         raise BadRequestError(f"Unknown parameter {unknown[0]!r}", metadata={"parameter": unknown[0],
@@ -120,32 +124,16 @@ async def rankings_daily(request: Request) -> dict:
                                    "version": "v1"}}
 
 
-def _wait_for_lake(lake: Any, usage_table: str, day: str, timeout: float = 30.0) -> bool:
-    """Wait (up to `timeout`) until the lake holds every record the usage table has for the day."""
-    import time
-
-    from shared.lake import parts
-    from shared.lake.reconcile import table_records
-
-    expected = {r["id"] for r in table_records(usage_table) if r.get("day") == day}
-    deadline = time.monotonic() + timeout
-    while True:
-        have = set(parts.read_objects(lake, parts.live_files(lake, day)).column("id").to_pylist())
-        if expected <= have:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.25)
-
-
 class RunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     date: str | None = None
 
 
-@router.post("/rankings/runs", summary="Run the daily rankings for a day now (management key)")
-async def run_rankings(body: RunRequest, _: Annotated[ApiKey, Depends(management_key)]) -> dict:
-    from shared.rankings.daily import RankingSettings, run_day
+@router.post("/rankings/runs", summary="Run the daily rankings for a day (management key)")
+async def run_rankings(body: RunRequest, _: Annotated[ApiKey, Depends(management_key)]) -> Response:
+    """Locally the run happens in the request: 200 with the finished run. On AWS (SWITCHYARD_RANKINGS_FUNCTION
+    set) it is handed to RankingsFunction: 202 with the run's id, to poll at `GET /rankings/runs/{id}`."""
+    from shared.rankings import runs
 
     today = datetime.now(timezone.utc).date()
     day = _day("date", body.date) if body.date else today - timedelta(days=1)
@@ -153,13 +141,34 @@ async def run_rankings(body: RunRequest, _: Annotated[ApiKey, Depends(management
         raise BadRequestError("date cannot be in the future", metadata={"parameter": "date"})
     lake, out = stores()
     g = gateway()
-    started = datetime.now(timezone.utc)
-    caught_up = None
-    if day >= today - timedelta(days=1):  # the lake may still be a few seconds behind the calls just made
-        await asyncio.to_thread(g.meter.drain, 5.0, final=False)
-        caught_up = await asyncio.to_thread(_wait_for_lake, lake, g.settings.usage_table, day.isoformat())
-    result = await asyncio.to_thread(run_day, day.isoformat(), lake, out, RankingSettings.from_env())
-    return {"data": {"id": f"run-{uuid.uuid4().hex[:16]}", "status": "completed", **result,
-                     "lake_caught_up": caught_up,
-                     "started_at": started.isoformat().replace("+00:00", "Z"),
-                     "finished_at": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")}}
+    run = {"id": runs.new_id(), "date": day.isoformat(), "status": "queued"}
+    function = os.environ.get("SWITCHYARD_RANKINGS_FUNCTION")
+    if function:
+        await asyncio.to_thread(runs.save, out, run)
+        await asyncio.to_thread(_invoke, function, run)
+        return JSONResponse({"data": run}, status_code=202)
+    await asyncio.to_thread(g.meter.drain, 5.0, final=False)  # this process's calls, into the table first
+    keys = [k.key_id for k in await asyncio.to_thread(g.keys.list)]
+    counters = g.settings.counters_table
+    run = await asyncio.to_thread(runs.execute, run, lake, out,
+                                  lambda: runs.metered_calls(day.isoformat(), keys, counters))
+    return JSONResponse({"data": run})
+
+
+def _invoke(function: str, run: dict[str, Any]) -> None:
+    from shared.aws import client
+
+    client("lambda").invoke(FunctionName=function, InvocationType="Event",
+                            Payload=json.dumps({"run": run}).encode())
+
+
+@router.get("/rankings/runs/{run_id}", summary="A rankings run started through the API (management key)")
+async def get_run(run_id: Annotated[str, Path(pattern=r"^run-[0-9a-f]{16}$")],
+                  _: Annotated[ApiKey, Depends(management_key)]) -> dict:
+    from shared.rankings import runs
+
+    _, out = stores()
+    run = await asyncio.to_thread(runs.load, out, run_id)
+    if run is None:
+        raise NotFoundError(f"No run {run_id!r}", metadata={"id": run_id})
+    return {"data": run}
