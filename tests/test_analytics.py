@@ -200,3 +200,16 @@ def test_export_refuses_an_unknown_format(client, admin):
 def test_analytics_need_a_key(client, lake):
     assert client.get("/api/v1/analytics").status_code == 401
     assert client.get("/api/v1/analytics", headers={"Authorization": "Bearer nope"}).status_code == 401
+
+
+def test_an_export_has_the_same_columns_whatever_the_data(client, admin):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def columns(query: str) -> pa.Schema:
+        r = client.get(f"/api/v1/analytics/export?format=parquet&group_by=model&{query}", headers=admin)
+        return pq.read_schema(pa.BufferReader(r.content))
+
+    full, empty = columns(RANGE), columns("from=2024-01-01&to=2024-01-02")  # rows, and none
+    assert full == empty and full.field("success_rate").type == pa.float64()
+    assert full.field("top_errors").type == pa.list_(pa.struct([("error_type", pa.string()), ("count", pa.int64())]))

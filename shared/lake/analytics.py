@@ -176,14 +176,34 @@ def meta(request: Request) -> dict[str, Any]:
             "granularity": request.granularity, "filters": request.filters}
 
 
-def export(rows: list[dict[str, Any]], fmt: str) -> tuple[bytes, str]:
-    """The rows as CSV (top_errors as JSON text) or Parquet (top_errors as a list of structs)."""
+_METRIC_TYPES = [("calls", "int64"), ("completed", "int64"), ("failed", "int64"), ("cancelled", "int64"),
+                 ("success_rate", "float64"), ("prompt_tokens", "int64"), ("completion_tokens", "int64"),
+                 ("reasoning_tokens", "int64"), ("cached_tokens", "int64"), ("total_tokens", "int64"),
+                 ("cost", "float64"), ("latency_ms_p50", "float64"), ("latency_ms_p95", "float64"),
+                 ("latency_ms_p99", "float64"), ("ttft_ms_p50", "float64"), ("ttft_ms_p95", "float64")]
+
+
+def export_schema(request: Request, *, csv: bool) -> Any:
+    """The export's columns, fixed by the query (not by the data): the same query always gives the same schema,
+    an empty answer included, so exports concatenate and load together."""
     import pyarrow as pa
 
+    dims = (["period"] if request.granularity else []) + [queries.DIMENSIONS[g][1] for g in request.group_by]
+    errors = pa.string() if csv else pa.list_(pa.struct([("error_type", pa.string()), ("count", pa.int64())]))
+    return pa.schema([(d, pa.string()) for d in dims] + [(n, getattr(pa, t)()) for n, t in _METRIC_TYPES]
+                     + [("top_errors", errors), ("last_call_at", pa.string())])
+
+
+def export(rows: list[dict[str, Any]], fmt: str, request: Request | None = None) -> tuple[bytes, str]:
+    """The rows as CSV (top_errors as JSON text) or Parquet (top_errors as a list of structs), in the schema
+    `export_schema` gives the query."""
+    import pyarrow as pa
+
+    request = request or Request(datetime.now(timezone.utc), datetime.now(timezone.utc))
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        table = pa.Table.from_pylist(rows) if rows else pa.table({"calls": pa.array([], pa.int64())})
+        table = pa.Table.from_pylist(rows, schema=export_schema(request, csv=False))
         sink = io.BytesIO()
         pq.write_table(table, sink, compression="zstd")
         return sink.getvalue(), "application/vnd.apache.parquet"
@@ -191,7 +211,7 @@ def export(rows: list[dict[str, Any]], fmt: str) -> tuple[bytes, str]:
         import pyarrow.csv as pcsv
 
         flat = [{**r, "top_errors": json.dumps(r["top_errors"], separators=(",", ":"))} for r in rows]
-        table = pa.Table.from_pylist(flat) if flat else pa.table({"calls": pa.array([], pa.int64())})
+        table = pa.Table.from_pylist(flat, schema=export_schema(request, csv=True))
         sink = io.BytesIO()
         pcsv.write_csv(table, sink)
         return sink.getvalue(), "text/csv; charset=utf-8"

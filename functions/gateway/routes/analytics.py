@@ -75,8 +75,8 @@ async def export(request: Request, key: Caller) -> Response:
     fmt = request.query_params.get("format", "csv")
     if fmt not in ("csv", "parquet"):
         raise BadRequestError("format is csv or parquet", metadata={"parameter": "format", "value": fmt[:16]})
-    _, rows, _ = await _rows(request, key)
-    body, media_type = await asyncio.to_thread(analytics.export, rows, fmt)
+    query, rows, _ = await _rows(request, key)
+    body, media_type = await asyncio.to_thread(analytics.export, rows, fmt, query)
     return Response(body, media_type=media_type,
                     headers={"Content-Disposition": f'attachment; filename="switchyard-usage.{fmt}"'})
 
