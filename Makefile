@@ -45,6 +45,10 @@ bench: install  # needs wrk (apt-get install -y wrk) and ../shared/bench/fake_up
 bench-lake: install  # export lag, lake write throughput, analytics over 10 M records vs DuckDB direct (~3 min)
 	$(UV) run --frozen --no-sync python -m benchmarks.lake
 
+.PHONY: bench-rankings
+bench-rankings: install  # one day of 10 M records: the flow's aggregation vs DuckDB direct, the whole flow, Athena (~8 min)
+	$(UV) run --frozen --no-sync python -m benchmarks.rankings
+
 .PHONY: reliability
 reliability: install  # the trust failures of issue 9 against the local stack: loopback only, about a minute
 	$(UV) run --frozen --no-sync python -m benchmarks.reliability

@@ -143,6 +143,17 @@ def test_a_rerun_gives_byte_identical_files_and_a_manifest_that_checks_them(stor
     assert out.get("rankings/latest/models.parquet") == out.get(f"rankings/dt={DAY}/models.parquet")
 
 
+def test_money_is_summed_exactly_so_the_order_of_duckdbs_threads_cannot_change_a_file():
+    import duckdb
+
+    from shared.rankings import sql
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE usage_records AS SELECT 0.1::DOUBLE AS cost_usd FROM range(10)")
+    assert con.execute("SELECT sum(cost_usd) FROM usage_records").fetchone()[0] != 1.0  # a float sum drifts
+    assert con.execute(f"SELECT {sql.COST} FROM usage_records").fetchone()[0] == 1.0
+
+
 def test_an_empty_day_and_a_one_model_day(stores):
     lake, out, exporter = stores
     result = run_day("2025-11-30", lake, out)

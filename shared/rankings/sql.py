@@ -43,13 +43,17 @@ repeats AS (
 SELECT *, (prompt_fingerprint IS NULL OR same_prompt <= $repeat OR prompt_nth = 1) AS kept FROM repeats
 """
 
+# Money summed exactly (the lake rounds it to 12 decimals), so the total is the same whatever order DuckDB's
+# threads add the rows in: a float sum's last digits vary from run to run, and the files must not.
+COST = "sum(cost_usd::DECIMAL(18, 12))::DOUBLE"
+
 # answerable failures: the model or its provider failed (5xx, 408, 429); other 4xx are the client's own
 ANSWERABLE_FAILURE = "(status = 'failed' AND (coalesce(error_code, 500) >= 500 OR error_code IN (408, 429)))"
 
 MODELS = f"""
 WITH raw AS (
     SELECT model, any_value(lab) AS lab, count(*) AS calls,
-           sum(input_tokens) AS prompt_tokens, sum(output_tokens) AS completion_tokens, sum(cost_usd) AS cost
+           sum(input_tokens) AS prompt_tokens, sum(output_tokens) AS completion_tokens, {COST} AS cost
     FROM usage_records
     WHERE created_at >= $from AND created_at < $to AND coalesce(model, '') <> ''
     GROUP BY model
@@ -64,7 +68,7 @@ ranked AS (
         quantile_cont(latency_ms, 0.95) FILTER (WHERE status = 'completed') AS p95_latency_ms,
         quantile_cont(latency_ms, 0.5) FILTER (WHERE status = 'completed') AS p50_latency_ms,
         sum(input_tokens) AS kept_prompt_tokens, sum(output_tokens) AS kept_completion_tokens,
-        sum(cost_usd) AS kept_cost
+        {COST} AS kept_cost
     FROM f WHERE kept GROUP BY model
 )
 SELECT raw.model, raw.lab, raw.calls, raw.prompt_tokens, raw.completion_tokens, raw.cost,
@@ -79,9 +83,9 @@ FROM raw LEFT JOIN capped_counts USING (model) LEFT JOIN ranked USING (model)
 ORDER BY raw.model
 """
 
-APPS = """
+APPS = f"""
 SELECT coalesce(app, '') AS app, count(*) AS calls, sum(input_tokens) AS prompt_tokens,
-    sum(output_tokens) AS completion_tokens, sum(cost_usd) AS cost, count(DISTINCT model) AS models,
+    sum(output_tokens) AS completion_tokens, {COST} AS cost, count(DISTINCT model) AS models,
     arg_max(model, n) AS top_model
 FROM (SELECT *, count(*) OVER (PARTITION BY app, model) AS n FROM usage_records
       WHERE created_at >= $from AND created_at < $to AND coalesce(model, '') <> '')
