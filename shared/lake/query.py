@@ -9,6 +9,8 @@ as null.
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
@@ -23,6 +25,7 @@ from shared.lake.queries import TABLE
 from shared.lake.store import LakeStore, LocalStore
 
 _LIST_THREADS = 8
+_TEMP = os.path.join(tempfile.gettempdir(), "switchyard-duckdb").replace("'", "")
 
 
 class LakeQuery:
@@ -46,6 +49,12 @@ class LakeQuery:
         redelivered batch with other bounds, a repair racing a late retry) is counted once."""
         con = duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
+        # a day of millions of calls holds every row for the rankings' window functions (~0.5 GB a million):
+        # let DuckDB spill to disk under its memory limit (SWITCHYARD_DUCKDB_MEMORY_LIMIT, e.g. "1500MB" on a
+        # 2 GB Lambda; default: DuckDB's, 80% of the memory) rather than fail
+        con.execute(f"SET temp_directory = '{_TEMP}'")
+        if os.environ.get("SWITCHYARD_DUCKDB_MEMORY_LIMIT"):
+            con.execute("SET memory_limit = $limit", {"limit": os.environ["SWITCHYARD_DUCKDB_MEMORY_LIMIT"]})
         per_day = self.files(first, last)
         single = [p for day in per_day if len(day) == 1 for p in day]
         several = [p for day in per_day if len(day) > 1 for p in day]
