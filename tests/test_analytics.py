@@ -114,7 +114,8 @@ def test_time_range_is_from_inclusive_to_exclusive_and_a_bare_to_date_includes_i
 
 def test_an_inference_key_sees_only_its_own_calls_in_every_view(client, gateway, lake, keys):
     token, key = gateway.keys.create("b")
-    lake.write_rows([{**r, "key_id": key.key_id} for r in fixture_records() if r["key_id"] == B], tag="b")
+    lake.write_rows([{**r, "id": r["id"] + "-b", "key_id": key.key_id} for r in fixture_records()
+                     if r["key_id"] == B], tag="b")  # new calls (ids are unique: the lake keeps one row per id)
     mine = {"Authorization": f"Bearer {token}"}
     (total,) = rows(client, mine, "")
     assert total["calls"] == 3

@@ -64,7 +64,7 @@ class LakeQuery:
                 self._source(con, name, paths)
                 parts_sql.append(f"SELECT * FROM {name}" if name == "_single" else
                                  f"SELECT * FROM {name} QUALIFY row_number() OVER (PARTITION BY id ORDER BY "
-                                 f"created_at) = 1")
+                                 f"created_at, key_id, status, cost_usd) = 1")  # copies are alike; ties fixed
         if not parts_sql:
             con.register("_empty", schema.SCHEMA.empty_table())
             parts_sql.append("SELECT * FROM _empty")
