@@ -39,7 +39,7 @@ class LocalStack:
         self.created_keys: dict[str, str] = {}
         self._moto: subprocess.Popen[str] | None = None
         self._export: subprocess.Popen[str] | None = None
-        self._flows: subprocess.Popen[bytes] | None = None
+        self._flows: subprocess.Popen[bytes] | None = None  # its stdin closes when we stop or die
 
     def start(self) -> "LocalStack":
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -69,7 +69,7 @@ class LocalStack:
         if os.environ.get("SWITCHYARD_FLOWS", "1") != "0":
             # the Prefect flows on their schedule (pipelines/serve.py); it needs nothing from us to start
             self._flows = subprocess.Popen([sys.executable, "-m", "pipelines.serve", str(self.state_dir)],
-                                           cwd=Path(__file__).resolve().parent.parent, stdin=subprocess.DEVNULL)
+                                           cwd=Path(__file__).resolve().parent.parent, stdin=subprocess.PIPE)
         return self
 
     def _start_export(self) -> None:

@@ -9,7 +9,8 @@ Why not `flow.serve(cron=...)`: scheduling needs a Prefect server's scheduler (t
 and Prefect 3.9.1's scheduler fails on cron schedules under Python 3.11 and 3.12 (`tzinfo must be of type
 ZoneInfo`, a pendulum time zone where `whenever` wants zoneinfo). With a Prefect server of your own, point
 PREFECT_API_URL at it and `prefect deploy --all` (prefect.yaml) instead. A missed day (the stack was down at
-00:30) is run when the stack starts, if its rankings are not published yet. Stops on SIGINT or SIGTERM.
+00:30) is run when the stack starts, if its rankings are not published yet. Stops on SIGINT or SIGTERM, or
+when its stdin closes (the stack stopped or died).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ def main() -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    # the stack holds our stdin: it closes when the stack stops or dies (even by SIGKILL), and we go with it
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), name="stop-on-stdin-eof", daemon=True).start()
     print(f"switchyard: flows: daily-rankings at '{CRON}' UTC (log: {home / 'serve.log'})", flush=True)
     log = open(home / "serve.log", "a", buffering=1)  # noqa: SIM115 (for the process's life)
     os.dup2(log.fileno(), 1)

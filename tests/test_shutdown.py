@@ -156,3 +156,19 @@ def test_state_files_are_private(tmp_path):
     assert state.stat().st_mode & 0o777 == 0o700
     for name in ("tables.json", "usage.jsonl", "pepper", "dev-key", "admin-key"):
         assert (state / name).stat().st_mode & 0o777 == 0o600, name
+
+
+def test_the_flows_child_exits_with_the_stack_even_when_the_gateway_is_killed(tmp_path):
+    stack = GroupLeader(tmp_path, {"SWITCHYARD_FLOWS": "1"}).start()
+    try:
+        children = stack.children()
+        assert len(children) == 3  # moto, the usage exporter and the flows
+        stack.proc.kill()  # no clean-up at all: each child notices on its own
+        stack.wait()
+    finally:
+        if stack.proc.poll() is None:
+            stack.proc.kill()
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in children):
+        assert time.monotonic() < deadline, "a child outlived the killed gateway"
+        time.sleep(0.2)
