@@ -37,9 +37,10 @@ class LocalStack:
         self.state_dir = state_dir
         self.names: dict[str, str] = {}
         self.created_keys: dict[str, str] = {}
+        # Each child holds a pipe to our stdin's end: it stops when we close it (stop()) or when we die.
         self._moto: subprocess.Popen[str] | None = None
         self._export: subprocess.Popen[str] | None = None
-        self._flows: subprocess.Popen[bytes] | None = None  # its stdin closes when we stop or die
+        self._flows: subprocess.Popen[str] | None = None
 
     def start(self) -> "LocalStack":
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -47,11 +48,7 @@ class LocalStack:
         port = free_port()
         # moto ignores SIGINT and SIGTERM (a signal to our process group is the gateway's to handle) and stops
         # when its stdin closes: stop(), once the meter is drained. If the gateway dies, moto notices and saves.
-        self._moto = subprocess.Popen([sys.executable, "-m", "infra.moto_process", str(port), str(self.state_dir)],
-                                      cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE,
-                                      stdin=subprocess.PIPE, text=True)
-        if self._moto.stdout is None or self._moto.stdout.readline().strip() != "ready":
-            raise RuntimeError(f"the moto server did not start (exit code {self._moto.poll()})")
+        self._moto = _spawn("infra.moto_process", str(port), str(self.state_dir), ready="the moto server")
         os.environ.update({
             "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
             "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_SESSION_TOKEN": "local",
@@ -65,56 +62,26 @@ class LocalStack:
         _reset_caches()
         self._ensure_keys()
         if os.environ.get("SWITCHYARD_LAKE_EXPORT", "1") != "0":
-            self._start_export()
+            # the usage table's stream into the lake (infra/lake_export.py), like moto in a process of its own
+            self._export = _spawn("infra.lake_export", str(self.state_dir), ready="the usage export")
         if os.environ.get("SWITCHYARD_FLOWS", "1") != "0":
             # the Prefect flows on their schedule (pipelines/serve.py); it needs nothing from us to start
-            self._flows = subprocess.Popen([sys.executable, "-m", "pipelines.serve", str(self.state_dir)],
-                                           cwd=Path(__file__).resolve().parent.parent, stdin=subprocess.PIPE)
+            self._flows = _spawn("pipelines.serve", str(self.state_dir), ready=None)
         return self
-
-    def _start_export(self) -> None:
-        """The usage table's stream into the lake (infra/lake_export.py), in its own process like moto."""
-        self._export = subprocess.Popen([sys.executable, "-m", "infra.lake_export", str(self.state_dir)],
-                                        cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE,
-                                        stdin=subprocess.PIPE, text=True)
-        if self._export.stdout is None or self._export.stdout.readline().strip() != "ready":
-            raise RuntimeError(f"the usage export did not start (exit code {self._export.poll()})")
 
     def stop_export(self, timeout: float = 60.0) -> None:
         """Let the exporter write what the stream still holds (the meter is drained by now), and wait for it."""
-        if self._export is not None and self._export.poll() is None:
-            assert self._export.stdin is not None
-            self._export.stdin.close()
-            try:
-                self._export.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                print("switchyard: the usage export did not finish in time; the next start writes what it "
-                      "missed", file=sys.stderr, flush=True)
-                self._export.kill()
-                self._export.wait()
+        _stop(self._export, timeout, "the usage export did not finish in time; the next start writes what it "
+                                     "missed")
         self._export = None
 
     def stop(self) -> None:
         """Stop the flows and the exporter, then the moto child, and wait until moto has saved and exited."""
-        if self._flows is not None and self._flows.poll() is None:
-            self._flows.terminate()
-            try:
-                self._flows.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self._flows.kill()
-                self._flows.wait()
+        _stop(self._flows, 20, "the flows did not stop in 20 s; killed")
         self._flows = None
         self.stop_export()
-        if self._moto is not None and self._moto.poll() is None:
-            assert self._moto.stdin is not None
-            self._moto.stdin.close()  # moto's signal to save and exit
-            try:
-                self._moto.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                print("switchyard: the moto server did not stop in 30 s; killed (changes since its last save, "
-                      "at most a few seconds old, are lost)", file=sys.stderr, flush=True)
-                self._moto.kill()
-                self._moto.wait()
+        _stop(self._moto, 30, "the moto server did not stop in 30 s; killed (changes since its last save, "
+                              "at most a few seconds old, are lost)")
         self._moto = None
 
     # -- keys -----------------------------------------------------------------------------------------
@@ -138,6 +105,30 @@ class LocalStack:
                 f.write(token + "\n")
             path.chmod(0o600)  # a file left by an older version may be wider
             self.created_keys[filename] = token
+
+
+def _spawn(module: str, *args: str, ready: str | None) -> subprocess.Popen[str]:
+    """`python -m module *args` with its stdin a pipe from us; with `ready` (what it is, for the error), wait
+    for the line `ready` on its stdout."""
+    proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=Path(__file__).resolve().parent.parent,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE if ready else None, text=True)
+    if ready and (proc.stdout is None or proc.stdout.readline().strip() != "ready"):
+        raise RuntimeError(f"{ready} did not start (exit code {proc.poll()})")
+    return proc
+
+
+def _stop(proc: subprocess.Popen[str] | None, timeout: float, late: str) -> None:
+    """Close the child's stdin (its signal to finish and exit) and wait; past `timeout`, say `late` and kill it."""
+    if proc is None or proc.poll() is not None:
+        return
+    assert proc.stdin is not None
+    proc.stdin.close()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        print(f"switchyard: {late}", file=sys.stderr, flush=True)
+        proc.kill()
+        proc.wait()
 
 
 def _reset_caches() -> None:

@@ -40,7 +40,10 @@ def main() -> None:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto logs every request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    state = LocalState(state_dir, create_resources(PREFIX), append_only=frozenset({"UsageTable"}))
+    names = create_resources(PREFIX)
+    if os.environ.get("SWITCHYARD_LAKE_EXPORT", "1") == "0":  # no exporter reads the stream: do not keep one
+        moto_patches.without_streams([names["UsageTable"]])
+    state = LocalState(state_dir, names, append_only=frozenset({"UsageTable"}))
     state.restore()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):  # the gateway's to handle: it stops us when its meter is drained

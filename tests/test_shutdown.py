@@ -132,17 +132,10 @@ def test_the_moto_child_saves_and_exits_when_the_gateway_dies(tmp_path):
         while json.loads(urllib.request.urlopen(stack.url + "/health").read())["metering_backlog"]:
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        children = stack.children()
-        stack.proc.kill()  # no flush, no clean-up: only the moto child's own watch on its parent is left
-        stack.wait()
-        stack.read_output()
+        _kill_and_outlive_nothing(stack, children=2)  # no flush, no clean-up: only the children's own watch
     finally:
         if stack.proc.poll() is None:
             stack.proc.kill()
-    deadline = time.monotonic() + 30
-    while any(_alive(pid) for pid in children):
-        assert time.monotonic() < deadline, "a child (moto, the exporter) did not exit after the gateway died"
-        time.sleep(0.1)
     assert sorted(_journal(tmp_path)) == sorted(ids)
 
 
@@ -161,14 +154,20 @@ def test_state_files_are_private(tmp_path):
 def test_the_flows_child_exits_with_the_stack_even_when_the_gateway_is_killed(tmp_path):
     stack = GroupLeader(tmp_path, {"SWITCHYARD_FLOWS": "1"}).start()
     try:
-        children = stack.children()
-        assert len(children) == 3  # moto, the usage exporter and the flows
-        stack.proc.kill()  # no clean-up at all: each child notices on its own
-        stack.wait()
+        _kill_and_outlive_nothing(stack, children=3)  # moto, the usage exporter and the flows
     finally:
         if stack.proc.poll() is None:
             stack.proc.kill()
+
+
+def _kill_and_outlive_nothing(stack: GroupLeader, *, children: int) -> None:
+    """SIGKILL the gateway; every child must notice on its own and exit within 30 s."""
+    pids = stack.children()
+    assert len(pids) == children, pids
+    stack.proc.kill()
+    stack.wait()
+    stack.read_output()
     deadline = time.monotonic() + 30
-    while any(_alive(pid) for pid in children):
+    while any(_alive(pid) for pid in pids):
         assert time.monotonic() < deadline, "a child outlived the killed gateway"
-        time.sleep(0.2)
+        time.sleep(0.1)

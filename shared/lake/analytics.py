@@ -194,12 +194,11 @@ def export_schema(request: Request, *, csv: bool) -> Any:
                      + [("top_errors", errors), ("last_call_at", pa.string())])
 
 
-def export(rows: list[dict[str, Any]], fmt: str, request: Request | None = None) -> tuple[bytes, str]:
+def export(rows: list[dict[str, Any]], fmt: str, request: Request) -> tuple[bytes, str]:
     """The rows as CSV (top_errors as JSON text) or Parquet (top_errors as a list of structs), in the schema
     `export_schema` gives the query."""
     import pyarrow as pa
 
-    request = request or Request(datetime.now(timezone.utc), datetime.now(timezone.utc))
     if fmt == "parquet":
         import pyarrow.parquet as pq
 

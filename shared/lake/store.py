@@ -35,7 +35,9 @@ class LakeStore(Protocol):
     def put(self, key: str, data: bytes, *, expect: str | None = None) -> ObjectInfo:
         """Write; with `expect` (an ETag, or ABSENT) only if the object is still that (ConflictError if not)."""
         ...
-    def get(self, key: str) -> bytes: ...
+    def get(self, key: str) -> bytes:
+        """The object's bytes; FileNotFoundError when there is none (whatever the store)."""
+        ...
     def list(self, prefix: str) -> list[ObjectInfo]: ...
     def delete(self, info: ObjectInfo) -> None: ...
     def arrow(self) -> tuple[Any, str]:
@@ -74,7 +76,12 @@ class S3Store:
         return ObjectInfo(key, r["ETag"].strip('"'), len(data), r.get("VersionId"))
 
     def get(self, key: str) -> bytes:
-        return self.s3.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read()
+        try:
+            return self.s3.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read()
+        except Exception as e:
+            if getattr(e, "response", {}).get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise FileNotFoundError(key) from e  # as LocalStore: one way to say "not there"
+            raise
 
     def list(self, prefix: str) -> list[ObjectInfo]:
         out: list[ObjectInfo] = []
@@ -140,7 +147,7 @@ class LocalStore:
         return ObjectInfo(key, hashlib.md5(data).hexdigest(), len(data))  # noqa: S324 (an ETag, as S3's)
 
     def get(self, key: str) -> bytes:
-        return (self.root / key).read_bytes()
+        return (self.root / key).read_bytes()  # FileNotFoundError when missing
 
     def list(self, prefix: str) -> list[ObjectInfo]:
         base = self.root / prefix if prefix.endswith("/") else (self.root / prefix).parent

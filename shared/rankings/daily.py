@@ -274,12 +274,8 @@ def point_latest(store: LakeStore) -> str | None:
 def read_models(store: LakeStore, day: str) -> list[dict[str, Any]] | None:
     try:
         data = store.get(f"{PREFIX}dt={day}/models.parquet")
-    except (FileNotFoundError, OSError, KeyError):
+    except FileNotFoundError:
         return None
-    except Exception as e:  # S3's NoSuchKey
-        if "NoSuchKey" in type(e).__name__ or "NoSuchKey" in str(e) or "404" in str(e):
-            return None
-        raise
     return pq.read_table(pa.BufferReader(data)).to_pylist()
 
 

@@ -35,10 +35,8 @@ def save(out: LakeStore, run: dict[str, Any]) -> None:
 def load(out: LakeStore, run_id: str) -> dict[str, Any] | None:
     try:
         return json.loads(out.get(f"{PREFIX}{run_id}.json"))
-    except Exception as e:  # a missing object: FileNotFoundError locally, NoSuchKey on S3
-        if isinstance(e, FileNotFoundError) or "NoSuchKey" in str(e) or "404" in str(e):
-            return None
-        raise
+    except FileNotFoundError:
+        return None
 
 
 def metered_calls(day: str, key_ids: list[str], counters_table: str) -> int:

@@ -113,4 +113,4 @@ async def credits(key: Caller) -> dict:
 
 
 FRESHNESS = ("A call reaches the lake a few seconds after it is answered: locally within ~2 s (the exporter "
-             "polls the stream), on AWS within ~10 s (a 5 s batching window); see the README.")
+             "polls the stream), on AWS by estimate within ~10 s (a 5 s batching window); see the README.")

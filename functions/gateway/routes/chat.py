@@ -1,5 +1,6 @@
 import asyncio
 import re
+from urllib.parse import urlsplit
 from typing import Any, Callable, Coroutine
 
 import orjson
@@ -43,8 +44,6 @@ def categories(header: str | None) -> tuple[str, ...]:
 def origin_of(referer: str) -> str | None:
     """An HTTP-Referer as the app's origin (scheme://host[:port]): the path and query can carry a user's
     session or e-mail, and the referer is recorded, analysed and (for apps in the rankings) published."""
-    from urllib.parse import urlsplit
-
     try:
         parts = urlsplit(referer[:2000].strip())
         host = parts.hostname
