@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from shared.catalog.licenses import ModelLicense
 from shared.routing.policy import RoutePolicy
 
 ProviderKind = Literal["openai", "anthropic", "gemini", "bedrock", "azure", "sim"]
@@ -140,3 +141,5 @@ class CatalogFile(Strict):
     providers: list[ProviderConfig] = []
     models: list[ModelConfig] = []
     routes: list[RoutePolicy] = []  # routing policies (virtual models): see shared/routing/policy.py
+    # The operator's license entries, tried before the built-in table (shared/catalog/licenses.py); files only
+    licenses: list[ModelLicense] = []
