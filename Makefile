@@ -18,7 +18,7 @@ LAKE_ENV := .tools/venv-lake
 	.tools/bin/pip install --quiet --disable-pip-version-check uv
 
 install: $(UV)
-	$(UV) sync --frozen --extra local --extra lake --extra flows --python $(PYTHON)
+	$(UV) sync --frozen --extra local --extra lake --extra synthetic --extra flows --python $(PYTHON)
 
 run: install
 	$(UV) run --frozen --no-sync python -m infra.local

@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     rankings_concentration_min_calls: Annotated[int, Field(ge=1)] = 100
     rankings_app_min_calls: Annotated[int, Field(ge=1)] = 10
 
+    # Synthetic data (shared/synthetic/): the gateway URL jobs call (unset locally: this process's own PORT),
+    # the SQS queue of row groups (AWS; unset: jobs run in the process that accepted them), and the most rows
+    # a job may ask for.
+    gateway_url: str | None = None
+    synthetic_queue_url: str | None = None
+    synthetic_max_records: Annotated[int, Field(ge=1)] = 1_000_000
+
     # The key pepper: a literal (local stack, tests) or a Secrets Manager secret id (AWS).
     pepper: str | None = None
     pepper_secret_id: str | None = Field(None, validation_alias=AliasChoices("PEPPER_SECRET_ID",

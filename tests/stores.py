@@ -9,7 +9,7 @@ from typing import Any
 from shared.catalog.schema import CatalogFile, ModelConfig, ProviderConfig
 from shared.errors import NotFoundError
 from shared.keys.store import ApiKey, now_iso
-from shared.keys.tokens import KeyKind, label, new_key, secret_hash
+from shared.keys.tokens import KeyKind, ParsedKey, label, new_key, secret_hash
 from shared.metering.events import UsageEvent
 from shared.routing.policy import RoutePolicy
 
@@ -25,8 +25,10 @@ class MemoryKeyStore:
         return self._pepper
 
     def create(self, name: str, *, kind: KeyKind = "inference", limit: float | None = None,
-               tags: tuple[str, ...] = ()) -> tuple[str, ApiKey]:
-        token, parts = new_key(kind)
+               tags: tuple[str, ...] = (), token: tuple[str, ParsedKey] | None = None) -> tuple[str, ApiKey]:
+        token, parts = token or new_key(kind)
+        if parts.key_id in self.keys:
+            raise FileExistsError(parts.key_id)
         key = ApiKey(key_id=parts.key_id, kind=kind, name=name, label=label(token),
                      secret_hash=secret_hash(self._pepper, parts.secret), limit=limit, created_at=now_iso(),
                      tags=tags)

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from functions.gateway.event_stream import SERVER_SEND
 from functions.gateway.routes import (analytics, catalog, chat, generation, health, keys, models, policies,
-                                     rankings)
+                                     rankings, synthetic)
 from functions.gateway.state import gateway
 from shared.chat.service import new_request_id
 from shared.errors import BadRequestError, PayloadTooLargeError, SwitchyardError
@@ -132,7 +132,7 @@ def create_app() -> FastAPI:
                   telemetry={"tracing": False, "metrics": False, "logs": False},
                   description="An OpenAI-compatible LLM gateway: keys, routing, metering and healing.")
     for router in (health.router, chat.router, models.router, generation.router, keys.router, catalog.router,
-                   policies.router, analytics.router, rankings.router):
+                   policies.router, analytics.router, rankings.router, synthetic.router):
         app.include_router(router)
 
     def openapi() -> dict[str, Any]:

@@ -11,7 +11,7 @@ from shared.aws.dynamodb import ConditionFailedError, Table, batch_get
 from shared.errors import NotFoundError
 from shared.keys.counters import counter_key, periods
 from shared.keys.spend import SpendGuard
-from shared.keys.tokens import KeyKind, label, new_key, secret_hash
+from shared.keys.tokens import KeyKind, ParsedKey, label, new_key, secret_hash
 
 __all__ = ["ApiKey", "DynamoKeyStore", "KeyStore"]
 
@@ -66,7 +66,7 @@ class KeyStore(Protocol):
     def pepper(self) -> bytes: ...
 
     def create(self, name: str, *, kind: KeyKind = "inference", limit: float | None = None,
-               tags: tuple[str, ...] = ()) -> tuple[str, ApiKey]: ...
+               tags: tuple[str, ...] = (), token: tuple[str, ParsedKey] | None = None) -> tuple[str, ApiKey]: ...
 
     def get(self, key_id: str) -> ApiKey | None: ...
 
@@ -90,8 +90,9 @@ class DynamoKeyStore:
         self.spend = spend or SpendGuard(counters_table, stale_after=900)
 
     def create(self, name: str, *, kind: KeyKind = "inference", limit: float | None = None,
-               tags: tuple[str, ...] = ()) -> tuple[str, ApiKey]:
-        token, parts = new_key(kind)
+               tags: tuple[str, ...] = (), token: tuple[str, ParsedKey] | None = None) -> tuple[str, ApiKey]:
+        """A new key (`token`: one made elsewhere, e.g. `derived_key`); FileExistsError when its id is taken."""
+        token, parts = token or new_key(kind)
         key = ApiKey(key_id=parts.key_id, kind=kind, name=name, label=label(token),
                      secret_hash=secret_hash(self.pepper(), parts.secret), limit=limit, created_at=now_iso(),
                      tags=tags)

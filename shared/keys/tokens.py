@@ -50,6 +50,17 @@ def new_key(kind: KeyKind = "inference") -> tuple[str, ParsedKey]:
     return body + _checksum(body), ParsedKey(kind, key_id, secret)
 
 
+def derived_key(pepper: bytes, purpose: str) -> tuple[str, ParsedKey]:
+    """An inference key computed from the pepper and a purpose (e.g. a synthetic job's id), not drawn at random:
+    whatever holds the pepper (every function of the stack) can make it again, so the key itself is never
+    stored or passed on. Its record is made and disabled like any key's."""
+    digest = hmac.new(pepper, f"derived-key|{purpose}".encode(), hashlib.sha256).digest()
+    key_id = digest[:6].hex()
+    secret = _base62(int.from_bytes(digest[6:], "big"), 32)
+    body = f"{PREFIX['inference']}{key_id}-{secret}"
+    return body + _checksum(body), ParsedKey("inference", key_id, secret)
+
+
 def parse_key(token: str) -> ParsedKey | None:
     """The parts of a well-formed key with a valid checksum, else None (no lookup needed to reject it)."""
     m = _TOKEN.match(token)

@@ -1,0 +1,249 @@
+"""Synthetic data jobs (management key): start one, follow it, review it; preview a spec; the templates.
+
+A job is checked whole before anything runs (the spec, its column DAG, the license gate, the seed), then
+runs in this process (the local stack) or, on AWS (SWITCHYARD_SYNTHETIC_QUEUE_URL set), as one SQS message a
+row group to SyntheticWorkerFunction. Its calls go through this gateway with a key derived for the job, as the
+app `switchyard-synthetic`: metered, routed and healed like any call. These routes need the `synthetic` and
+`lake` extras (501 without them)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+from functools import lru_cache
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from functions.gateway.deps import management_key
+from functions.gateway.state import gateway
+from shared.errors import BadRequestError, NotServedHereError
+from shared.keys import ApiKey
+
+router = APIRouter(prefix="/api/v1/synthetic", tags=["synthetic"])
+log = logging.getLogger("switchyard.synthetic")
+
+
+@lru_cache(maxsize=1)
+def _modules() -> Any:
+    try:
+        import jinja2  # noqa: F401
+        import pyarrow  # noqa: F401
+        from shared.synthetic import jobs, runner, templates
+    except ImportError as e:
+        raise NotServedHereError("Synthetic jobs are served by the synthetic function (it has pyarrow and Jinja); "
+                                 "this one has not", metadata={"missing": e.name}) from None
+    return jobs, runner, templates
+
+
+def _store() -> Any:
+    from shared.lake.store import open_store
+
+    s = gateway().settings
+    return open_store(s.lake_uri or f"s3://{s.data_bucket}")
+
+
+def _gateway_url() -> str:
+    s = gateway().settings
+    return s.gateway_url or f"http://127.0.0.1:{os.environ.get('PORT', '8080')}/api/v1"
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    kind = request.headers.get("content-type", "")
+    try:
+        if "yaml" in kind:
+            import yaml
+
+            data = yaml.safe_load(raw)
+        else:
+            data = orjson.loads(raw or b"{}")
+    except Exception:  # noqa: BLE001 (any parse failure is the client's)
+        raise BadRequestError("The body is not valid JSON (or YAML with Content-Type: application/yaml)") from None
+    if not isinstance(data, dict):
+        raise BadRequestError("The body is a JSON object")
+    return data
+
+
+class Submission(BaseModel):
+    """`{"spec": {...}}` (a job spec, Data Designer's config format accepted) or `{"template": name}`, with
+    optional overrides of the spec's name, num_records and seed."""
+
+    model_config = ConfigDict(extra="forbid")
+    spec: dict[str, Any] | None = None
+    template: str | None = None
+    name: str | None = None
+    num_records: Annotated[int, Field(ge=1)] | None = None
+    seed: Annotated[int, Field(ge=0)] | None = None
+
+
+def _spec_data(data: dict[str, Any], templates: Any) -> dict[str, Any]:
+    if "columns" in data or "data_designer" in data:  # a bare spec
+        data = {"spec": data}
+    try:
+        sub = Submission.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise BadRequestError(f"{where}: {first['msg']}", metadata={"field": where}) from None
+    if (sub.spec is None) == (sub.template is None):
+        raise BadRequestError("Give either spec or template", metadata={"field": "spec"})
+    spec = dict(sub.spec) if sub.spec is not None else templates.load(sub.template)
+    from shared.synthetic.spec import unwrap
+
+    spec = unwrap(spec)
+    for name in ("name", "num_records", "seed"):
+        if getattr(sub, name) is not None:
+            spec[name] = getattr(sub, name)
+    limit = gateway().settings.synthetic_max_records
+    if isinstance(spec.get("num_records"), int) and spec["num_records"] > limit:
+        raise BadRequestError(f"num_records is at most {limit} here", metadata={"field": "num_records"})
+    return spec
+
+
+def _prepare(spec: dict[str, Any], jobs: Any) -> Any:
+    known = {m.id for m in gateway().catalog}
+    return jobs.prepare(spec, reader=jobs.SeedReader(_store()), known_models=known)
+
+
+def _job_key(job_id: str) -> str:
+    """The job's inference key (derived from the pepper: never stored), its record made or re-enabled."""
+    from shared.keys.tokens import derived_key
+
+    keys = gateway().keys
+    token, parts = derived_key(keys.pepper(), f"synthetic-job|{job_id}")
+    existing = keys.get(parts.key_id)
+    if existing is None:
+        keys.create(f"synthetic:{job_id}", token=(token, parts), tags=("synthetic",))
+    elif existing.disabled:
+        keys.update(parts.key_id, disabled=False)
+    return token
+
+
+def _disable_key(job_id: str) -> None:
+    from shared.keys.tokens import derived_key
+
+    keys = gateway().keys
+    _, parts = derived_key(keys.pepper(), f"synthetic-job|{job_id}")
+    try:
+        keys.update(parts.key_id, disabled=True)
+        gateway().auth.forget(parts.key_id)  # refused here at once (other processes: within the key cache)
+    except Exception:  # noqa: BLE001
+        log.warning("could not disable the key of synthetic job %s", job_id)
+
+
+def _start(spec: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    jobs, runner, templates = _modules()
+    job = _prepare(spec, jobs)
+    store = _store()
+    outputs = jobs.Outputs(store, job.id)
+    meta = outputs.get_json("metadata.json")
+    if meta is not None and (meta["status"] == "completed" or runner.RUNNER.running(job.id)):
+        return 200, jobs.status(store, job.id)  # the same job: nothing to do
+    if meta is None:
+        outputs.put_json("config.json", jobs.config_document(job))
+        queue = gateway().settings.synthetic_queue_url
+        outputs.put_json("metadata.json", jobs.new_metadata(job, execution="sqs" if queue else "local"))
+        store.put(f"{jobs.PREFIX}_jobs/{job.id}", b"")
+    token = _job_key(job.id)
+    queue = gateway().settings.synthetic_queue_url
+    if queue:
+        from shared.synthetic.fanout import enqueue
+
+        enqueue(queue, job, store)
+    else:
+        from shared.synthetic.client import GatewayClient
+
+        runner.RUNNER.start(job, store, lambda: GatewayClient(_gateway_url(), token, job.id),
+                            on_end=lambda _meta: _disable_key(job.id))
+    return 202, jobs.status(store, job.id)
+
+
+@router.post("/jobs", summary="Start a synthetic data job (management key)", status_code=202)
+async def create_job(request: Request, _: Annotated[ApiKey, Depends(management_key)]) -> Any:
+    """202 with the job (its id, status and outputs); 200 when the same spec is already running or done
+    (a job's id is its spec's fingerprint: a failed or interrupted job resumes). 400 for a spec that does not
+    hold together, 403 `license_refused` listing every model and seed that is not license-safe."""
+    from starlette.responses import JSONResponse
+
+    _, _, templates = _modules()
+    spec = _spec_data(await _body(request), templates)
+    status, body = await asyncio.to_thread(_start, spec)
+    return JSONResponse(body, status_code=status)
+
+
+@router.get("/jobs", summary="Synthetic jobs, newest first (management key)")
+async def list_jobs(_: Annotated[ApiKey, Depends(management_key)]) -> dict:
+    jobs, runner, _ = _modules()
+
+    def read() -> list[dict[str, Any]]:
+        store = _store()
+        ids = [i.key.rsplit("/", 1)[1] for i in store.list(f"{jobs.PREFIX}_jobs/")]
+        found = []
+        for job_id in ids:
+            try:
+                found.append(jobs.status(store, job_id))
+            except Exception:  # noqa: BLE001 (a job being written)
+                continue
+        return sorted(found, key=lambda m: m["created_at"], reverse=True)
+
+    return {"data": await asyncio.to_thread(read)}
+
+
+@router.get("/jobs/{job_id}", summary="A synthetic job's progress and outputs (management key)")
+async def get_job(job_id: str, _: Annotated[ApiKey, Depends(management_key)]) -> dict:
+    jobs, runner, _ = _modules()
+    meta = await asyncio.to_thread(jobs.status, _store(), job_id)
+    live = runner.RUNNER.live(job_id)
+    if live:
+        meta["live"] = live
+    return meta
+
+
+class ReviewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reviewed: bool = True
+    reviewer: Annotated[str, Field(min_length=1, max_length=200)]
+    notes: Annotated[str, Field(max_length=5000)] | None = None
+
+
+@router.post("/jobs/{job_id}/review", summary="Set a job's human-review block (management key)")
+async def review_job(job_id: str, body: ReviewRequest, _: Annotated[ApiKey, Depends(management_key)]) -> dict:
+    jobs, _, _ = _modules()
+    if re.search(r"[\r\n\x00]", body.reviewer):
+        raise BadRequestError("reviewer is one line", metadata={"field": "reviewer"})
+    return await asyncio.to_thread(jobs.review, _store(), job_id, reviewed=body.reviewed, reviewer=body.reviewer,
+                                   notes=body.notes)
+
+
+@router.post("/preview", summary="Make a few rows of a spec, in memory (management key)")
+async def preview(request: Request, _: Annotated[ApiKey, Depends(management_key)]) -> dict:
+    """Up to 50 rows (default 5), nothing written: the same checks as a job, the same calls through the
+    gateway (metered as the app switchyard-synthetic)."""
+    jobs, runner, templates = _modules()
+    data = await _body(request)
+    data.setdefault("num_records", 5)
+    spec = _spec_data(data, templates)
+    if spec["num_records"] > jobs.PREVIEW_MAX:
+        raise BadRequestError(f"a preview is at most {jobs.PREVIEW_MAX} rows", metadata={"field": "num_records"})
+    spec["buffer_size"] = spec["num_records"]
+    job = await asyncio.to_thread(_prepare, spec, jobs)
+    token = await asyncio.to_thread(_job_key, "preview")
+    result = await asyncio.to_thread(runner.preview_in_thread, job, _gateway_url(), token)
+    return result
+
+
+@router.get("/templates", summary="The built-in job templates")
+async def list_templates(_: Annotated[ApiKey, Depends(management_key)]) -> dict:
+    _, _, templates = _modules()
+    return {"data": [{"name": n, "description": templates.load(n).get("description", "")} for n in templates.names()]}
+
+
+@router.get("/templates/{name}", summary="A built-in job template's spec")
+async def get_template(name: str, _: Annotated[ApiKey, Depends(management_key)]) -> dict:
+    _, _, templates = _modules()
+    return templates.load(name)

@@ -1,0 +1,401 @@
+"""Jobs: a spec checked (its DAG, its licenses) before any call, run through the gateway, written to the store.
+
+A job's id is its name's slug and its fingerprint (the spec's and its seed's content): submitting the same
+spec again is the same job, and resumes it from its last written row group. Everything a job has is under
+`synthetic/<id>/` (shared/synthetic/output.py); its progress is summed from `groups/part-GGGGG.json`, written
+with each group, so that any number of workers (AWS: one per row group, through SQS) report into one place
+without a lock. `metadata.json` holds the job's status; `README.md` is its dataset card.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import orjson
+import pyarrow as pa
+
+from shared.errors import BadRequestError, NotFoundError, SwitchyardError
+from shared.lake.store import ABSENT, ConflictError, LakeStore, open_store
+from shared.synthetic import licensing
+from shared.synthetic.client import GatewayClient
+from shared.synthetic.engine import Engine, Group, JobStopped, ModelUsage, Plan
+from shared.synthetic.output import Layout, failures_table, parquet
+from shared.synthetic.spec import JobSpec, SeedConfig, parse
+
+PREFIX = "synthetic/"
+ENGINE = "switchyard-synthetic/1"
+MAX_SEED_BYTES = 256 * 1024 * 1024
+MAX_SEED_ROWS = 1_000_000
+PREVIEW_MAX = 50
+
+
+class LicenseRefusedError(SwitchyardError):
+    """The job's models or seeds are not license-safe for what it is for: nothing was called."""
+
+    status, error_type = 403, "license_refused"
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+# -- seeds ------------------------------------------------------------------------------------------------
+@dataclass
+class Seed:
+    name: str
+    license: str | None  # declared by the job, else by the seed's dataset card
+    license_source: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    schema: pa.Schema | None = None
+    digest: str = ""
+
+
+class SeedReader:
+    """Reads a seed: `s3://bucket/key`, a key of the job store, or (CLI only) a local file. Jobs sent through the
+    API never read the server's files: a management key must not be a way to read /proc/self/environ."""
+
+    def __init__(self, store: LakeStore | None, *, local_dir: Path | None = None) -> None:
+        self.store, self.local_dir = store, local_dir
+
+    def _get(self, path: str) -> bytes:
+        if path.startswith("s3://"):
+            bucket, _, key = path[5:].partition("/")
+            return open_store(f"s3://{bucket}").get(key)
+        if self.local_dir is not None:
+            return (self.local_dir / path).read_bytes()
+        if path.startswith("/") or ".." in Path(path).parts or self.store is None:
+            raise BadRequestError("seed_config.source.path: through the API a seed is an s3:// URI or a key of the "
+                                  "data store (e.g. seeds/clauses.csv), not a file of the server",
+                                  metadata={"field": "seed_config.source.path"})
+        return self.store.get(path)
+
+    def card_license(self, path: str) -> str | None:
+        """The `license:` of a dataset card (README.md) beside the seed, if there is one."""
+        card = path.rsplit("/", 1)[0] + "/README.md" if "/" in path else "README.md"
+        try:
+            text = self._get(card).decode("utf-8", errors="replace")
+        except (FileNotFoundError, OSError, BadRequestError):
+            return None
+        return front_matter_license(text)
+
+    def read(self, config: SeedConfig) -> Seed:
+        path = config.source.path
+        name = config.name or path.rsplit("/", 1)[-1]
+        if config.license:
+            seed = Seed(name, config.license, "the job spec")
+        else:
+            found = self.card_license(path)
+            seed = Seed(name, found, "the seed's dataset card" if found else "nowhere")
+        return seed
+
+    def load(self, config: SeedConfig, seed: Seed) -> Seed:
+        path = config.source.path
+        try:
+            data = self._get(path)
+        except FileNotFoundError:
+            raise BadRequestError(f"seed_config.source.path: {path!r} does not exist",
+                                  metadata={"field": "seed_config.source.path"}) from None
+        if len(data) > MAX_SEED_BYTES:
+            raise BadRequestError(f"the seed is over {MAX_SEED_BYTES} bytes", metadata={"field": "seed_config"})
+        table = _seed_table(path, data)
+        if table.num_rows == 0 or table.num_rows > MAX_SEED_ROWS:
+            raise BadRequestError(f"the seed has {table.num_rows} rows (1 to {MAX_SEED_ROWS})",
+                                  metadata={"field": "seed_config"})
+        seed.rows, seed.schema = table.to_pylist(), table.schema
+        seed.digest = hashlib.sha256(data).hexdigest()[:16]
+        return seed
+
+
+def _seed_table(path: str, data: bytes) -> pa.Table:
+    import pyarrow.csv as pacsv
+    import pyarrow.json as pajson
+    import pyarrow.parquet as pq
+
+    lower = path.lower()
+    try:
+        if lower.endswith((".parquet", ".pq")):
+            return pq.read_table(pa.BufferReader(data))
+        if lower.endswith(".csv"):
+            return pacsv.read_csv(pa.BufferReader(data))
+        if lower.endswith((".jsonl", ".ndjson", ".json")):
+            return pajson.read_json(pa.BufferReader(data))
+    except (pa.ArrowInvalid, OSError) as e:
+        raise BadRequestError(f"the seed {path!r} does not parse: {str(e)[:200]}",
+                              metadata={"field": "seed_config.source.path"}) from None
+    raise BadRequestError("a seed is .parquet, .csv or .jsonl", metadata={"field": "seed_config.source.path"})
+
+
+def front_matter_license(text: str) -> str | None:
+    import yaml
+
+    if not text.startswith("---"):
+        return None
+    end = text.find("\n---", 3)
+    if end < 0:
+        return None
+    try:
+        meta = yaml.safe_load(text[3:end])
+    except yaml.YAMLError:
+        return None
+    value = meta.get("license") if isinstance(meta, dict) else None
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    return value if isinstance(value, str) else None
+
+
+# -- a job, checked -----------------------------------------------------------------------------------------
+@dataclass
+class Job:
+    id: str
+    spec: JobSpec
+    fingerprint: str
+    plan: Plan
+    layout: Layout
+    gate: Any  # licensing.GateResult
+    seed: Seed | None
+
+    @property
+    def prefix(self) -> str:
+        return f"{PREFIX}{self.id}/"
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "job"
+
+
+def prepare(data: Any, *, reader: SeedReader, known_models: set[str] | None,
+            spec: JobSpec | None = None) -> Job:
+    """Parse, check the DAG and the licenses, read the seed: everything before the first call. Raises
+    BadRequestError (the spec) or LicenseRefusedError (with every offending model and seed)."""
+    spec = spec or parse(data)
+    seed = reader.read(spec.seed_config) if spec.seed_config else None
+    policy = spec.license_policy
+    seed_policy = licensing.SeedLicensePolicy()
+    if policy.allowed_seed_licenses is not None:
+        seed_policy = licensing.SeedLicensePolicy(allowed=tuple(policy.allowed_seed_licenses))
+    gate = licensing.check(
+        {m.alias: m.model for m in spec.model_configs},
+        [licensing.Seed(name=seed.name, license=seed.license)] if seed else [],
+        purpose=licensing.Purpose(commercial=policy.commercial, train_models=policy.train_models),
+        policy=seed_policy, known_models=known_models)
+    if not gate.ok:
+        reasons = "; ".join(p.reason for p in gate.problems)
+        raise LicenseRefusedError(f"This job is not license-safe: {reasons}",
+                                  metadata={"problems": [p.model_dump() for p in gate.problems],
+                                            "policy_version": gate.policy_version})
+    if seed is not None:
+        reader.load(spec.seed_config, seed)  # type: ignore[arg-type]
+    plan = Plan(spec, seed.rows if seed else None)
+    layout = Layout(spec, seed.schema if seed else None, plan.seed_columns)
+    fingerprint = hashlib.sha256(f"{spec.fingerprint()}|{seed.digest if seed else ''}".encode()).hexdigest()[:16]
+    return Job(f"{slug(spec.name)}-{fingerprint[:12]}", spec, fingerprint, plan, layout, gate, seed)
+
+
+# -- what is written --------------------------------------------------------------------------------------
+def part_name(index: int) -> str:
+    return f"part-{index:05d}"
+
+
+class Outputs:
+    """A job's objects in the store."""
+
+    def __init__(self, store: LakeStore, job_id: str) -> None:
+        self.store, self.prefix = store, f"{PREFIX}{job_id}/"
+
+    def put_json(self, name: str, value: Any) -> None:
+        self.store.put(self.prefix + name, orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+
+    def get_json(self, name: str) -> Any | None:
+        try:
+            return orjson.loads(self.store.get(self.prefix + name))
+        except FileNotFoundError:
+            return None
+
+    def written_groups(self) -> set[int]:
+        return {int(i.key.rsplit("part-", 1)[1].split(".")[0]) for i in self.store.list(self.prefix + "data/")
+                if i.key.endswith(".parquet")}
+
+    def group_stats(self) -> list[dict[str, Any]]:
+        stats = []
+        for info in self.store.list(self.prefix + "groups/"):
+            try:
+                stats.append(orjson.loads(self.store.get(info.key)))
+            except FileNotFoundError:
+                continue
+        return sorted(stats, key=lambda s: s["group"])
+
+    def write_group(self, job: Job, group: Group, usage: dict[str, dict[str, Any]]) -> None:
+        """Failures and stats first, the data part last: a data part is the checkpoint, whole or absent."""
+        name = part_name(group.index)
+        self.store.put(f"{self.prefix}failures/{name}.parquet", parquet(failures_table(group.failures)))
+        self.put_json(f"groups/{name}.json", {"group": group.index, "rows": len(group.rows),
+                                              "failed": len(group.failures), "usage": usage, "at": now()})
+        table = job.layout.table(group.rows)
+        key = f"{self.prefix}data/{name}.parquet"
+        try:
+            self.store.put(key, parquet(table), expect=ABSENT)
+        except ConflictError:  # another worker wrote this group first: the same rows (same attempts, same seed)
+            self.store.get(key)  # ... which must then be there
+
+
+def totals(stats: list[dict[str, Any]]) -> dict[str, Any]:
+    usage: dict[str, ModelUsage] = {}
+    for s in stats:
+        for model, u in s["usage"].items():
+            into = usage.setdefault(model, ModelUsage())
+            into.calls += u["calls"]
+            into.prompt_tokens += u["prompt_tokens"]
+            into.completion_tokens += u["completion_tokens"]
+            into.cost += u["cost"]
+    rows = sum(s["rows"] for s in stats)
+    cost = sum(u.cost for u in usage.values())
+    return {"rows_done": rows, "rows_failed": sum(s["failed"] for s in stats), "groups_done": len(stats),
+            "cost_usd": round(cost, 10), "cost_per_row_usd": round(cost / rows, 10) if rows else None,
+            "usage": {m: {"calls": u.calls, "prompt_tokens": u.prompt_tokens,
+                          "completion_tokens": u.completion_tokens, "cost_usd": round(u.cost, 10),
+                          "tokens_per_row": round((u.prompt_tokens + u.completion_tokens) / rows, 2) if rows else None}
+                      for m, u in sorted(usage.items())}}
+
+
+def config_document(job: Job) -> dict[str, Any]:
+    return {"job_id": job.id, "fingerprint": job.fingerprint, "engine": ENGINE,
+            "seed_digest": job.seed.digest if job.seed else None,
+            "spec": job.spec.model_dump(mode="json", exclude_defaults=False)}
+
+
+def new_metadata(job: Job, *, execution: str) -> dict[str, Any]:
+    return {"job_id": job.id, "name": job.spec.name, "status": "queued", "fingerprint": job.fingerprint,
+            "engine": ENGINE, "execution": execution, "num_records": job.spec.num_records,
+            "buffer_size": job.spec.buffer_size, "groups_total": job.plan.groups, "created_at": now(),
+            "started_at": None, "finished_at": None, "stopped_reason": None, "license": job.gate.to_dict(),
+            "budget": {"max_attempts_per_row": job.spec.budget.max_attempts_per_row,
+                       "max_failed_rows": job.spec.max_failed_rows, "max_cost_usd": job.spec.budget.max_cost_usd},
+            "review": {"reviewed": False, "reviewer": None, "reviewed_at": None, "notes": None},
+            "outputs": {"data": f"{job.prefix}data/*.parquet", "failures": f"{job.prefix}failures/*.parquet",
+                        "card": f"{job.prefix}README.md", "config": f"{job.prefix}config.json",
+                        "metadata": f"{job.prefix}metadata.json"}}
+
+
+def update_metadata(outputs: Outputs, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Read, change and write metadata.json conditionally (the runner and a review may write at once)."""
+    for _ in range(20):
+        infos = [i for i in outputs.store.list(outputs.prefix + "metadata.json") if i.key.endswith("metadata.json")]
+        if not infos:
+            raise NotFoundError("No such synthetic job", metadata={"job_id": outputs.prefix.split("/")[1]})
+        meta = orjson.loads(outputs.store.get(infos[0].key))
+        change(meta)
+        try:
+            outputs.store.put(outputs.prefix + "metadata.json",
+                              orjson.dumps(meta, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS),
+                              expect=infos[0].etag)
+            return meta
+        except ConflictError:
+            time.sleep(0.05)
+    raise SwitchyardError("metadata.json kept changing under us")
+
+
+# -- running ------------------------------------------------------------------------------------------------
+async def run_groups(job: Job, store: LakeStore, client: GatewayClient, groups: list[int] | None = None,
+                     on_progress: Callable[[Engine], None] | None = None) -> Engine:
+    """Make and write the job's groups not yet written (or the given ones). Raises JobStopped."""
+    outputs = Outputs(store, job.id)
+    written = outputs.written_groups()
+    todo = [g for g in (groups if groups is not None else range(job.plan.groups)) if g not in written]
+    engine = Engine(job.plan, client, job_id=job.id, fingerprint=job.fingerprint, layout=job.layout)
+    if todo:
+        prior = totals(outputs.group_stats())
+        engine.failed_before = prior["rows_failed"]
+    seen: dict[str, ModelUsage] = {}
+
+    async def write(group: Group) -> None:
+        usage = {}
+        for model, u in engine.progress.usage.items():  # what this group added since the last one written
+            before = seen.setdefault(model, ModelUsage())
+            usage[model] = {"calls": u.calls - before.calls, "prompt_tokens": u.prompt_tokens - before.prompt_tokens,
+                            "completion_tokens": u.completion_tokens - before.completion_tokens,
+                            "cost": u.cost - before.cost}
+            seen[model] = ModelUsage(u.calls, u.prompt_tokens, u.completion_tokens, u.cost)
+        await asyncio.to_thread(outputs.write_group, job, group, usage)
+        if on_progress:
+            on_progress(engine)
+
+    if on_progress:
+        on_progress(engine)
+    await engine.run(todo, write)
+    return engine
+
+
+def finish(job: Job, store: LakeStore, *, stopped: str | None = None) -> dict[str, Any]:
+    """The job's end: metadata (status, totals) and the dataset card, from what the groups wrote."""
+    from shared.synthetic.card import card
+
+    outputs = Outputs(store, job.id)
+    stats = outputs.group_stats()
+    sums = totals(stats)
+    complete = stopped is None and len(outputs.written_groups()) == job.plan.groups
+
+    def change(meta: dict[str, Any]) -> None:
+        meta.update(sums)
+        meta["status"] = "completed" if complete else "failed"
+        meta["stopped_reason"] = stopped
+        meta["finished_at"] = now()
+
+    meta = update_metadata(outputs, change)
+    store.put(outputs.prefix + "README.md", card(job, meta).encode())
+    return meta
+
+
+def status(store: LakeStore, job_id: str) -> dict[str, Any]:
+    """A job's metadata with its progress summed from the groups written so far."""
+    if not re.fullmatch(r"[a-z0-9-]{1,80}", job_id):
+        raise NotFoundError("No such synthetic job", metadata={"job_id": job_id[:80]})
+    outputs = Outputs(store, job_id)
+    meta = outputs.get_json("metadata.json")
+    if meta is None:
+        raise NotFoundError("No such synthetic job", metadata={"job_id": job_id})
+    if meta["status"] in ("queued", "running"):
+        meta.update(totals(outputs.group_stats()))
+    return meta
+
+
+def review(store: LakeStore, job_id: str, *, reviewed: bool, reviewer: str, notes: str | None) -> dict[str, Any]:
+    """Set the human-review block, in metadata.json and on the card."""
+    from shared.synthetic.card import card
+
+    status(store, job_id)  # 404 for an unknown job
+    outputs = Outputs(store, job_id)
+    config = outputs.get_json("config.json")
+
+    def change(meta: dict[str, Any]) -> None:
+        meta["review"] = {"reviewed": reviewed, "reviewer": reviewer, "reviewed_at": now(), "notes": notes}
+
+    meta = update_metadata(outputs, change)
+    if meta["status"] in ("completed", "failed") and config is not None:
+        store.put(outputs.prefix + "README.md", card(None, meta, config=config).encode())
+    return meta
+
+
+def read_rows(store: LakeStore, job_id: str) -> pa.Table:
+    """Every accepted row of a job, in row order (for tests and the CLI)."""
+    import pyarrow.parquet as pq
+
+    outputs = Outputs(store, job_id)
+    parts = sorted(i.key for i in store.list(outputs.prefix + "data/") if i.key.endswith(".parquet"))
+    tables = [pq.read_table(pa.BufferReader(store.get(k))) for k in parts]
+    return pa.concat_tables(tables) if tables else pa.table({})
+
+
+def to_jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return json.loads(orjson.dumps(rows, default=str))
+
+
+__all__ = ["Job", "JobStopped", "LicenseRefusedError", "Outputs", "SeedReader", "finish", "prepare", "read_rows",
+           "review", "run_groups", "status"]

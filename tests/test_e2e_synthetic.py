@@ -1,0 +1,218 @@
+"""Synthetic jobs through `make run`'s stack: the API starts a job, the engine calls the gateway itself (metered
+as the app switchyard-synthetic), and the outputs land in the data store, loadable with `datasets`."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def call(stack, method: str, path: str, key: str, body=None) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{stack.url}{path}", data=data, method=method,
+                                     headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """A stack of its own, its data store a directory (the same LakeStore interface as S3), with a flaky
+    model whose failures the engine must replace."""
+    from tests.conftest import LocalProcess
+
+    root = tmp_path_factory.mktemp("synthetic")
+    config = root / "switchyard.yaml"
+    config.write_text(
+        "models:\n"
+        "  - {id: sim/flaky-json, provider: sim, context_length: 32768, pricing: {prompt: 1, completion: 2},\n"
+        "     sim: {error_rate: 0.1, error_status: 400}}\n"
+        "  - {id: sim/slow-50, provider: sim, context_length: 32768, pricing: {prompt: 1, completion: 2},\n"
+        "     sim: {latency_ms: 50}}\n")
+    process = LocalProcess(root / "state", {"SWITCHYARD_CONFIG": str(config),
+                                            "SWITCHYARD_LAKE_URI": str(root / "data")}).start()
+    process.data = root / "data"
+    yield process
+    process.stop()
+
+
+def wait_done(stack, job_id: str, admin: str, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, meta = call(stack, "GET", f"/api/v1/synthetic/jobs/{job_id}", admin)
+        assert status == 200, meta
+        if meta["status"] not in ("queued", "running"):
+            return meta
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish: {meta}")
+
+
+def rows_of(stack, job_id: str):
+    parts = sorted((stack.data / "synthetic" / job_id / "data").glob("*.parquet"))
+    import pyarrow as pa
+
+    return pa.concat_tables([pq.read_table(p) for p in parts])
+
+
+def flaky_spec(n: int, **extra) -> dict:
+    return {
+        "name": "flaky", "num_records": n, "seed": 5, "buffer_size": 25,
+        "model_configs": [{"alias": "w", "model": "sim/flaky-json",
+                           "inference_parameters": {"max_tokens": 60, "max_parallel_requests": 16}},
+                          {"alias": "j", "model": "sim/fast", "inference_parameters": {"max_tokens": 200}}],
+        "columns": [
+            {"name": "topic", "column_type": "sampler", "sampler_type": "category",
+             "params": {"values": ["tax", "leases", "wills"]}},
+            {"name": "note", "column_type": "llm-text", "model_alias": "w", "prompt": "Write about {{ topic }}"},
+            {"name": "facts", "column_type": "llm-structured", "model_alias": "w", "prompt": "Facts of {{ note }}",
+             "output_format": {"type": "object", "additionalProperties": False, "required": ["count", "tags"],
+                               "properties": {"count": {"type": "integer", "minimum": 0, "maximum": 9},
+                                              "tags": {"type": "array", "items": {"type": "string"}}}}},
+            {"name": "grade", "column_type": "llm-judge", "model_alias": "j", "prompt": "Grade {{ note }}",
+             "scores": [{"name": "quality", "description": "how good", "options": {1: "bad", 2: "ok", 3: "good"}}],
+             "threshold": {"quality": 2}},
+        ],
+        "budget": {"max_attempts_per_row": 8, "max_failed_rows": 400},
+        **extra,
+    }
+
+
+def test_a_flaky_model_still_gives_exactly_n_rows_every_failure_on_record(stack):
+    admin = stack.key("admin-key")
+    status, job = call(stack, "POST", "/api/v1/synthetic/jobs", admin, {"spec": flaky_spec(100)})
+    assert status == 202, job
+    meta = wait_done(stack, job["job_id"], admin)
+    assert meta["status"] == "completed", meta
+    table = rows_of(stack, job["job_id"])
+    assert table.num_rows == 100 == meta["rows_done"]
+    assert sorted(table.column("_row").to_pylist()) == list(range(100))
+    failures = pq.read_table(stack.data / "synthetic" / job["job_id"] / "failures").to_pylist()
+    assert meta["rows_failed"] == len(failures) > 0
+    reasons = {f["column"] for f in failures}
+    assert reasons <= {"note", "facts", "grade"}
+    assert any("below the threshold" in f["reason"] for f in failures)  # the judge gate replaced rows
+    # calls that failed for good (an upstream 400 is not retried): their rows were made again
+    assert any(f["column"] in ("note", "facts") and f["status"] == 400 and f["request_id"] for f in failures)
+    # provenance: every LLM cell names its model, provider and the gateway's generation id
+    for column in ("note", "facts", "grade"):
+        ids = table.column(f"_{column}_request_id").to_pylist()
+        assert all(i and i.startswith("gen-") for i in ids) and len(set(ids)) == 100
+        assert set(table.column(f"_{column}_provider").to_pylist()) == {"sim"}
+    assert set(table.column("_job_id").to_pylist()) == {job["job_id"]}
+    assert all(q["quality"]["score"] >= 2 for q in table.column("grade").to_pylist())
+    # the gateway metered each call under the job's own key, as the app switchyard-synthetic
+    from shared.keys.tokens import derived_key
+
+    job_key, _ = derived_key(stack.key("pepper").encode(), f"synthetic-job|{job['job_id']}")
+    request_id = table.column("_facts_request_id")[0].as_py()
+    deadline = time.monotonic() + 10
+    while (found := call(stack, "GET", f"/api/v1/generation?id={request_id}", job_key))[0] == 404 \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+    status, gen = found
+    assert status == 200, gen
+    assert gen["data"]["app"] == "switchyard-synthetic" and gen["data"]["heal_status"] in ("skipped", "healed")
+    # the job's key is disabled once the job ends
+    assert call(stack, "POST", "/api/v1/chat/completions", job_key,
+                {"model": "sim/fast", "messages": [{"role": "user", "content": "hi"}]})[0] == 401
+
+
+def test_a_license_unsafe_job_is_refused_before_any_call_listing_every_reason(stack, tmp_path):
+    admin = stack.key("admin-key")
+    spec = flaky_spec(10, name="refused")
+    spec["model_configs"].append({"alias": "gpt", "model": "openai/gpt-4o"})
+    spec["seed_config"] = {"source": {"path": "seeds/cases.csv"}, "license": "CC-BY-NC-4.0"}
+    status, body = call(stack, "POST", "/api/v1/synthetic/jobs", admin, {"spec": spec})
+    assert status == 403, body
+    assert body["error"]["metadata"]["error_type"] == "license_refused"
+    problems = body["error"]["metadata"]["problems"]
+    assert {(p["kind"], p["name"]) for p in problems} == {("model", "gpt"), ("seed", "cases.csv")}
+    assert not list(stack.data.glob("synthetic/refused-*"))  # nothing was written, no call was made
+
+
+def test_the_same_spec_resumes_from_its_last_row_group_with_the_same_rows(stack):
+    """A crash mid-job: the job's first groups are written, the rest not; submitting the spec again makes only
+    the missing groups, and they are the rows a run without the crash makes."""
+    admin = stack.key("admin-key")
+    spec = flaky_spec(50, name="resume")
+    spec["model_configs"][0]["model"] = "sim/fast"
+    status, job = call(stack, "POST", "/api/v1/synthetic/jobs", admin, {"spec": spec})
+    meta = wait_done(stack, job["job_id"], admin)
+    assert meta["status"] == "completed"
+    whole = rows_of(stack, job["job_id"]).sort_by("_row")
+    folder = stack.data / "synthetic" / job["job_id"]
+    # the crash: group 1 and the job's end were never written
+    (folder / "data" / "part-00001.parquet").unlink()
+    (folder / "groups" / "part-00001.json").unlink()
+    meta_file = folder / "metadata.json"
+    meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "status": "running"}))
+    kept = (folder / "data" / "part-00000.parquet").stat().st_mtime_ns
+    status, again = call(stack, "POST", "/api/v1/synthetic/jobs", admin, {"spec": spec})
+    assert status == 202 and again["job_id"] == job["job_id"]
+    meta = wait_done(stack, job["job_id"], admin)
+    assert meta["status"] == "completed" and meta["rows_done"] == 50
+    assert (folder / "data" / "part-00000.parquet").stat().st_mtime_ns == kept  # not made again
+    resumed = rows_of(stack, job["job_id"]).sort_by("_row")
+    drop = [c for c in whole.column_names if c.endswith("_request_id")]  # new calls, new generation ids
+    assert resumed.drop(drop).to_pylist() == whole.drop(drop).to_pylist()
+
+
+def test_the_template_job_gives_its_rows_card_and_provenance_loadable_with_datasets(stack, tmp_path):
+    import datasets
+
+    admin = stack.key("admin-key")
+    status, job = call(stack, "POST", "/api/v1/synthetic/jobs", admin,
+                       {"template": "legal-clauses", "num_records": 200})
+    assert status == 202, job
+    meta = wait_done(stack, job["job_id"], admin)
+    assert meta["status"] == "completed" and meta["rows_done"] == 200, meta
+    folder = stack.data / "synthetic" / job["job_id"]
+    ds = datasets.load_dataset("parquet", data_files=str(folder / "data" / "*.parquet"), split="train",
+                               cache_dir=str(tmp_path / "hf"))
+    assert ds.num_rows == 200
+    assert {"clause_text", "analysis", "review", "_clause_text_request_id", "_config_hash"} <= set(ds.column_names)
+    assert ds.features["analysis"]["risk_level"].dtype == "string"
+    card = (folder / "README.md").read_text()
+    assert card.startswith("---\nlicense: cc0-1.0\n")
+    assert "license-safe" in card and "License-Safe" in card and "reviewed: no" in card
+    assert "sim/fast" in card and "Cost and tokens" in card
+    config = json.loads((folder / "config.json").read_text())
+    assert config["fingerprint"] == meta["fingerprint"] == ds[0]["_config_hash"]
+    status, reviewed = call(stack, "POST", f"/api/v1/synthetic/jobs/{job['job_id']}/review", admin,
+                            {"reviewer": "Ada Lovelace", "notes": "spot-checked 20 rows"})
+    assert status == 200 and reviewed["review"]["reviewer"] == "Ada Lovelace"
+    card = (folder / "README.md").read_text()
+    assert "reviewed: yes" in card and "Ada Lovelace" in card
+
+
+@pytest.mark.parametrize("template", ["legal-clauses", "medical-dialogues", "financial-risk-scripts"])
+def test_each_template_previews_with_the_sim_models(stack, template):
+    status, result = call(stack, "POST", "/api/v1/synthetic/preview", stack.key("admin-key"),
+                          {"template": template, "num_records": 3})
+    assert status == 200, result
+    assert len(result["rows"]) == 3 and result["stopped_reason"] is None
+
+
+def test_errors_are_in_the_documented_shape(stack):
+    admin = stack.key("admin-key")
+    for body, status_expected in (({"spec": {"columns": []}}, 400), ({"template": "nope"}, 404),
+                                  ({"spec": {"columns": [{"name": "a", "column_type": "llm-text",
+                                                          "model_alias": "m", "prompt": "{{ b }}"}],
+                                             "model_configs": [{"alias": "m", "model": "sim/fast"}]}}, 400)):
+        status, err = call(stack, "POST", "/api/v1/synthetic/jobs", admin, body)
+        assert status == status_expected and set(err["error"]) == {"code", "message", "metadata"}, err
+    status, err = call(stack, "POST", "/api/v1/synthetic/jobs", stack.key("dev-key"), {"template": "legal-clauses"})
+    assert status == 403
+    status, err = call(stack, "GET", "/api/v1/synthetic/jobs/no-such-job", admin)
+    assert status == 404
