@@ -228,5 +228,17 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
 
 
+def cli(argv: list[str] | None = None) -> None:
+    """`main`, with the documented errors said plainly (no stack trace): a bad spec, a license refusal."""
+    from shared.errors import SwitchyardError
+
+    try:
+        main(argv)
+    except SwitchyardError as e:
+        problems = e.metadata.get("problems") or []
+        lines = [f"error: {e.message}"] + [f"  - {p['kind']} {p['name']}: {p['reason']}" for p in problems]
+        sys.exit("\n".join(lines))
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -117,12 +117,15 @@ def test_a_flaky_model_still_gives_exactly_n_rows_every_failure_on_record(stack)
     job_key, _ = derived_key(stack.key("pepper").encode(), f"synthetic-job|{job['job_id']}")
     request_id = table.column("_facts_request_id")[0].as_py()
     deadline = time.monotonic() + 10
-    while (found := call(stack, "GET", f"/api/v1/generation?id={request_id}", job_key))[0] == 404 \
+    while (found := call(stack, "GET", f"/api/v1/generation?id={request_id}", admin))[0] == 404 \
             and time.monotonic() < deadline:
         time.sleep(0.1)
-    status, gen = found
+    status, gen = found  # a management key reads any call
     assert status == 200, gen
+    assert call(stack, "GET", f"/api/v1/generation?id={request_id}", job_key)[1]["error"]["message"] == \
+        "This API key is disabled"  # the job ended
     assert gen["data"]["app"] == "switchyard-synthetic" and gen["data"]["heal_status"] in ("skipped", "healed")
+    assert call(stack, "GET", f"/api/v1/generation?id={request_id}", stack.key("dev-key"))[0] == 404
     # the job's key is disabled once the job ends
     assert call(stack, "POST", "/api/v1/chat/completions", job_key,
                 {"model": "sim/fast", "messages": [{"role": "user", "content": "hi"}]})[0] == 401
@@ -216,3 +219,45 @@ def test_errors_are_in_the_documented_shape(stack):
     assert status == 403
     status, err = call(stack, "GET", "/api/v1/synthetic/jobs/no-such-job", admin)
     assert status == 404
+
+
+@pytest.mark.parametrize("prefect", [False, True], ids=["plain", "prefect-flow"])
+def test_the_cli_runs_a_template_with_a_progress_bar_and_writes_the_outputs(stack, tmp_path, prefect):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "pipelines.synthetic", "run", "--template", "medical-dialogues",
+            "--num-records", "30", "--out", str(out), "--gateway", f"{stack.url}/api/v1",
+            "--key", stack.key("dev-key"), *([] if prefect else ["--no-prefect"])]
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    done = subprocess.run(args, cwd=Path(__file__).parent.parent, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout[done.stdout.index("{"):])
+    assert summary["status"] == "completed" and summary["rows_done"] == 30
+    assert "30/30 rows" in done.stderr  # the progress bar's last state
+    folder = out / "synthetic" / summary["job_id"]
+    assert pq.read_table(folder / "data").num_rows == 30
+    assert (folder / "README.md").exists() and (folder / "config.json").exists()
+
+
+def test_the_cli_refuses_an_unsafe_spec_before_any_call(stack, tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    from shared.synthetic import templates
+
+    spec = templates.load("legal-clauses")
+    spec["model_configs"][0]["model"] = "anthropic/claude-sonnet-4"
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    done = subprocess.run([sys.executable, "-m", "pipelines.synthetic", "run", str(path), "--out", str(tmp_path / "o"),
+                           "--gateway", f"{stack.url}/api/v1", "--key", stack.key("dev-key"), "--no-prefect"],
+                          cwd=Path(__file__).parent.parent, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith("error: This job is not license-safe")
+    assert "  - model drafter: anthropic/claude-sonnet-4: " in done.stderr
+    assert not (tmp_path / "o").exists()

@@ -96,7 +96,10 @@ class DynamoKeyStore:
         key = ApiKey(key_id=parts.key_id, kind=kind, name=name, label=label(token),
                      secret_hash=secret_hash(self.pepper(), parts.secret), limit=limit, created_at=now_iso(),
                      tags=tags)
-        self.keys.put(self._item(key), condition="attribute_not_exists(key_id)")
+        try:
+            self.keys.put(self._item(key), condition="attribute_not_exists(key_id)")
+        except ConditionFailedError:
+            raise FileExistsError(f"key {key.key_id} exists") from None
         if limit is not None:
             self.spend.resync(key.key_id)  # its first hold finds the counters ready
         return token, key

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,49 +51,57 @@ class Answer:
 
 
 class Window:
-    """An AIMD concurrency limit: `async with window:` holds one of at most `limit` slots."""
+    """An AIMD concurrency limit: `async with window:` holds one of at most `limit` slots. Slots are handed
+    over first come, first served (a freed slot goes straight to the longest waiter), so no task is woken
+    only to find its slot taken."""
 
     def __init__(self, ceiling: int) -> None:
         self.ceiling = max(1, ceiling)
         self.limit = float(self.ceiling)
         self.active = 0
         self.paused_until = 0.0
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters: deque[asyncio.Future[None]] = deque()
 
     async def __aenter__(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
-            pause = self.paused_until - loop.time()
-            if pause > 0:
-                await asyncio.sleep(pause)
-                continue
-            if self.active < int(self.limit):
-                self.active += 1
-                return
-            waiter = loop.create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
+        while (pause := self.paused_until - loop.time()) > 0:
+            await asyncio.sleep(pause)
+        if self.active < int(self.limit) and not self._waiters:
+            self.active += 1
+            return
+        waiter = loop.create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter  # resolved by a release: the slot is ours, already counted in `active`
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release()
+            else:
+                self._waiters.remove(waiter)
+            raise
 
     async def __aexit__(self, *exc: object) -> None:
-        self.active -= 1
-        self._wake()
+        self._release()
 
-    def _wake(self) -> None:
-        free = int(self.limit) - self.active
-        while free > 0 and self._waiters:
-            waiter = self._waiters.pop(0)
+    def _release(self) -> None:
+        while self._waiters and self.active <= int(self.limit):
+            waiter = self._waiters.popleft()
             if not waiter.done():
+                waiter.set_result(None)  # the slot passes on: `active` stays
+                return
+        self.active -= 1
+
+    def _grow(self) -> None:
+        while self._waiters and self.active < int(self.limit):
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.active += 1
                 waiter.set_result(None)
-                free -= 1
 
     def succeeded(self) -> None:
         if self.limit < self.ceiling:
             self.limit = min(self.ceiling, self.limit + 1 / self.limit)
-            self._wake()
+            self._grow()
 
     def throttled(self, retry_after: float | None) -> None:
         self.limit = max(1.0, self.limit / 2)

@@ -3,7 +3,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from functions.gateway.deps import inference_key
+from functions.gateway.deps import any_key
 from functions.gateway.state import gateway
 from shared.errors import NotFoundError
 from shared.keys import ApiKey
@@ -47,13 +47,15 @@ def _single_attempt(r: dict[str, Any]) -> list[dict[str, Any]]:
              "status": r.get("error_code") or 200, "latency_ms": r.get("latency_ms"), "error_type": r.get("error_type")}]
 
 
-@router.get("/generation", summary="Stats of one call, for the key that made it")
+@router.get("/generation", summary="Stats of one call, for the key that made it (or any call, for a management key)")
 async def get_generation(id: Annotated[str, Query(min_length=1, max_length=64)],
-                         key: Annotated[ApiKey, Depends(inference_key)]) -> dict:
+                         key: Annotated[ApiKey, Depends(any_key)]) -> dict:
+    """An inference key reads its own calls; a management key reads any call (e.g. a synthetic job's, by the
+    request id in the data's provenance, after the job's own key was disabled)."""
     g = gateway()
     pending = g.meter.pending(id)
     record = pending.to_record(g.settings.usage_retention_days) if pending else \
         await asyncio.to_thread(g.usage.get, id)
-    if record is None or record["key_id"] != key.key_id:
+    if record is None or (key.kind != "management" and record["key_id"] != key.key_id):
         raise NotFoundError(f"No generation {id!r} for this key", metadata={"id": id})
     return {"data": _stats(record)}

@@ -110,15 +110,19 @@ def _prepare(spec: dict[str, Any], jobs: Any) -> Any:
     return jobs.prepare(spec, reader=jobs.SeedReader(_store()), known_models=known)
 
 
-def _job_key(job_id: str) -> str:
-    """The job's inference key (derived from the pepper: never stored), its record made or re-enabled."""
+def _job_key(job_id: str, limit: float | None = None) -> str:
+    """The job's inference key (derived from the pepper: never stored), its record made or re-enabled, with
+    the job's `budget.max_cost_usd` as its spend limit (the gateway's reservations then hold the job to it)."""
     from shared.keys.tokens import derived_key
 
     keys = gateway().keys
     token, parts = derived_key(keys.pepper(), f"synthetic-job|{job_id}")
     existing = keys.get(parts.key_id)
     if existing is None:
-        keys.create(f"synthetic:{job_id}", token=(token, parts), tags=("synthetic",))
+        try:
+            keys.create(f"synthetic:{job_id}"[:100], token=(token, parts), tags=("synthetic",), limit=limit)
+        except FileExistsError:  # made meanwhile by a request for the same job
+            pass
     elif existing.disabled:
         keys.update(parts.key_id, disabled=False)
     return token
@@ -149,7 +153,7 @@ def _start(spec: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         queue = gateway().settings.synthetic_queue_url
         outputs.put_json("metadata.json", jobs.new_metadata(job, execution="sqs" if queue else "local"))
         store.put(f"{jobs.PREFIX}_jobs/{job.id}", b"")
-    token = _job_key(job.id)
+    token = _job_key(job.id, job.spec.budget.max_cost_usd)
     queue = gateway().settings.synthetic_queue_url
     if queue:
         from shared.synthetic.fanout import enqueue
@@ -186,7 +190,7 @@ async def list_jobs(_: Annotated[ApiKey, Depends(management_key)]) -> dict:
         found = []
         for job_id in ids:
             try:
-                found.append(jobs.status(store, job_id))
+                found.append(_with_live(jobs.status(store, job_id), runner))
             except Exception:  # noqa: BLE001 (a job being written)
                 continue
         return sorted(found, key=lambda m: m["created_at"], reverse=True)
@@ -198,9 +202,18 @@ async def list_jobs(_: Annotated[ApiKey, Depends(management_key)]) -> dict:
 async def get_job(job_id: str, _: Annotated[ApiKey, Depends(management_key)]) -> dict:
     jobs, runner, _ = _modules()
     meta = await asyncio.to_thread(jobs.status, _store(), job_id)
-    live = runner.RUNNER.live(job_id)
+    return _with_live(meta, runner)
+
+
+def _with_live(meta: dict[str, Any], runner: Any) -> dict[str, Any]:
+    """A local job's live progress; a local job that no process runs any more (the stack stopped mid-job) is
+    `interrupted`: submitting its spec again resumes it."""
+    live = runner.RUNNER.live(meta["job_id"])
     if live:
         meta["live"] = live
+    elif meta["status"] in ("queued", "running") and meta.get("execution") == "local" \
+            and not runner.RUNNER.running(meta["job_id"]):
+        meta["status"] = "interrupted"
     return meta
 
 
