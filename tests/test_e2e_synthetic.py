@@ -261,3 +261,37 @@ def test_the_cli_refuses_an_unsafe_spec_before_any_call(stack, tmp_path):
     assert done.stderr.startswith("error: This job is not license-safe")
     assert "  - model drafter: anthropic/claude-sonnet-4: " in done.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_seed_in_the_data_store_with_a_cc_by_card_feeds_the_rows_and_sets_the_license(stack):
+    admin = stack.key("admin-key")
+    seeds = stack.data / "seeds" / "cases"
+    seeds.mkdir(parents=True, exist_ok=True)
+    (seeds / "cases.csv").write_text("case_type,court\nlease dispute,county\nwill contest,probate\n"
+                                     "patent claim,federal\n")
+    (seeds / "README.md").write_text("---\nlicense: cc-by-4.0\npretty_name: cases\n---\n# Cases\n")
+    spec = {"name": "seeded", "num_records": 7, "seed": 3,
+            "model_configs": [{"alias": "m", "model": "sim/fast", "inference_parameters": {"max_tokens": 40}}],
+            "seed_config": {"source": {"path": "seeds/cases/cases.csv"}, "sampling_strategy": "ordered"},
+            "columns": [{"name": "summary", "column_type": "llm-text", "model_alias": "m",
+                         "prompt": "A {{ case_type }} case in a {{ court }} court"}]}
+    status, job = call(stack, "POST", "/api/v1/synthetic/jobs", admin, {"spec": spec})
+    assert status == 202, job
+    meta = wait_done(stack, job["job_id"], admin)
+    assert meta["status"] == "completed" and meta["license"]["dataset_license"] == "cc-by-4.0"
+    rows = rows_of(stack, job["job_id"]).sort_by("_row").to_pylist()
+    assert [r["case_type"] for r in rows] == ["lease dispute", "will contest", "patent claim"] * 2 + ["lease dispute"]
+    assert [r["_seed_row"] for r in rows] == [0, 1, 2, 0, 1, 2, 0]
+    card = (stack.data / "synthetic" / job["job_id"] / "README.md").read_text()
+    assert card.startswith("---\nlicense: cc-by-4.0\n") and "| cases.csv | CC-BY-4.0 |" in card
+    assert "credit the source" in card  # CC BY's attribution, on the card
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "../../state/admin-key", "seeds/../../state/pepper.csv"])
+def test_through_the_api_a_seed_is_never_a_file_of_the_server(stack, path):
+    spec = {"name": "sneaky", "num_records": 1,
+            "model_configs": [{"alias": "m", "model": "sim/fast"}],
+            "seed_config": {"source": {"path": path}, "license": "CC0-1.0"},
+            "columns": [{"name": "x", "column_type": "llm-text", "model_alias": "m", "prompt": "hi"}]}
+    status, body = call(stack, "POST", "/api/v1/synthetic/jobs", stack.key("admin-key"), {"spec": spec})
+    assert status == 400 and "not a file of the server" in body["error"]["message"], body
