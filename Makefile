@@ -49,6 +49,10 @@ bench-lake: install  # export lag, lake write throughput, analytics over 10 M re
 bench-rankings: install  # one day of 10 M records: the flow's aggregation vs DuckDB direct, the whole flow, Athena (~8 min)
 	$(UV) run --frozen --no-sync python -m benchmarks.rankings
 
+.PHONY: bench-synthetic
+bench-synthetic: install  # the synthetic engine: cells/s through the gateway at 50 ms and 64 parallel, CPU a cell, memory over 100k rows (~2 min)
+	$(UV) run --frozen --no-sync python -m benchmarks.synthetic
+
 .PHONY: reliability
 reliability: install  # the trust failures of issue 9 against the local stack: loopback only, about a minute
 	$(UV) run --frozen --no-sync python -m benchmarks.reliability
