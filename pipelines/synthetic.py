@@ -26,6 +26,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from prefect import flow, task
+from prefect.cache_policies import NONE
+
 from shared.synthetic import jobs, templates
 from shared.synthetic.client import GatewayClient
 from shared.synthetic.engine import Engine
@@ -101,42 +104,46 @@ class Bar:
 
 
 # -- the flow ---------------------------------------------------------------------------------------------
-def _flow() -> Any:
-    from prefect import flow, task
-    from prefect.cache_policies import NONE
+@task(name="check-job", cache_policy=NONE)
+def check(data: dict[str, Any], out: str, gateway: str) -> jobs.Job:
+    """The spec, its DAG, the license gate and the seed, before any call; the job's config and metadata."""
+    from shared.lake.store import open_store
 
-    @task(name="check-job", cache_policy=NONE)
-    def check(data: dict[str, Any], out: str, gateway: str) -> jobs.Job:
-        from shared.lake.store import open_store
+    job = jobs.prepare(data, reader=jobs.SeedReader(open_store(out), local_dir=Path.cwd()),
+                       known_models=known_models(gateway))
+    _begin(job, open_store(out))
+    return job
 
-        job = jobs.prepare(data, reader=jobs.SeedReader(open_store(out), local_dir=Path.cwd()),
-                           known_models=known_models(gateway))
-        _begin(job, open_store(out))
-        return job
 
-    @task(name="make-row-groups", cache_policy=NONE)
-    async def make(job: jobs.Job, out: str, gateway: str, key: str) -> str | None:
-        from shared.lake.store import open_store
+@task(name="make-row-groups", cache_policy=NONE)
+async def make(job: jobs.Job, out: str, gateway: str, key_env: str) -> str | None:
+    """Every row group not yet written; why the job stopped, if it did."""
+    from shared.lake.store import open_store
 
-        try:
-            await jobs.run_groups(job, open_store(out), GatewayClient(gateway, key, job.id), on_progress=_progress(job))
-        except jobs.JobStopped as e:
-            return str(e)
-        return None
+    key = os.environ.get(key_env) or sys.exit(f"the inference key is read from ${key_env}, which is not set")
+    try:
+        await jobs.run_groups(job, open_store(out), GatewayClient(gateway, key, job.id), on_progress=_progress(job))
+    except jobs.JobStopped as e:
+        return str(e)
+    return None
 
-    @task(name="finish-job", cache_policy=NONE)
-    def end(job: jobs.Job, out: str, stopped: str | None) -> dict[str, Any]:
-        from shared.lake.store import open_store
 
-        return jobs.finish(job, open_store(out), stopped=stopped)
+@task(name="finish-job", cache_policy=NONE)
+def end(job: jobs.Job, out: str, stopped: str | None) -> dict[str, Any]:
+    from shared.lake.store import open_store
 
-    @flow(name="synthetic-job", log_prints=True)
-    async def synthetic_job(data: dict[str, Any], out: str, gateway: str, key: str) -> dict[str, Any]:
-        job = check(data, out, gateway)
-        stopped = await make(job, out, gateway, key)
-        return end(job, out, stopped)
+    return jobs.finish(job, open_store(out), stopped=stopped)
 
-    return synthetic_job
+
+@flow(name="synthetic-job", log_prints=True)
+async def synthetic_job(data: dict[str, Any], out: str, gateway: str,
+                        key_env: str = "SWITCHYARD_API_KEY") -> dict[str, Any]:
+    """A job (a spec as data: Data Designer's config format works) through the gateway at `gateway`, written to
+    `out` (a directory or s3://bucket[/prefix]). The inference key comes from the environment variable
+    `key_env`, never as a parameter: Prefect keeps a run's parameters in its database."""
+    job = check(data, out, gateway)
+    stopped = await make(job, out, gateway, key_env)
+    return end(job, out, stopped)
 
 
 def _begin(job: jobs.Job, store: Any) -> None:
@@ -161,7 +168,8 @@ def _progress(job: jobs.Job) -> Any:
 
 def run(data: dict[str, Any], out: str, gateway: str, key: str, *, prefect: bool = True) -> dict[str, Any]:
     if prefect:
-        return asyncio.run(_flow()(data, out, gateway, key))
+        os.environ["SWITCHYARD_API_KEY"] = key  # this process's own environment, read by the flow's task
+        return asyncio.run(synthetic_job(data, out, gateway))
     from shared.lake.store import open_store
     from shared.synthetic import runner
 

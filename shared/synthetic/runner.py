@@ -28,8 +28,10 @@ def mark_running(store: LakeStore, job_id: str) -> None:
 
 
 async def run(job: jobs.Job, store: LakeStore, client: GatewayClient,
-              on_progress: Callable[[Engine], None] | None = None) -> dict[str, Any]:
-    """Run a job to its end in this process: every group not yet written, then its card and metadata."""
+              on_progress: Callable[[Engine], None] | None = None,
+              before_finish: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Run a job to its end in this process: every group not yet written, then (after `before_finish`, e.g.
+    disabling the job's key, so that a finished job has no key left) its card and metadata."""
     await asyncio.to_thread(mark_running, store, job.id)
     stopped = None
     try:
@@ -41,6 +43,8 @@ async def run(job: jobs.Job, store: LakeStore, client: GatewayClient,
         stopped = f"internal error: {type(e).__name__}: {str(e)[:200]}"
     finally:
         client.close()
+    if before_finish:
+        await asyncio.to_thread(before_finish)
     return await asyncio.to_thread(jobs.finish, job, store, stopped=stopped)
 
 
@@ -66,7 +70,7 @@ class LocalRunner:
         return {"rows_made": p.rows_done, "attempts_failed": p.rows_failed, "cost_usd": round(p.cost, 10)}
 
     def start(self, job: jobs.Job, store: LakeStore, client: Callable[[], GatewayClient],
-              on_end: Callable[[dict[str, Any] | None], None] | None = None) -> bool:
+              before_finish: Callable[[], None] | None = None) -> bool:
         """Start the job in a thread; False when it is already running here."""
         with self._lock:
             if job.id in self._engines:
@@ -78,16 +82,13 @@ class LocalRunner:
                 self._engines[job.id] = engine
 
         def main() -> None:
-            meta = None
             try:
-                meta = asyncio.run(run(job, store, client(), on_progress=progress))
+                asyncio.run(run(job, store, client(), on_progress=progress, before_finish=before_finish))
             except Exception:  # noqa: BLE001
                 log.exception("synthetic job %s could not be finished", job.id)
             finally:
                 with self._lock:
                     self._engines.pop(job.id, None)
-                if on_end:
-                    on_end(meta)
 
         threading.Thread(target=main, name=f"synthetic-{job.id}", daemon=True).start()
         return True

@@ -163,7 +163,7 @@ def _start(spec: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         from shared.synthetic.client import GatewayClient
 
         runner.RUNNER.start(job, store, lambda: GatewayClient(_gateway_url(), token, job.id),
-                            on_end=lambda _meta: _disable_key(job.id))
+                            before_finish=lambda: _disable_key(job.id))
     return 202, jobs.status(store, job.id)
 
 
