@@ -161,3 +161,33 @@ def test_a_data_designer_0_9_7_config_loads_unchanged():
         assert {"category", "subcategory", "uniform", "gaussian", "bernoulli", "poisson", "datetime", "uuid",
                 "person_from_faker"} <= samplers, path
         assert s.seed_config is not None
+
+
+@pytest.mark.parametrize("template_text, problem", [
+    ("{{ 'a' * 10**9 }}", "repetition"),
+    ("{{ 10 ** 1000000 }}", "power"),
+    ("{% for i in range(10**9) %}x{% endfor %}", "range()"),
+    ("{% for i in range(999) %}{% for j in range(999) %}{{ 'x' * 900 }}{% endfor %}{% endfor %}", "renders over"),
+    ("{{ ''.__class__.__mro__ }}", "unsafe"),
+    ("{{ 1 / 0 }}", "ZeroDivisionError"),
+])
+def test_a_template_cannot_make_a_row_take_unbounded_work_or_reach_python(template_text, problem):
+    import asyncio
+
+    from shared.synthetic.engine import Engine, RowFailed
+
+    s = parse(spec({"name": "x", "column_type": "expression", "expr": template_text}))
+    engine = Engine(Plan(s), client=None, job_id="j", fingerprint="f")  # type: ignore[arg-type]
+    with pytest.raises(RowFailed) as e:
+        asyncio.run(engine.make_row(0, 0))
+    assert problem in e.value.reason
+
+
+@pytest.mark.parametrize("template_text, problem", [
+    ("{% for a in x %}{% for b in x %}{% for c in x %}{% endfor %}{% endfor %}{% endfor %}", "nest at most 2"),
+    ("{{ x }}" * 700, "too large"),
+])
+def test_a_template_too_big_or_too_deep_is_refused_before_anything_runs(template_text, problem):
+    s = parse(spec(cat("x"), text("t", template_text)))
+    with pytest.raises(BadRequestError, match=problem):
+        Plan(s)

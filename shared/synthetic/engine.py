@@ -267,9 +267,9 @@ class Engine:
         import jinja2
 
         try:
-            return dag.template(text).render(values)
-        except jinja2.TemplateError as e:
-            raise RowFailed(column, f"template: {e}") from None
+            return dag.render(text, values)
+        except (jinja2.TemplateError, TypeError, ValueError, ArithmeticError, RecursionError) as e:
+            raise RowFailed(column, f"template: {type(e).__name__}: {str(e)[:200]}") from None
 
     async def _llm(self, c: Any, row: int, attempt: int, values: dict[str, Any]) -> tuple[Any, Answer]:
         alias = self.plan.models[c.model_alias]
