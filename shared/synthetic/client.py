@@ -17,10 +17,11 @@ from typing import Any
 
 import orjson
 
-from shared.providers.http import HTTPClient, TransportError
+from shared.providers.http import HTTPClient, ResponseTooLarge, TransportError
 
 TRANSIENT = frozenset({408, 429, 500, 502, 503, 504})
 RETRY_AFTER_CAP = 60.0  # seconds: a longer Retry-After is waited this long, then tried again
+MAX_ANSWER_BYTES = 4 * 1024 * 1024  # one cell's answer; a bigger one fails the row (and is not asked again)
 APP_TITLE = "switchyard-synthetic"
 JOB_HEADER = "X-Switchyard-Synthetic-Job"
 
@@ -140,8 +141,10 @@ class GatewayClient:
                     response = await self.http.request(
                         "POST", self.url, headers=self.headers, body=data, connect_timeout=10,
                         first_byte_timeout=self.timeout, idle_timeout=self.timeout)
-                    raw = await response.read(64 * 1024 * 1024)
                     status, headers = response.status, response.headers
+                    raw = await response.read(MAX_ANSWER_BYTES)
+                except ResponseTooLarge:
+                    raise CallFailed(f"the answer is over {MAX_ANSWER_BYTES} bytes") from None
                 except (TransportError, OSError) as e:
                     status, headers, raw = None, {}, str(e).encode()
             if status == 200:

@@ -348,7 +348,14 @@ class Engine:
             self.stop(f"row {row} failed all {self.spec.budget.max_attempts_per_row} attempts "
                       f"(max_attempts_per_row); the last: {failures[-1]['column']}: {failures[-1]['reason']}")
 
-        results = await asyncio.gather(*(one(r) for r in self.plan.slots(index)), return_exceptions=True)
+        # rows in flight: enough to keep every window full twice over, not the whole group at once
+        rows_at_once = asyncio.Semaphore(max(16, 2 * sum(w.ceiling for w in self.plan.windows.values())))
+
+        async def bounded(row: int) -> None:
+            async with rows_at_once:
+                await one(row)
+
+        results = await asyncio.gather(*(bounded(r) for r in self.plan.slots(index)), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, JobStopped):
                 raise result

@@ -200,6 +200,10 @@ def prepare(data: Any, *, reader: SeedReader, known_models: set[str] | None,
 
 
 # -- what is written --------------------------------------------------------------------------------------
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+
+
 def part_name(index: int) -> str:
     return f"part-{index:05d}"
 
@@ -211,7 +215,7 @@ class Outputs:
         self.store, self.prefix = store, f"{PREFIX}{job_id}/"
 
     def put_json(self, name: str, value: Any) -> None:
-        self.store.put(self.prefix + name, orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+        self.store.put(self.prefix + name, dumps(value))
 
     def get_json(self, name: str) -> Any | None:
         try:
@@ -293,9 +297,7 @@ def update_metadata(outputs: Outputs, change: Callable[[dict[str, Any]], None]) 
         meta = orjson.loads(outputs.store.get(infos[0].key))
         change(meta)
         try:
-            outputs.store.put(outputs.prefix + "metadata.json",
-                              orjson.dumps(meta, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS),
-                              expect=infos[0].etag)
+            outputs.store.put(outputs.prefix + "metadata.json", dumps(meta), expect=infos[0].etag)
             return meta
         except ConflictError:
             time.sleep(0.05)

@@ -21,6 +21,9 @@ from shared.errors import BadRequestError
 
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 MAX_RECORDS = 1_000_000
+MAX_BUFFER = 10_000  # rows a row group: a group's rows are in memory until it is written
+MAX_COLUMNS = 256
+MAX_PARALLEL = 256  # calls in flight for one model alias of one job (the gateway serves everyone else too)
 
 
 class Spec(BaseModel):
@@ -69,7 +72,7 @@ class InferenceParameters(_Unsupported):
     temperature: Annotated[float, Field(ge=0, le=2)] | Distribution | None = None
     top_p: Annotated[float, Field(ge=0, le=1)] | Distribution | None = None
     max_tokens: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
-    max_parallel_requests: Annotated[int, Field(ge=1, le=1024)] = 4
+    max_parallel_requests: Annotated[int, Field(ge=1, le=MAX_PARALLEL)] = 4
     timeout: Annotated[float, Field(gt=0, le=900)] | None = None
     extra_body: dict[str, Any] | None = None
 
@@ -92,7 +95,7 @@ Scalar = Union[str, int, float]
 
 class CategoryParams(Spec):
     sampler_type: Literal["category"] | None = None
-    values: Annotated[list[Scalar], Field(min_length=1)]
+    values: Annotated[list[Scalar], Field(min_length=1, max_length=100_000)]
     weights: list[Annotated[float, Field(ge=0)]] | None = None
 
     @model_validator(mode="after")
@@ -281,7 +284,7 @@ class Score(Spec):
 
     name: Name
     description: Annotated[str, Field(max_length=10_000)] = ""
-    options: Annotated[dict[Union[int, str], str], Field(min_length=1)]
+    options: Annotated[dict[Union[int, str], str], Field(min_length=1, max_length=100)]
 
     @field_validator("options")
     @classmethod
@@ -296,7 +299,7 @@ class LLMJudgeColumn(_LLMColumn):
     the given value is rejected and replaced (scores are compared as numbers)."""
 
     column_type: Literal["llm-judge"]
-    scores: Annotated[list[Score], Field(min_length=1)]
+    scores: Annotated[list[Score], Field(min_length=1, max_length=32)]
     threshold: dict[str, float] = {}
 
     @model_validator(mode="after")
@@ -387,9 +390,9 @@ class JobSpec(Spec):
     name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")] = "synthetic"
     num_records: Annotated[int, Field(ge=1, le=MAX_RECORDS)] = 10
     seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
-    buffer_size: Annotated[int, Field(ge=1, le=100_000)] = 100  # rows a row group (Data Designer's name)
-    model_configs: list[ModelAlias] = []
-    columns: Annotated[list[Column], Field(min_length=1)]
+    buffer_size: Annotated[int, Field(ge=1, le=MAX_BUFFER)] = 100  # rows a row group (Data Designer's name)
+    model_configs: Annotated[list[ModelAlias], Field(max_length=32)] = []
+    columns: Annotated[list[Column], Field(min_length=1, max_length=MAX_COLUMNS)]
     seed_config: SeedConfig | None = None
     license_policy: LicensePolicy = LicensePolicy()
     budget: Budget = Budget()

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import re
+import threading
 from functools import lru_cache
 from typing import Annotated, Any
 
@@ -140,18 +141,32 @@ def _disable_key(job_id: str) -> None:
         log.warning("could not disable the key of synthetic job %s", job_id)
 
 
+_starting = threading.Lock()  # one submission at a time starts a job in this process
+
+
 def _start(spec: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     jobs, runner, templates = _modules()
     job = _prepare(spec, jobs)
+    with _starting:
+        return _start_checked(job, jobs, runner)
+
+
+def _start_checked(job: Any, jobs: Any, runner: Any) -> tuple[int, dict[str, Any]]:
+    from shared.lake.store import ABSENT, ConflictError
+
     store = _store()
     outputs = jobs.Outputs(store, job.id)
     meta = outputs.get_json("metadata.json")
     if meta is not None and (meta["status"] == "completed" or runner.RUNNER.running(job.id)):
         return 200, jobs.status(store, job.id)  # the same job: nothing to do
     if meta is None:
-        outputs.put_json("config.json", jobs.config_document(job))
         queue = gateway().settings.synthetic_queue_url
-        outputs.put_json("metadata.json", jobs.new_metadata(job, execution="sqs" if queue else "local"))
+        outputs.put_json("config.json", jobs.config_document(job))
+        try:  # the first submission of this job anywhere (another instance may be making it too)
+            store.put(outputs.prefix + "metadata.json", jobs.dumps(jobs.new_metadata(job, execution="sqs" if queue
+                                                                                     else "local")), expect=ABSENT)
+        except ConflictError:
+            return 200, jobs.status(store, job.id)
         store.put(f"{jobs.PREFIX}_jobs/{job.id}", b"")
     token = _job_key(job.id, job.spec.budget.max_cost_usd)
     queue = gateway().settings.synthetic_queue_url
