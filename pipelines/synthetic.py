@@ -150,9 +150,11 @@ def _begin(job: jobs.Job, store: Any) -> None:
     from shared.synthetic.runner import mark_running
 
     outputs = jobs.Outputs(store, job.id)
+    outputs.put_json("config.json", jobs.config_document(job))
     if outputs.get_json("metadata.json") is None:
-        outputs.put_json("config.json", jobs.config_document(job))
         outputs.put_json("metadata.json", jobs.new_metadata(job, execution="cli"))
+    else:  # a resumption: the spec as now given (its budget may have grown)
+        jobs.update_metadata(outputs, lambda m: m.update(budget=jobs.new_metadata(job, execution="cli")["budget"]))
     mark_running(store, job.id)
 
 

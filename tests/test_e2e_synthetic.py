@@ -83,7 +83,7 @@ def flaky_spec(n: int, **extra) -> dict:
              "scores": [{"name": "quality", "description": "how good", "options": {1: "bad", 2: "ok", 3: "good"}}],
              "threshold": {"quality": 2}},
         ],
-        "budget": {"max_attempts_per_row": 8, "max_failed_rows": 400},
+        "budget": {"max_attempts_per_row": 20, "max_failed_rows": 400},  # a row fails all 20: p ≈ 2e-7
         **extra,
     }
 
@@ -295,3 +295,47 @@ def test_through_the_api_a_seed_is_never_a_file_of_the_server(stack, path):
             "columns": [{"name": "x", "column_type": "llm-text", "model_alias": "m", "prompt": "hi"}]}
     status, body = call(stack, "POST", "/api/v1/synthetic/jobs", stack.key("admin-key"), {"spec": spec})
     assert status == 400 and "not a file of the server" in body["error"]["message"], body
+
+
+def test_a_job_stopped_by_its_budget_keeps_every_failure_and_resumes_with_a_bigger_one(stack):
+    admin = stack.key("admin-key")
+    spec = flaky_spec(60, name="budgeted")
+    spec["budget"] = {"max_attempts_per_row": 20, "max_failed_rows": 3}
+    status, job = call(stack, "POST", "/api/v1/synthetic/jobs", admin, {"spec": spec})
+    meta = wait_done(stack, job["job_id"], admin)
+    assert meta["status"] == "failed" and "failure budget is spent" in meta["stopped_reason"]
+    assert "**Incomplete: not labelled License-Safe.**" in (stack.data / "synthetic" / job["job_id"] / "README.md").read_text()
+    folder = stack.data / "synthetic" / job["job_id"]
+    failures = pq.read_table(folder / "failures").num_rows
+    # every failed attempt is on record, those over the budget made by calls already in flight included
+    assert failures == meta["rows_failed"] > 3
+    assert meta["cost_usd"] > 0 and meta["rows_done"] < 60
+    spec["budget"] = {"max_attempts_per_row": 20, "max_failed_rows": 1000}  # the same rows: the same job
+    status, again = call(stack, "POST", "/api/v1/synthetic/jobs", admin, {"spec": spec})
+    assert status == 202 and again["job_id"] == job["job_id"]
+    meta = wait_done(stack, job["job_id"], admin)
+    assert meta["status"] == "completed" and meta["rows_done"] == 60 == rows_of(stack, job["job_id"]).num_rows
+    assert meta["rows_failed"] == pq.read_table(folder / "failures").num_rows > 3
+    assert meta["budget"]["max_failed_rows"] == 1000
+
+
+def test_the_data_designer_fixture_runs_as_written_through_the_cli(stack, tmp_path):
+    import subprocess
+    import sys
+
+    repo = Path(__file__).parent.parent
+    done = subprocess.run([sys.executable, "-m", "pipelines.synthetic", "run",
+                           "tests/fixtures/synthetic/data_designer_0.9.7.yaml", "--num-records", "4",
+                           "--out", str(tmp_path / "o"), "--gateway", f"{stack.url}/api/v1",
+                           "--key", stack.key("dev-key"), "--no-prefect"],
+                          cwd=repo, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout[done.stdout.index("{"):])
+    rows = pq.read_table(tmp_path / "o" / "synthetic" / summary["job_id"] / "data").to_pylist()
+    assert len(rows) == 4
+    assert {"clause_type", "jurisdiction", "clause_text", "clause_facts", "clause_quality", "signer_name"} <= set(rows[0])
+    assert "signer" not in rows[0]  # drop: true
+    assert all(len(r["effective_date"]) == 10 for r in rows)  # convert_to '%Y-%m-%d'
+    assert {r["clause_quality"]["clarity"]["score"] for r in rows} <= {1, 2, 3}
+    card = (tmp_path / "o" / "synthetic" / summary["job_id"] / "README.md").read_text()
+    assert "| seed_clauses.csv | CC0-1.0 |" in card  # the license from the seed's dataset card

@@ -109,6 +109,11 @@ def _from_schema(schema: Any, rng: random.Random, budget: _Budget, depth: int = 
     as the budget allows. Never raises: a schema nobody can satisfy (minimum over maximum) still gets a value."""
     if not isinstance(schema, dict):
         schema = {}  # a boolean subschema, or one this simulator does not read
+    for key in ("anyOf", "oneOf"):  # one of the alternatives (a non-null one when there is one)
+        options = schema.get(key)
+        if isinstance(options, list) and options:
+            real = [o for o in options if not (isinstance(o, dict) and o.get("type") == "null")] or options
+            return _from_schema(rng.choice(real), rng, budget, depth + 1)
     if "const" in schema:
         budget.spend(len(orjson.dumps(schema["const"])))
         return schema["const"]

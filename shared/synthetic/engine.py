@@ -170,6 +170,7 @@ class Engine:
         self.plan, self.client, self.job_id, self.fingerprint = plan, client, job_id, fingerprint
         self.layout = layout  # shared/synthetic/output.py Layout: converts each row to the job's Arrow types
         self.failed_before = 0  # failed attempts of the groups a resumed job already wrote
+        self.open_failures: dict[int, list[dict[str, Any]]] = {}  # failed attempts of the groups being made
         self.spec = plan.spec
         self.progress = Progress()
         self.stopped: str | None = None
@@ -325,6 +326,7 @@ class Engine:
     async def make_group(self, index: int) -> Group:
         rows: list[dict[str, Any] | None] = [None] * len(self.plan.slots(index))
         failures: list[dict[str, Any]] = []
+        self.open_failures[index] = failures  # kept even if the job stops before the group is done
         first = self.plan.slots(index).start
 
         async def one(row: int) -> None:
@@ -361,6 +363,7 @@ class Engine:
                 raise result
         if self.stopped:
             raise JobStopped(self.stopped)
+        del self.open_failures[index]
         return Group(index, rows, failures)  # type: ignore[arg-type]
 
     def stop(self, reason: str) -> None:

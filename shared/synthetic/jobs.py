@@ -236,13 +236,28 @@ class Outputs:
                 continue
         return sorted(stats, key=lambda s: s["group"])
 
+    def write_partial(self, index: int, failures: list[dict[str, Any]]) -> None:
+        """A group the job stopped in: its failed attempts so far, no data part (not a checkpoint). A resumed
+        job makes the group again, the same attempts, and writes over these."""
+        name = part_name(index)
+        self.store.put(f"{self.prefix}failures/{name}.parquet", parquet(failures_table(failures)))
+        self.put_json(f"groups/{name}.json", {"group": index, "rows": 0, "failed": len(failures), "usage": {},
+                                              "partial": True, "at": now()})
+
+    def write_stopped_usage(self, usage: dict[str, dict[str, Any]]) -> None:
+        """What the calls of unfinished groups cost when the job stopped: kept for good (the money was spent)."""
+        import uuid
+
+        self.put_json(f"groups/stopped-{uuid.uuid4().hex[:12]}.json",
+                      {"group": -1, "rows": 0, "failed": 0, "usage": usage, "partial": True, "at": now()})
+
     def write_group(self, job: Job, group: Group, usage: dict[str, dict[str, Any]]) -> None:
         """Failures and stats first, the data part last: a data part is the checkpoint, whole or absent."""
         name = part_name(group.index)
         self.store.put(f"{self.prefix}failures/{name}.parquet", parquet(failures_table(group.failures)))
         self.put_json(f"groups/{name}.json", {"group": group.index, "rows": len(group.rows),
                                               "failed": len(group.failures), "usage": usage, "at": now()})
-        table = job.layout.table(group.rows)
+        table = job.layout.table(group.rows)  # converted first: a row that does not fit fails here, not half-written
         key = f"{self.prefix}data/{name}.parquet"
         try:
             self.store.put(key, parquet(table), expect=ABSENT)
@@ -251,6 +266,7 @@ class Outputs:
 
 
 def totals(stats: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rows, failed attempts, groups done and money over the groups' stats (partial ones: failures and cost)."""
     usage: dict[str, ModelUsage] = {}
     for s in stats:
         for model, u in s["usage"].items():
@@ -261,7 +277,8 @@ def totals(stats: list[dict[str, Any]]) -> dict[str, Any]:
             into.cost += u["cost"]
     rows = sum(s["rows"] for s in stats)
     cost = sum(u.cost for u in usage.values())
-    return {"rows_done": rows, "rows_failed": sum(s["failed"] for s in stats), "groups_done": len(stats),
+    return {"rows_done": rows, "rows_failed": sum(s["failed"] for s in stats),
+            "groups_done": sum(1 for s in stats if not s.get("partial")),
             "cost_usd": round(cost, 10), "cost_per_row_usd": round(cost / rows, 10) if rows else None,
             "usage": {m: {"calls": u.calls, "prompt_tokens": u.prompt_tokens,
                           "completion_tokens": u.completion_tokens, "cost_usd": round(u.cost, 10),
@@ -312,26 +329,37 @@ async def run_groups(job: Job, store: LakeStore, client: GatewayClient, groups: 
     written = outputs.written_groups()
     todo = [g for g in (groups if groups is not None else range(job.plan.groups)) if g not in written]
     engine = Engine(job.plan, client, job_id=job.id, fingerprint=job.fingerprint, layout=job.layout)
-    if todo:
-        prior = totals(outputs.group_stats())
-        engine.failed_before = prior["rows_failed"]
+    if todo:  # the failed attempts of the groups written count against the budget; unfinished ones are redone
+        engine.failed_before = sum(s["failed"] for s in outputs.group_stats() if not s.get("partial"))
     seen: dict[str, ModelUsage] = {}
 
-    async def write(group: Group) -> None:
+    def usage_since() -> dict[str, dict[str, Any]]:
+        """What the calls cost since the last group was written (groups in flight share the calls between)."""
         usage = {}
-        for model, u in engine.progress.usage.items():  # what this group added since the last one written
+        for model, u in engine.progress.usage.items():
             before = seen.setdefault(model, ModelUsage())
             usage[model] = {"calls": u.calls - before.calls, "prompt_tokens": u.prompt_tokens - before.prompt_tokens,
                             "completion_tokens": u.completion_tokens - before.completion_tokens,
                             "cost": u.cost - before.cost}
             seen[model] = ModelUsage(u.calls, u.prompt_tokens, u.completion_tokens, u.cost)
-        await asyncio.to_thread(outputs.write_group, job, group, usage)
+        return usage
+
+    async def write(group: Group) -> None:
+        await asyncio.to_thread(outputs.write_group, job, group, usage_since())
         if on_progress:
             on_progress(engine)
 
     if on_progress:
         on_progress(engine)
-    await engine.run(todo, write)
+    try:
+        await engine.run(todo, write)
+    except JobStopped:
+        # the groups left unfinished: their failed attempts and their calls' cost are on record too (a resumed
+        # job makes those groups again, the same attempts, and writes over these)
+        for index, failures in sorted(engine.open_failures.items()):
+            await asyncio.to_thread(outputs.write_partial, index, failures)
+        await asyncio.to_thread(outputs.write_stopped_usage, usage_since())
+        raise
     return engine
 
 

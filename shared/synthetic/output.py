@@ -103,6 +103,8 @@ class Shape:
 
 
 def sampler_type(c: SamplerColumn) -> pa.DataType:
+    if c.sampler_type == "datetime":
+        return pa.string()  # ISO 8601, or convert_to's strftime format
     if c.convert_to:
         return {"int": pa.int64(), "float": pa.float64(), "str": pa.string()}[c.convert_to]
     kind = c.sampler_type

@@ -430,9 +430,10 @@ class JobSpec(Spec):
         return self.num_records + 10
 
     def fingerprint(self) -> str:
-        """What identifies the rows: everything that shapes them (not the name or description). A resumed job
-        continues only a checkpoint of the same fingerprint."""
-        shaped = self.model_dump(mode="json", exclude={"name", "description"})
+        """What identifies the rows: everything that shapes them (not the name, the description or the budget:
+        a job stopped by its budget resumes with a bigger one). A resumed job continues only a checkpoint of
+        the same fingerprint."""
+        shaped = self.model_dump(mode="json", exclude={"name", "description", "budget"})
         return hashlib.sha256(json.dumps(shaped, sort_keys=True).encode()).hexdigest()[:16]
 
 

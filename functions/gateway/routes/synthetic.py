@@ -168,6 +168,9 @@ def _start_checked(job: Any, jobs: Any, runner: Any) -> tuple[int, dict[str, Any
         except ConflictError:
             return 200, jobs.status(store, job.id)
         store.put(f"{jobs.PREFIX}_jobs/{job.id}", b"")
+    else:  # a resumption: the spec as now submitted (its budget may have grown)
+        outputs.put_json("config.json", jobs.config_document(job))
+        jobs.update_metadata(outputs, lambda m: m.update(budget=jobs.new_metadata(job, execution="")["budget"]))
     token = _job_key(job.id, job.spec.budget.max_cost_usd)
     queue = gateway().settings.synthetic_queue_url
     if queue:
