@@ -9,7 +9,7 @@ import pytest
 
 from shared.errors import BadRequestError
 from shared.synthetic import templates
-from shared.synthetic.engine import Plan
+from shared.synthetic.plan import Plan
 from shared.synthetic.samplers import SAMPLERS, cell_rng
 from shared.synthetic.spec import load, parse
 

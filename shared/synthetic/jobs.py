@@ -14,26 +14,25 @@ import hashlib
 import json
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Callable
 
 import orjson
 import pyarrow as pa
 
-from shared.errors import BadRequestError, NotFoundError, SwitchyardError
-from shared.lake.store import ABSENT, ConflictError, LakeStore, open_store
+from shared.errors import NotFoundError, SwitchyardError
+from shared.lake.store import ABSENT, ConflictError, LakeStore
 from shared.synthetic import licensing
 from shared.synthetic.client import GatewayClient
-from shared.synthetic.engine import Engine, Group, JobStopped, ModelUsage, Plan
+from shared.synthetic.engine import Engine, Group, JobStopped, ModelUsage
+from shared.synthetic.plan import Plan
 from shared.synthetic.output import Layout, failures_table, parquet
-from shared.synthetic.spec import JobSpec, SeedConfig, parse
+from shared.synthetic.seeds import Seed, SeedReader
+from shared.synthetic.spec import JobSpec, parse
 
 PREFIX = "synthetic/"
 ENGINE = "switchyard-synthetic/1"
-MAX_SEED_BYTES = 256 * 1024 * 1024
-MAX_SEED_ROWS = 1_000_000
 PREVIEW_MAX = 50
 
 
@@ -45,110 +44,6 @@ class LicenseRefusedError(SwitchyardError):
 
 def now() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-# -- seeds ------------------------------------------------------------------------------------------------
-@dataclass
-class Seed:
-    name: str
-    license: str | None  # declared by the job, else by the seed's dataset card
-    license_source: str
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    schema: pa.Schema | None = None
-    digest: str = ""
-
-
-class SeedReader:
-    """Reads a seed: `s3://bucket/key`, a key of the job store, or (CLI only) a local file. Jobs sent through the
-    API never read the server's files: a management key must not be a way to read /proc/self/environ."""
-
-    def __init__(self, store: LakeStore | None, *, local_dir: Path | None = None) -> None:
-        self.store, self.local_dir = store, local_dir
-
-    def _get(self, path: str) -> bytes:
-        if path.startswith("s3://"):
-            bucket, _, key = path[5:].partition("/")
-            return open_store(f"s3://{bucket}").get(key)
-        if self.local_dir is not None:
-            return (self.local_dir / path).read_bytes()
-        if path.startswith("/") or ".." in Path(path).parts or self.store is None:
-            raise BadRequestError("seed_config.source.path: through the API a seed is an s3:// URI or a key of the "
-                                  "data store (e.g. seeds/clauses.csv), not a file of the server",
-                                  metadata={"field": "seed_config.source.path"})
-        return self.store.get(path)
-
-    def card_license(self, path: str) -> str | None:
-        """The `license:` of a dataset card (README.md) beside the seed, if there is one."""
-        card = path.rsplit("/", 1)[0] + "/README.md" if "/" in path else "README.md"
-        try:
-            text = self._get(card).decode("utf-8", errors="replace")
-        except (FileNotFoundError, OSError, BadRequestError):
-            return None
-        return front_matter_license(text)
-
-    def read(self, config: SeedConfig) -> Seed:
-        path = config.source.path
-        name = config.name or path.rsplit("/", 1)[-1]
-        if config.license:
-            seed = Seed(name, config.license, "the job spec")
-        else:
-            found = self.card_license(path)
-            seed = Seed(name, found, "the seed's dataset card" if found else "nowhere")
-        return seed
-
-    def load(self, config: SeedConfig, seed: Seed) -> Seed:
-        path = config.source.path
-        try:
-            data = self._get(path)
-        except FileNotFoundError:
-            raise BadRequestError(f"seed_config.source.path: {path!r} does not exist",
-                                  metadata={"field": "seed_config.source.path"}) from None
-        if len(data) > MAX_SEED_BYTES:
-            raise BadRequestError(f"the seed is over {MAX_SEED_BYTES} bytes", metadata={"field": "seed_config"})
-        table = _seed_table(path, data)
-        if table.num_rows == 0 or table.num_rows > MAX_SEED_ROWS:
-            raise BadRequestError(f"the seed has {table.num_rows} rows (1 to {MAX_SEED_ROWS})",
-                                  metadata={"field": "seed_config"})
-        seed.rows, seed.schema = table.to_pylist(), table.schema
-        seed.digest = hashlib.sha256(data).hexdigest()[:16]
-        return seed
-
-
-def _seed_table(path: str, data: bytes) -> pa.Table:
-    import pyarrow.csv as pacsv
-    import pyarrow.json as pajson
-    import pyarrow.parquet as pq
-
-    lower = path.lower()
-    try:
-        if lower.endswith((".parquet", ".pq")):
-            return pq.read_table(pa.BufferReader(data))
-        if lower.endswith(".csv"):
-            return pacsv.read_csv(pa.BufferReader(data))
-        if lower.endswith((".jsonl", ".ndjson", ".json")):
-            return pajson.read_json(pa.BufferReader(data))
-    except (pa.ArrowInvalid, OSError) as e:
-        raise BadRequestError(f"the seed {path!r} does not parse: {str(e)[:200]}",
-                              metadata={"field": "seed_config.source.path"}) from None
-    raise BadRequestError("a seed is .parquet, .csv or .jsonl", metadata={"field": "seed_config.source.path"})
-
-
-def front_matter_license(text: str) -> str | None:
-    import yaml
-
-    if not text.startswith("---"):
-        return None
-    end = text.find("\n---", 3)
-    if end < 0:
-        return None
-    try:
-        meta = yaml.safe_load(text[3:end])
-    except yaml.YAMLError:
-        return None
-    value = meta.get("license") if isinstance(meta, dict) else None
-    if isinstance(value, list) and len(value) == 1:
-        value = value[0]
-    return value if isinstance(value, str) else None
 
 
 # -- a job, checked -----------------------------------------------------------------------------------------
@@ -427,5 +322,5 @@ def to_jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return json.loads(orjson.dumps(rows, default=str))
 
 
-__all__ = ["Job", "JobStopped", "LicenseRefusedError", "Outputs", "SeedReader", "finish", "prepare", "read_rows",
+__all__ = ["Job", "JobStopped", "LicenseRefusedError", "Outputs", "Seed", "SeedReader", "finish", "prepare", "read_rows",
            "review", "run_groups", "status"]

@@ -122,7 +122,7 @@ def sampler_type(c: SamplerColumn) -> pa.DataType:
 
 
 def judge_shape(c: LLMJudgeColumn) -> Shape:
-    from shared.synthetic.engine import judge_schema
+    from shared.synthetic.plan import judge_schema
 
     return Shape(judge_schema(c))
 
