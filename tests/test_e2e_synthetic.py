@@ -339,3 +339,22 @@ def test_the_data_designer_fixture_runs_as_written_through_the_cli(stack, tmp_pa
     assert {r["clause_quality"]["clarity"]["score"] for r in rows} <= {1, 2, 3}
     card = (tmp_path / "o" / "synthetic" / summary["job_id"] / "README.md").read_text()
     assert "| seed_clauses.csv | CC0-1.0 |" in card  # the license from the seed's dataset card
+
+
+def test_rows_and_the_card_can_be_read_through_the_api(stack):
+    admin = stack.key("admin-key")
+    status, job = call(stack, "POST", "/api/v1/synthetic/jobs", admin, {"template": "financial-risk-scripts",
+                                                                      "num_records": 30})
+    meta = wait_done(stack, job["job_id"], admin)
+    assert meta["status"] == "completed"
+    status, page = call(stack, "GET", f"/api/v1/synthetic/jobs/{job['job_id']}/rows?offset=25&limit=10", admin)
+    assert status == 200 and page["total"] == 30 and [r["_row"] for r in page["data"]] == [25, 26, 27, 28, 29]
+    assert page["data"][0]["assessment"]["action"]
+    status, fails = call(stack, "GET", f"/api/v1/synthetic/jobs/{job['job_id']}/rows?failures=true", admin)
+    assert status == 200 and fails["total"] == meta["rows_failed"]
+    request = urllib.request.Request(f"{stack.url}/api/v1/synthetic/jobs/{job['job_id']}/card",
+                                     headers={"Authorization": f"Bearer {admin}"})
+    with urllib.request.urlopen(request) as r:
+        assert r.headers["Content-Type"].startswith("text/markdown") and r.read().startswith(b"---\nlicense:")
+    status, err = call(stack, "GET", f"/api/v1/synthetic/jobs/{job['job_id']}/rows?limit=101", admin)
+    assert status == 400 and set(err["error"]) == {"code", "message", "metadata"}

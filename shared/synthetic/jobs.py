@@ -308,14 +308,15 @@ def review(store: LakeStore, job_id: str, *, reviewed: bool, reviewer: str, note
     return meta
 
 
-def read_rows(store: LakeStore, job_id: str) -> pa.Table:
-    """Every accepted row of a job, in row order (for tests and the CLI)."""
+def read_rows(store: LakeStore, job_id: str, folder: str = "data") -> pa.Table:
+    """Every accepted row of a job (`folder="failures"`: every failed attempt), in row order."""
     import pyarrow.parquet as pq
 
     outputs = Outputs(store, job_id)
-    parts = sorted(i.key for i in store.list(outputs.prefix + "data/") if i.key.endswith(".parquet"))
+    parts = sorted(i.key for i in store.list(f"{outputs.prefix}{folder}/") if i.key.endswith(".parquet"))
     tables = [pq.read_table(pa.BufferReader(store.get(k))) for k in parts]
-    return pa.concat_tables(tables) if tables else pa.table({})
+    return pa.concat_tables(tables).sort_by([("_row", "ascending"), ("_attempt", "ascending")]) if tables \
+        else pa.table({})
 
 
 def to_jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from functions.gateway.deps import management_key
@@ -233,6 +233,43 @@ def _with_live(meta: dict[str, Any], runner: Any) -> dict[str, Any]:
             and not runner.RUNNER.running(meta["job_id"]):
         meta["status"] = "interrupted"
     return meta
+
+
+@router.get("/jobs/{job_id}/rows", summary="A page of a job's accepted rows, or of its failures (management key)")
+async def job_rows(job_id: str, _: Annotated[ApiKey, Depends(management_key)],
+                   offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=100)] = 20,
+                   failures: bool = False) -> dict:
+    """Rows in row order (`failures=true`: failed attempts), as JSON: for a look without reading the bucket."""
+    jobs, _, _ = _modules()
+
+    def read() -> dict[str, Any]:
+        store = _store()
+        jobs.status(store, job_id)  # 404 for an unknown job
+        table = jobs.read_rows(store, job_id, folder="failures" if failures else "data")
+        page = table.slice(offset, limit).to_pylist() if table.num_rows else []
+        return {"data": jobs.to_jsonable(page), "total": table.num_rows, "offset": offset}
+
+    return await asyncio.to_thread(read)
+
+
+@router.get("/jobs/{job_id}/card", summary="A job's dataset card, README.md (management key)")
+async def job_card(job_id: str, _: Annotated[ApiKey, Depends(management_key)]) -> Any:
+    from starlette.responses import Response as Plain
+
+    jobs, _, _ = _modules()
+
+    def read() -> bytes:
+        store = _store()
+        meta = jobs.status(store, job_id)
+        try:
+            return store.get(f"{jobs.PREFIX}{meta['job_id']}/README.md")
+        except FileNotFoundError:
+            from shared.errors import NotFoundError
+
+            raise NotFoundError("The job has no card yet: it is written when the job ends",
+                                metadata={"job_id": job_id}) from None
+
+    return Plain(await asyncio.to_thread(read), media_type="text/markdown; charset=utf-8")
 
 
 class ReviewRequest(BaseModel):
