@@ -59,7 +59,7 @@ class InstantClient:
 
     calls = 0
 
-    async def complete(self, body: dict[str, Any], window: Any) -> Any:
+    async def complete(self, body: dict[str, Any], window: Any, timeout: float | None = None) -> Any:
         from shared.synthetic.client import Answer
 
         async with window:

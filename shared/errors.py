@@ -18,8 +18,10 @@ domain code raises these and never builds HTTP responses itself.
     ├── AuthenticationError              401  authentication_failed     no, malformed, unknown or disabled key
     ├── InsufficientCreditsError         402  insufficient_credits      request fault: the key cannot afford the call
     ├── ForbiddenError                   403  forbidden                 the key may not do this
+    │   └── LicenseRefusedError          403  license_refused           a synthetic job not license-safe; metadata.problems
     ├── NotFoundError                    404  not_found
     │   └── ModelNotFoundError           404  model_not_found
+    ├── ConflictError                    409  conflict                  not in this state (e.g. a review of a running job)
     ├── PayloadTooLargeError             413  payload_too_large         request fault (another endpoint may take it)
     ├── RateLimitedError                 429  rate_limit_exceeded       retryable (Retry-After passed on)
     ├── UpstreamError                    502  provider_error            retryable: the provider answered badly
@@ -83,8 +85,18 @@ class ForbiddenError(SwitchyardError):
     status, error_type = 403, "forbidden"
 
 
+class LicenseRefusedError(ForbiddenError):
+    """A synthetic job whose models or seeds are not license-safe for its purpose: nothing was called."""
+
+    error_type = "license_refused"
+
+
 class NotFoundError(SwitchyardError):
     status, error_type = 404, "not_found"
+
+
+class ConflictError(SwitchyardError):
+    status, error_type = 409, "conflict"
 
 
 class ModelNotFoundError(NotFoundError):

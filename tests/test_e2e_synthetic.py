@@ -314,7 +314,7 @@ def test_a_job_stopped_by_its_budget_keeps_every_failure_and_resumes_with_a_bigg
     status, again = call(stack, "POST", "/api/v1/synthetic/jobs", admin, {"spec": spec})
     assert status == 202 and again["job_id"] == job["job_id"]
     meta = wait_done(stack, job["job_id"], admin)
-    assert meta["status"] == "completed" and meta["rows_done"] == 60 == rows_of(stack, job["job_id"]).num_rows
+    assert meta["status"] == "completed" and meta["rows_done"] == 60 == rows_of(stack, job["job_id"]).num_rows, meta
     assert meta["rows_failed"] == pq.read_table(folder / "failures").num_rows > 3
     assert meta["budget"]["max_failed_rows"] == 1000
 
@@ -358,3 +358,130 @@ def test_rows_and_the_card_can_be_read_through_the_api(stack):
         assert r.headers["Content-Type"].startswith("text/markdown") and r.read().startswith(b"---\nlicense:")
     status, err = call(stack, "GET", f"/api/v1/synthetic/jobs/{job['job_id']}/rows?limit=101", admin)
     assert status == 400 and set(err["error"]) == {"code", "message", "metadata"}
+
+
+def small(name: str, columns: list, **extra) -> dict:
+    return {"name": name, "num_records": 6, "buffer_size": 3,
+            "model_configs": [{"alias": "m", "model": "sim/fast", "inference_parameters": {"max_tokens": 30}}],
+            "columns": columns, **extra}
+
+
+def test_a_routing_policy_cannot_send_a_gated_call_to_another_model(stack):
+    admin = stack.key("admin-key")
+    status, body = call(stack, "PUT", "/api/v1/routes", admin,
+                        {"id": "acme/shadow", "applies_to": ["sim/chat"], "default": {"model": "sim/chat"},
+                         "rules": [{"when": {"app": ["switchyard-synthetic"]}, "then": {"model": "sim/fast"}}]})
+    assert status in (200, 201), body
+    try:
+        spec = small("shadowed", [{"name": "t", "column_type": "llm-text", "model_alias": "m", "prompt": "hi"}])
+        spec["model_configs"][0]["model"] = "sim/chat"
+        status, result = call(stack, "POST", "/api/v1/synthetic/preview", admin, {"spec": spec, "num_records": 2})
+        assert status == 200 and result["rows"] == [], result
+        assert "answered by sim/fast, not sim/chat" in result["failures"][0]["reason"]
+    finally:
+        call(stack, "DELETE", "/api/v1/routes/acme/shadow", admin)
+
+
+@pytest.mark.parametrize("spec, problem", [
+    (small("forged", [{"name": "_job_id", "column_type": "expression", "expr": "forged"}]),
+     "name: String should match pattern '^[A-Za-z]"),
+    (small("bad-convert", [{"name": "u", "column_type": "sampler", "sampler_type": "uuid", "params": {},
+                            "convert_to": "int"}]), "cannot be converted"),
+    (small("closed", [{"name": "t", "column_type": "expression", "expr": "x"}],
+           license_policy={"allowed_seed_licenses": ["All-Rights-Reserved"]}), "not one of the open licenses"),
+    (small("wide", [{"name": "t", "column_type": "expression", "expr": "x"}],
+           model_configs=[{"alias": f"m{i}", "model": "sim/fast", "inference_parameters":
+                           {"max_parallel_requests": 100}} for i in range(3)]), "add up to 300"),
+])
+def test_specs_that_would_forge_provenance_or_break_their_types_are_refused(stack, spec, problem):
+    status, body = call(stack, "POST", "/api/v1/synthetic/jobs", stack.key("admin-key"), {"spec": spec})
+    assert status == 400 and problem in body["error"]["message"], body
+
+
+def test_yaml_aliases_are_refused_before_they_expand(stack):
+    laughs = "values: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"l{i}: &a{i} [{', '.join(['*a' if i == 0 else f'*a{i - 1}'] * 10)}]\n" for i in range(8))
+    request = urllib.request.Request(f"{stack.url}/api/v1/synthetic/preview", data=laughs.encode(), method="POST",
+                                     headers={"Authorization": f"Bearer {stack.key('admin-key')}",
+                                              "Content-Type": "application/yaml"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(request, timeout=30)
+    assert e.value.code == 400 and "aliases" in json.loads(e.value.read())["error"]["message"]
+
+
+def test_values_that_do_not_fit_fail_their_row_and_mixed_categories_are_text(stack):
+    admin = stack.key("admin-key")
+    spec = small("types", [{"name": "c", "column_type": "sampler", "sampler_type": "category",
+                            "params": {"values": [1, "a"]}},
+                           {"name": "big", "column_type": "expression", "expr": "{{ 2 ** 70 if c == 1 else 5 }}",
+                            "dtype": "int"}], budget={"max_attempts_per_row": 30})
+    status, job = call(stack, "POST", "/api/v1/synthetic/jobs", admin, {"spec": spec})
+    meta = wait_done(stack, job["job_id"], admin)
+    assert meta["status"] == "completed", meta
+    rows = rows_of(stack, job["job_id"]).to_pylist()
+    assert {r["c"] for r in rows} == {"a"} and {r["big"] for r in rows} == {5}
+    failures = pq.read_table(stack.data / "synthetic" / job["job_id"] / "failures").to_pylist()
+    assert failures and all("64 bits" in f["reason"] for f in failures)
+
+
+def test_a_seed_outside_the_data_bucket_is_refused(stack):
+    spec = small("elsewhere", [{"name": "t", "column_type": "expression", "expr": "{{ a }}"}],
+                 seed_config={"source": {"path": "s3://other-tenant/payroll.csv"}, "license": "CC0-1.0"})
+    status, body = call(stack, "POST", "/api/v1/synthetic/preview", stack.key("admin-key"), {"spec": spec})
+    assert status == 400 and "data bucket" in body["error"]["message"], body
+
+
+def test_a_running_job_can_be_cancelled_and_is_reviewed_only_once_it_has_ended(stack):
+    admin = stack.key("admin-key")
+    spec = small("slow", [{"name": "t", "column_type": "llm-text", "model_alias": "m", "prompt": "hi {{ i }}"},
+                          {"name": "i", "column_type": "sampler", "sampler_type": "uuid", "params": {}}],
+                 num_records=400, buffer_size=50)
+    spec["model_configs"][0].update(model="sim/slow-50", inference_parameters={"max_parallel_requests": 2})
+    status, job = call(stack, "POST", "/api/v1/synthetic/jobs", admin, {"spec": spec})
+    assert status == 202
+    status, body = call(stack, "POST", f"/api/v1/synthetic/jobs/{job['job_id']}/review", admin, {"reviewer": "x"})
+    assert status == 409 and body["error"]["metadata"]["error_type"] == "conflict"
+    assert call(stack, "POST", f"/api/v1/synthetic/jobs/{job['job_id']}/cancel", admin)[0] == 200
+    meta = wait_done(stack, job["job_id"], admin, timeout=30)
+    assert meta["status"] == "failed" and meta["stopped_reason"] == "cancelled" and meta["rows_done"] < 400
+    assert call(stack, "POST", f"/api/v1/synthetic/jobs/{job['job_id']}/cancel", admin)[0] == 409
+    status, reviewed = call(stack, "POST", f"/api/v1/synthetic/jobs/{job['job_id']}/review", admin,
+                            {"reviewer": "Eve", "notes": "## Reviewer: The Legal Department\n**License-Safe.** ok"})
+    assert status == 200
+    card = (stack.data / "synthetic" / job["job_id"] / "README.md").read_text()
+    # the notes stay text: a fenced block, after which the card goes on as written
+    assert card.endswith("- notes:\n\n~~~~text\n## Reviewer: The Legal Department\n**License-Safe.** ok\n~~~~\n")
+    assert "- reviewer: `Eve`" in card
+
+
+def test_data_for_a_narrower_purpose_carries_the_models_restrictions(stack):
+    admin = stack.key("admin-key")
+    spec = small("no-training", [{"name": "t", "column_type": "expression", "expr": "x"}],
+                 license_policy={"train_models": False})
+    spec["model_configs"][0]["model"] = "openai/gpt-4o"  # never called: the spec has no LLM column
+    status, job = call(stack, "POST", "/api/v1/synthetic/jobs", admin, {"spec": spec})
+    assert status == 202, job
+    meta = wait_done(stack, job["job_id"], admin)
+    card = (stack.data / "synthetic" / job["job_id"] / "README.md").read_text()
+    assert meta["status"] == "completed" and card.startswith("---\nlicense: other\nlicense_name: cc0-1.0 with")
+    assert "not for training other models" in card
+
+
+def test_each_group_reports_its_own_calls(stack):
+    admin = stack.key("admin-key")
+    spec = small("per-group", [{"name": "t", "column_type": "llm-text", "model_alias": "m", "prompt": "hi {{ i }}"},
+                               {"name": "i", "column_type": "sampler", "sampler_type": "uuid", "params": {}}],
+                 num_records=90, buffer_size=10)
+    status, job = call(stack, "POST", "/api/v1/synthetic/jobs", admin, {"spec": spec})
+    meta = wait_done(stack, job["job_id"], admin)
+    stats = [json.loads(p.read_text()) for p in (stack.data / "synthetic" / job["job_id"] / "groups").glob("part-*")]
+    assert meta["status"] == "completed" and [s["usage"]["sim/fast"]["calls"] for s in stats] == [10] * 9
+
+
+def test_a_preview_takes_the_specs_own_size_and_a_null_one(stack):
+    admin = stack.key("admin-key")
+    spec = small("sized", [{"name": "t", "column_type": "expression", "expr": "x"}], num_records=2)
+    assert len(call(stack, "POST", "/api/v1/synthetic/preview", admin, {"spec": spec})[1]["rows"]) == 2
+    status, result = call(stack, "POST", "/api/v1/synthetic/preview", admin, {"spec": spec, "num_records": None})
+    assert status == 200 and len(result["rows"]) == 2
+    assert call(stack, "POST", "/api/v1/synthetic/preview", admin, {"spec": spec, "num_records": 51})[0] == 400

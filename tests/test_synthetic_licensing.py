@@ -191,11 +191,18 @@ def test_the_allow_list_can_be_narrowed_and_widened_explicitly():
     result = gate({"m": "sim/fast"}, [Seed(name="s", license="CC-BY-4.0")], policy=narrow)
     assert not result.ok and "not in the allowed seed licenses (CC0-1.0)" in result.problems[0].reason
     assert not gate({"m": "sim/fast"}, [Seed(name="s", license="CC-BY-3.0")]).ok
-    wide = SeedLicensePolicy().widened(["CC BY 3.0", "LicenseRef-house-data"])
-    assert "CC-BY-3.0" in wide.allowed and "LicenseRef-house-data" in wide.allowed
-    result = gate({"m": "sim/fast"}, [Seed(name="s", license="cc-by-3.0"),
-                                      Seed(name="h", license="licenseref-house-data")], policy=wide)
-    assert result.ok and result.seed_licenses == {"s": "CC-BY-3.0", "h": "LicenseRef-house-data"}
+    wide = SeedLicensePolicy().widened(["CC BY 3.0", "PDDL-1.0"])
+    assert "CC-BY-3.0" in wide.allowed and "PDDL-1.0" in wide.allowed
+    result = gate({"m": "sim/fast"}, [Seed(name="s", license="cc-by-3.0"), Seed(name="h", license="pddl")],
+                  policy=wide)
+    assert result.ok and result.seed_licenses == {"s": "CC-BY-3.0", "h": "PDDL-1.0"}
+
+
+@pytest.mark.parametrize("closed", ["All-Rights-Reserved", "LicenseRef-scraped", "GPL-3.0-only", "OpenRAIL"])
+def test_an_allow_list_cannot_admit_a_license_that_is_not_open(closed):
+    """Else a job could label data scraped under any terms "License-Safe" by allowing its license."""
+    with pytest.raises(ValueError, match="not one of the open licenses"):
+        SeedLicensePolicy().widened([closed])
 
 
 # --- models --------------------------------------------------------------------------------------------------

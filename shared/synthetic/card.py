@@ -23,9 +23,11 @@ def card(job: Any, meta: dict[str, Any], *, config: dict[str, Any] | None = None
     spec = job.spec.model_dump(mode="json") if job is not None else config["spec"]  # type: ignore[index]
     lic = meta["license"]
     safe = meta["status"] == "completed"
+    restricted = _restrictions(lic, spec)
     front = {
-        "license": lic["dataset_license"],
-        "tags": ["synthetic", "license-safe"],
+        "license": "other" if restricted else lic["dataset_license"],
+        **({"license_name": f"{lic['dataset_license']} with the use restrictions below"} if restricted else {}),
+        "tags": ["synthetic", "license-safe"] if safe else ["synthetic"],
         "pretty_name": spec["name"],
         "size_categories": [_size_category(meta.get("rows_done") or 0)],
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "data/*.parquet"}]}],
@@ -42,6 +44,10 @@ def card(job: Any, meta: dict[str, Any], *, config: dict[str, Any] | None = None
               f"`{lic['dataset_license']}`." if safe else
               f"**Incomplete: not labelled {LABEL}.** The job ended `{meta['status']}`: {meta.get('stopped_reason')}.")
     lines += [status, ""]
+    if restricted:
+        lines += ["**Use restrictions.** The job was declared for " + _purpose(spec) + " only, which these models' "
+                  "terms allow; they forbid other uses of their output:", ""]
+        lines += [f"- {r}" for r in restricted] + [""]
     lines += ["## Rows", "",
               f"- {meta.get('rows_done', 0)} accepted rows of {meta['num_records']} asked for, in "
               f"{meta.get('groups_done', 0)} of {meta['groups_total']} row groups (`data/*.parquet`).",
@@ -83,10 +89,29 @@ def card(job: Any, meta: dict[str, Any], *, config: dict[str, Any] | None = None
     review = meta["review"]
     lines += ["## Human review", "",
               f"- reviewed: {'yes' if review['reviewed'] else 'no'}",
-              f"- reviewer: {review['reviewer'] or '-'}",
+              f"- reviewer: {_inline(review['reviewer']) if review['reviewer'] else '-'}",
               f"- reviewed at: {review['reviewed_at'] or '-'}",
-              f"- notes: {review['notes'] or '-'}", ""]
+              "- notes:" + ("" if review["notes"] else " -"), ""]
+    if review["notes"]:  # the reviewer's own words, as text: they cannot add headings or labels to the card
+        lines += ["~~~~text", review["notes"].replace("~~~~", "~ ~ ~ ~"), "~~~~", ""]
     return "\n".join(lines)
+
+
+def _inline(text: str) -> str:
+    """A value shown as code: no markdown of its own."""
+    return "`" + text.replace("`", "'") + "`"
+
+
+def _restrictions(lic: dict[str, Any], spec: dict[str, Any]) -> list[str]:
+    """What the models' terms forbid that the job's purpose left out (e.g. training other models)."""
+    policy = spec.get("license_policy") or {}
+    out = []
+    for model, entry in (lic.get("model_licenses") or {}).items():
+        if not policy.get("train_models", True) and entry.get("train_other_models") is False:
+            out.append(f"`{model}`: not for training other models: {entry.get('train_restriction') or entry.get('license')}")
+        if not policy.get("commercial", True) and entry.get("commercial_use") is False:
+            out.append(f"`{model}`: not for commercial use: {entry.get('commercial_restriction') or entry.get('license')}")
+    return out
 
 
 def _purpose(spec: dict[str, Any]) -> str:

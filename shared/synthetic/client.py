@@ -21,7 +21,7 @@ from shared.providers.http import HTTPClient, ResponseTooLarge, TransportError
 
 TRANSIENT = frozenset({408, 429, 500, 502, 503, 504})
 RETRY_AFTER_CAP = 60.0  # seconds: a longer Retry-After is waited this long, then tried again
-MAX_ANSWER_BYTES = 4 * 1024 * 1024  # one cell's answer; a bigger one fails the row (and is not asked again)
+MAX_ANSWER_BYTES = 1024 * 1024  # one cell's answer; a bigger one fails the row (and is not asked again)
 APP_TITLE = "switchyard-synthetic"
 JOB_HEADER = "X-Switchyard-Synthetic-Job"
 
@@ -132,15 +132,17 @@ class GatewayClient:
         self.calls = 0
         self.retried = 0
 
-    async def complete(self, body: dict[str, Any], window: Window) -> Answer:
+    async def complete(self, body: dict[str, Any], window: Window, timeout: float | None = None) -> Answer:
+        """One chat completion; `timeout` (the alias's) bounds the wait for the answer, else the client's."""
         data = orjson.dumps(body)
+        wait = timeout or self.timeout
         for attempt in range(self.retries + 1):
             async with window:
                 self.calls += 1
                 try:
                     response = await self.http.request(
                         "POST", self.url, headers=self.headers, body=data, connect_timeout=10,
-                        first_byte_timeout=self.timeout, idle_timeout=self.timeout)
+                        first_byte_timeout=wait, idle_timeout=wait)
                     status, headers = response.status, response.headers
                     raw = await response.read(MAX_ANSWER_BYTES)
                 except ResponseTooLarge:
@@ -158,7 +160,7 @@ class GatewayClient:
             if attempt == self.retries:
                 raise CallFailed(f"{reason} (after {attempt + 1} tries)", status, request_id)
             retry_after = _retry_after(headers)
-            if status in (429, 503):
+            if status == 429 or (status == 503 and retry_after is not None):
                 window.throttled(retry_after)
             self.retried += 1
             await asyncio.sleep(min(retry_after if retry_after is not None else 0.25 * 2 ** attempt * (1 + random.random()),

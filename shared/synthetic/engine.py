@@ -85,6 +85,7 @@ class Engine:
         self.layout = layout  # shared/synthetic/output.py Layout: converts each row to the job's Arrow types
         self.failed_before = 0  # failed attempts of the groups a resumed job already wrote
         self.open_failures: dict[int, list[dict[str, Any]]] = {}  # failed attempts of the groups being made
+        self.group_usage: dict[int, dict[str, ModelUsage]] = {}  # calls by group (and model), until written
         self.spec = plan.spec
         self.progress = Progress()
         self.stopped: str | None = None
@@ -96,7 +97,7 @@ class Engine:
         out: dict[str, Any] = {"_job_id": self.job_id, "_config_hash": self.fingerprint, "_row": row,
                                "_attempt": attempt}
         seed_at = self.plan.seed_row(row)
-        out["_seed_row"] = seed_at
+        out["_seed_row"] = None if seed_at is None else self.plan.seed_offset + seed_at  # its index in the seed
         if seed_at is not None:
             source = self.plan.seed_rows[seed_at]
             for name in self.plan.seed_columns:
@@ -135,12 +136,13 @@ class Engine:
                         raise RowFailed(c.name, f"judge score {name} = {score:g}, below the threshold {least:g}",
                                         request_id=out.get(f"_{c.name}_request_id"))
         for name in self.plan.seed_columns:
-            out[name] = values[name]
+            if name not in self.plan.dropped_seed:
+                out[name] = values[name]
         for c in spec.columns:
             if not c.drop and c.name in values and not isinstance(c, SeedDatasetColumn):
                 try:
                     out[c.name] = self.layout.convert(c.name, values[c.name]) if self.layout else values[c.name]
-                except ValueError as e:
+                except (ValueError, OverflowError, TypeError) as e:
                     raise RowFailed(c.name, f"the value does not fit the column's type: {e}") from None
         return out
 
@@ -167,14 +169,17 @@ class Engine:
         text = self._render(c.name, c.expr, values).strip()
         try:
             if c.dtype == "int":
-                return int(float(text))
+                try:
+                    return int(text)  # exact, however long (the column's type range-checks it)
+                except ValueError:
+                    return int(float(text))
             if c.dtype == "float":
                 return float(text)
             if c.dtype == "bool":
                 if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
                     raise ValueError(text)
                 return text.lower() in ("true", "1", "yes")
-        except ValueError:
+        except (ValueError, OverflowError):
             raise RowFailed(c.name, f"expression gave {text[:80]!r}, not a {c.dtype}") from None
         return text
 
@@ -212,12 +217,19 @@ class Engine:
             body["response_format"] = {"type": "json_schema",
                                        "json_schema": {"name": c.name, "schema": schema, "strict": True}}
         try:
-            answer = await self.client.complete(body, self.plan.windows[c.model_alias])
+            answer = await self.client.complete(body, self.plan.windows[c.model_alias], timeout=params.timeout)
         except BudgetExhausted:
             raise
         except CallFailed as e:
             raise RowFailed(c.name, e.reason, status=e.status, request_id=e.request_id) from None
         self.progress.usage[alias.model].add(answer)
+        group = self.group_usage.setdefault(row // self.spec.buffer_size, {})
+        group.setdefault(alias.model, ModelUsage()).add(answer)
+        if answer.model.split(":")[0] != alias.model.split(":")[0]:
+            # a routing policy or a fallback sent the call elsewhere: the license gate checked only alias.model
+            raise RowFailed(c.name, f"answered by {answer.model}, not {alias.model}, the model the license gate "
+                                    "checked (a routing policy or a fallback sent the call on)",
+                            request_id=answer.request_id)
         if schema is None:
             if not answer.content.strip():
                 raise RowFailed(c.name, "the model answered nothing", request_id=answer.request_id)
@@ -280,6 +292,11 @@ class Engine:
         del self.open_failures[index]
         return Group(index, rows, failures)  # type: ignore[arg-type]
 
+    def cancel(self, reason: str) -> None:
+        """Stop the job from any thread: no attempt starts after this (those in flight end as they do)."""
+        if self.stopped is None:
+            self.stopped = reason
+
     def stop(self, reason: str) -> None:
         if self.stopped is None:
             self.stopped = reason
@@ -300,7 +317,7 @@ class Engine:
                 if not running:
                     break
                 done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
+                for task in sorted(done, key=lambda d: d.exception() is not None):  # the finished ones first
                     group = task.result()  # raises JobStopped
                     await on_group(group)
                     self.progress.groups_done += 1

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import orjson
 import pyarrow as pa
 
-from shared.errors import NotFoundError, SwitchyardError
+from shared.errors import BadRequestError, LicenseRefusedError, NotFoundError, SwitchyardError
 from shared.lake.store import ABSENT, ConflictError, LakeStore
 from shared.synthetic import licensing
 from shared.synthetic.client import GatewayClient
@@ -34,12 +34,6 @@ from shared.synthetic.spec import JobSpec, parse
 PREFIX = "synthetic/"
 ENGINE = "switchyard-synthetic/1"
 PREVIEW_MAX = 50
-
-
-class LicenseRefusedError(SwitchyardError):
-    """The job's models or seeds are not license-safe for what it is for: nothing was called."""
-
-    status, error_type = 403, "license_refused"
 
 
 def now() -> str:
@@ -75,7 +69,12 @@ def prepare(data: Any, *, reader: SeedReader, known_models: set[str] | None,
     policy = spec.license_policy
     seed_policy = licensing.SeedLicensePolicy()
     if policy.allowed_seed_licenses is not None:
-        seed_policy = licensing.SeedLicensePolicy(allowed=tuple(policy.allowed_seed_licenses))
+        try:
+            seed_policy = licensing.SeedLicensePolicy(allowed=tuple(policy.allowed_seed_licenses))
+        except ValueError as e:
+            message = e.errors()[0]["msg"].removeprefix("Value error, ") if hasattr(e, "errors") else str(e)
+            raise BadRequestError(f"license_policy.allowed_seed_licenses: {message}",
+                                  metadata={"field": "license_policy.allowed_seed_licenses"}) from None
     gate = licensing.check(
         {m.alias: m.model for m in spec.model_configs},
         [licensing.Seed(name=seed.name, license=seed.license)] if seed else [],
@@ -149,19 +148,23 @@ class Outputs:
     def write_group(self, job: Job, group: Group, usage: dict[str, dict[str, Any]]) -> None:
         """Failures and stats first, the data part last: a data part is the checkpoint, whole or absent."""
         name = part_name(group.index)
+        data = parquet(job.layout.table(group.rows))  # first: nothing is written for a group that cannot be
         self.store.put(f"{self.prefix}failures/{name}.parquet", parquet(failures_table(group.failures)))
         self.put_json(f"groups/{name}.json", {"group": group.index, "rows": len(group.rows),
                                               "failed": len(group.failures), "usage": usage, "at": now()})
-        table = job.layout.table(group.rows)  # converted first: a row that does not fit fails here, not half-written
         key = f"{self.prefix}data/{name}.parquet"
         try:
-            self.store.put(key, parquet(table), expect=ABSENT)
+            self.store.put(key, data, expect=ABSENT)
         except ConflictError:  # another worker wrote this group first: the same rows (same attempts, same seed)
             self.store.get(key)  # ... which must then be there
 
 
-def totals(stats: list[dict[str, Any]]) -> dict[str, Any]:
-    """Rows, failed attempts, groups done and money over the groups' stats (partial ones: failures and cost)."""
+def totals(stats: list[dict[str, Any]], written: set[int] | None = None) -> dict[str, Any]:
+    """Rows, failed attempts, groups done and money over the groups' stats (partial ones: failures and cost).
+    With `written` (the groups whose data part exists), a group's stats without its part count as partial
+    (a crash between the two writes)."""
+    if written is not None:
+        stats = [s if s.get("partial") or s["group"] in written else {**s, "rows": 0, "partial": True} for s in stats]
     usage: dict[str, ModelUsage] = {}
     for s in stats:
         for model, u in s["usage"].items():
@@ -226,21 +229,20 @@ async def run_groups(job: Job, store: LakeStore, client: GatewayClient, groups: 
     engine = Engine(job.plan, client, job_id=job.id, fingerprint=job.fingerprint, layout=job.layout)
     if todo:  # the failed attempts of the groups written count against the budget; unfinished ones are redone
         engine.failed_before = sum(s["failed"] for s in outputs.group_stats() if not s.get("partial"))
-    seen: dict[str, ModelUsage] = {}
-
-    def usage_since() -> dict[str, dict[str, Any]]:
-        """What the calls cost since the last group was written (groups in flight share the calls between)."""
-        usage = {}
-        for model, u in engine.progress.usage.items():
-            before = seen.setdefault(model, ModelUsage())
-            usage[model] = {"calls": u.calls - before.calls, "prompt_tokens": u.prompt_tokens - before.prompt_tokens,
-                            "completion_tokens": u.completion_tokens - before.completion_tokens,
-                            "cost": u.cost - before.cost}
-            seen[model] = ModelUsage(u.calls, u.prompt_tokens, u.completion_tokens, u.cost)
+    def usage_of(*groups: int) -> dict[str, dict[str, Any]]:
+        """What the calls of these groups cost (taken out of the engine's running count)."""
+        usage: dict[str, dict[str, Any]] = {}
+        for index in groups:
+            for model, u in engine.group_usage.pop(index, {}).items():
+                into = usage.setdefault(model, {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0})
+                into["calls"] += u.calls
+                into["prompt_tokens"] += u.prompt_tokens
+                into["completion_tokens"] += u.completion_tokens
+                into["cost"] += u.cost
         return usage
 
     async def write(group: Group) -> None:
-        await asyncio.to_thread(outputs.write_group, job, group, usage_since())
+        await asyncio.to_thread(outputs.write_group, job, group, usage_of(group.index))
         if on_progress:
             on_progress(engine)
 
@@ -250,10 +252,10 @@ async def run_groups(job: Job, store: LakeStore, client: GatewayClient, groups: 
         await engine.run(todo, write)
     except JobStopped:
         # the groups left unfinished: their failed attempts and their calls' cost are on record too (a resumed
-        # job makes those groups again, the same attempts, and writes over these)
+        # job makes those groups again, the same attempts, and writes over the attempts; the money stays)
         for index, failures in sorted(engine.open_failures.items()):
             await asyncio.to_thread(outputs.write_partial, index, failures)
-        await asyncio.to_thread(outputs.write_stopped_usage, usage_since())
+        await asyncio.to_thread(outputs.write_stopped_usage, usage_of(*list(engine.group_usage)))
         raise
     return engine
 
@@ -263,19 +265,18 @@ def finish(job: Job, store: LakeStore, *, stopped: str | None = None) -> dict[st
     from shared.synthetic.card import card
 
     outputs = Outputs(store, job.id)
-    stats = outputs.group_stats()
-    sums = totals(stats)
-    complete = stopped is None and len(outputs.written_groups()) == job.plan.groups
+    written = outputs.written_groups()
+    sums = totals(outputs.group_stats(), written)
+    complete = stopped is None and len(written) == job.plan.groups
 
     def change(meta: dict[str, Any]) -> None:
         meta.update(sums)
         meta["status"] = "completed" if complete else "failed"
         meta["stopped_reason"] = stopped
         meta["finished_at"] = now()
+        store.put(outputs.prefix + "README.md", card(job, meta).encode())  # the card before the status says so
 
-    meta = update_metadata(outputs, change)
-    store.put(outputs.prefix + "README.md", card(job, meta).encode())
-    return meta
+    return update_metadata(outputs, change)
 
 
 def status(store: LakeStore, job_id: str) -> dict[str, Any]:
@@ -287,7 +288,7 @@ def status(store: LakeStore, job_id: str) -> dict[str, Any]:
     if meta is None:
         raise NotFoundError("No such synthetic job", metadata={"job_id": job_id})
     if meta["status"] in ("queued", "running"):
-        meta.update(totals(outputs.group_stats()))
+        meta.update(totals(outputs.group_stats(), outputs.written_groups()))
     return meta
 
 

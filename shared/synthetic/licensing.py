@@ -39,6 +39,11 @@ KNOWN_SPDX = ("CC0-1.0", "CC-BY-4.0", "CC-BY-3.0", "CC-BY-2.0", "CC-BY-SA-4.0", 
               "ODC-By-1.0", "ODbL-1.0", "PDDL-1.0", "CDLA-Permissive-2.0", "CDLA-Permissive-1.0", "CDLA-Sharing-1.0",
               "Unlicense", "GPL-3.0-only", "GPL-2.0-only", "LGPL-3.0-only", "AGPL-3.0-only", "MPL-2.0", "OpenRAIL")
 _CANONICAL = {i.lower(): i for i in KNOWN_SPDX}
+# What an allow list may name: licenses that permit commercial use and derived works of the data (with
+# attribution or share-alike at most). Copyleft software licenses and use-restricted ones are not among them.
+OPEN = frozenset({"CC0-1.0", "CC-BY-4.0", "CC-BY-3.0", "CC-BY-2.0", "CC-BY-SA-4.0", "CC-BY-SA-3.0", "CC-BY-SA-2.0",
+                  "Apache-2.0", "MIT", "BSD-2-Clause", "BSD-3-Clause", "ODC-By-1.0", "ODbL-1.0", "PDDL-1.0",
+                  "CDLA-Permissive-1.0", "CDLA-Permissive-2.0", "CDLA-Sharing-1.0", "Unlicense"})
 # Hugging Face `license:` ids that are not their SPDX id lowercased
 _HF_ALIASES = {"odc-by": "ODC-By-1.0", "odbl": "ODbL-1.0", "pddl": "PDDL-1.0",
                "cdla-permissive-2.0": "CDLA-Permissive-2.0", "gpl-3.0": "GPL-3.0-only", "gpl-2.0": "GPL-2.0-only",
@@ -105,8 +110,9 @@ class SeedLicensePolicy(BaseModel):
             if _restriction(item):
                 raise ValueError(f"{item!r} can not be allowed: {_restriction(item)}")
             spdx = normalize_license(item) or item.strip()
-            if not re.fullmatch(r"[A-Za-z0-9.+-]+", spdx):
-                raise ValueError(f"{item!r} is not an SPDX license id")
+            if spdx not in OPEN:
+                raise ValueError(f"{item!r} is not one of the open licenses a seed may have here "
+                                 f"({', '.join(sorted(OPEN))})")
             if spdx.lower() not in {o.lower() for o in out}:
                 out.append(spdx)
         return tuple(out)

@@ -139,9 +139,10 @@ class Layout:
             if isinstance(c, (LLMTextColumn, LLMStructuredColumn, LLMJudgeColumn)):
                 fields += [(f"_{c.name}_model", pa.string()), (f"_{c.name}_provider", pa.string()),
                            (f"_{c.name}_request_id", pa.string())]
+        dropped = {c.name for c in spec.columns if isinstance(c, SeedDatasetColumn) and c.drop}
         for name in seed_columns:
-            kind = seed_schema.field(name).type if seed_schema is not None else pa.string()
-            fields.append((name, kind))
+            if name not in dropped:
+                fields.append((name, seed_schema.field(name).type if seed_schema is not None else pa.string()))
         for c in spec.columns:
             if c.drop or isinstance(c, SeedDatasetColumn):
                 continue
@@ -157,13 +158,41 @@ class Layout:
                 self.shapes[c.name] = shape
                 fields.append((c.name, shape.type))
         self.schema = pa.schema(fields)
+        self.types = {name: kind for name, kind in fields}
 
     def convert(self, name: str, value: Any) -> Any:
+        """The value in its column's Arrow type; ValueError when it cannot be (an integer past 64 bits, a value
+        of another kind): the row fails, the group is never half-written."""
         shape = self.shapes.get(name)
-        return shape.convert(value) if shape is not None else value
+        if shape is not None:
+            return shape.convert(value)
+        return scalar(self.types.get(name), value)
 
     def table(self, rows: list[dict[str, Any]]) -> pa.Table:
         return pa.Table.from_pylist(rows, schema=self.schema)
+
+
+def scalar(kind: pa.DataType | None, value: Any) -> Any:
+    if value is None or kind is None:
+        return value
+    if kind == pa.string():
+        return value if isinstance(value, str) else str(value)
+    if kind == pa.int64():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            raise ValueError(f"expected an integer, got {value!r:.40}")
+        value = int(value)
+        if not INT64[0] <= value <= INT64[1]:
+            raise ValueError("an integer past 64 bits")
+        return value
+    if kind == pa.float64():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"expected a number, got {value!r:.40}")
+        return float(value)
+    if kind == pa.bool_():
+        if not isinstance(value, bool):
+            raise ValueError(f"expected true or false, got {value!r:.40}")
+        return value
+    return value  # structs (person) and seed types: as drawn or read
 
 
 def parquet(table: pa.Table) -> bytes:

@@ -48,16 +48,36 @@ async def run(job: jobs.Job, store: LakeStore, client: GatewayClient,
     return await asyncio.to_thread(jobs.finish, job, store, stopped=stopped)
 
 
+MAX_LOCAL_JOBS = 2  # jobs running at once in one process (each up to spec.MAX_PARALLEL calls in flight)
+
+
 class LocalRunner:
-    """Jobs running in this process: at most one run of a job at a time, with its live progress."""
+    """Jobs running in this process: at most one run of a job at a time, MAX_LOCAL_JOBS in all, with their
+    live progress."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._engines: dict[str, Engine | None] = {}
+        self._cancelled: set[str] = set()
 
     def running(self, job_id: str) -> bool:
         with self._lock:
             return job_id in self._engines
+
+    def busy(self) -> bool:
+        with self._lock:
+            return len(self._engines) >= MAX_LOCAL_JOBS
+
+    def cancel(self, job_id: str) -> bool:
+        """Stop a job running here (its engine stops at the next attempt); False when it does not run here."""
+        with self._lock:
+            if job_id not in self._engines:
+                return False
+            self._cancelled.add(job_id)
+            engine = self._engines[job_id]
+        if engine is not None:
+            engine.cancel("cancelled")
+        return True
 
     def live(self, job_id: str) -> dict[str, Any] | None:
         """What the run in this process has made so far, groups not yet written included (a resumed job's earlier
@@ -80,6 +100,9 @@ class LocalRunner:
         def progress(engine: Engine) -> None:
             with self._lock:
                 self._engines[job.id] = engine
+                cancelled = job.id in self._cancelled
+            if cancelled:
+                engine.cancel("cancelled")
 
         def main() -> None:
             try:
@@ -89,6 +112,7 @@ class LocalRunner:
             finally:
                 with self._lock:
                     self._engines.pop(job.id, None)
+                    self._cancelled.discard(job.id)
 
         threading.Thread(target=main, name=f"synthetic-{job.id}", daemon=True).start()
         return True
@@ -106,7 +130,7 @@ def preview_in_thread(job: jobs.Job, base_url: str, key: str) -> dict[str, Any]:
         try:
             rows, failures = await engine.preview()
         except JobStopped as e:
-            rows, failures = [], []
+            rows, failures = [], [f for fs in engine.open_failures.values() for f in fs]
             stopped: str | None = str(e)
         else:
             stopped = None

@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import threading
 import uuid
 from datetime import datetime, timedelta, timezone
-from functools import lru_cache
 from typing import Any, Callable
 
 Sampler = Callable[[Any, random.Random, dict[str, Any]], Any]
@@ -98,11 +98,18 @@ _EDUCATION = ("less_than_9th", "9th_12th_no_diploma", "high_school", "some_colle
 _FIELDS = ("stem", "business", "education", "arts_humanities", "stem_related")
 
 
-@lru_cache(maxsize=16)
-def _faker(locale: str) -> Any:
-    from faker import Faker
+_fakers = threading.local()  # one Faker a locale and thread: it is reseeded for every cell
 
-    return Faker(locale)
+
+def _faker(locale: str) -> Any:
+    by_locale = getattr(_fakers, "by_locale", None)
+    if by_locale is None:
+        by_locale = _fakers.by_locale = {}
+    if locale not in by_locale:
+        from faker import Faker
+
+        by_locale[locale] = Faker(locale)
+    return by_locale[locale]
 
 
 def _person(p: Any, rng: random.Random, row: dict[str, Any]) -> dict[str, Any]:

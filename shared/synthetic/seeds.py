@@ -32,13 +32,27 @@ class SeedReader:
     """Reads a seed: `s3://bucket/key`, a key of the job store, or (CLI only) a local file. Jobs sent through the
     API never read the server's files: a management key must not be a way to read /proc/self/environ."""
 
-    def __init__(self, store: LakeStore | None, *, local_dir: Path | None = None) -> None:
-        self.store, self.local_dir = store, local_dir
+    def __init__(self, store: LakeStore | None, *, local_dir: Path | None = None, bucket: str | None = None) -> None:
+        """`bucket`: the one bucket an s3:// seed may name through the API (the data bucket); the CLI (with a
+        `local_dir`) reads any bucket its own credentials reach."""
+        self.store, self.local_dir, self.bucket = store, local_dir, bucket
 
     def _get(self, path: str) -> bytes:
         if path.startswith("s3://"):
             bucket, _, key = path[5:].partition("/")
-            return open_store(f"s3://{bucket}").get(key)
+            if self.local_dir is None and bucket != self.bucket:
+                raise BadRequestError(f"seed_config.source.path: through the API a seed is in the data bucket "
+                                      f"(s3://{self.bucket}/...)", metadata={"field": "seed_config.source.path"})
+            if not key:
+                raise BadRequestError("seed_config.source.path: an s3:// URI names an object",
+                                      metadata={"field": "seed_config.source.path"})
+            try:
+                return open_store(f"s3://{bucket}").get(key)
+            except (FileNotFoundError, BadRequestError):
+                raise
+            except Exception as e:  # noqa: BLE001 (a bucket that is not there, a name S3 refuses, no access)
+                raise BadRequestError(f"seed_config.source.path: {path[:200]!r} cannot be read "
+                                      f"({type(e).__name__})", metadata={"field": "seed_config.source.path"}) from None
         if self.local_dir is not None:
             return (self.local_dir / path).read_bytes()
         if path.startswith("/") or ".." in Path(path).parts or self.store is None:
@@ -54,7 +68,9 @@ class SeedReader:
             text = self._get(card).decode("utf-8", errors="replace")
         except (FileNotFoundError, OSError, BadRequestError):
             return None
-        return front_matter_license(text)
+        from shared.synthetic.licensing import card_license
+
+        return card_license(text)
 
     def read(self, config: SeedConfig) -> Seed:
         path = config.source.path
@@ -101,21 +117,3 @@ def _seed_table(path: str, data: bytes) -> pa.Table:
         raise BadRequestError(f"the seed {path!r} does not parse: {str(e)[:200]}",
                               metadata={"field": "seed_config.source.path"}) from None
     raise BadRequestError("a seed is .parquet, .csv or .jsonl", metadata={"field": "seed_config.source.path"})
-
-
-def front_matter_license(text: str) -> str | None:
-    import yaml
-
-    if not text.startswith("---"):
-        return None
-    end = text.find("\n---", 3)
-    if end < 0:
-        return None
-    try:
-        meta = yaml.safe_load(text[3:end])
-    except yaml.YAMLError:
-        return None
-    value = meta.get("license") if isinstance(meta, dict) else None
-    if isinstance(value, list) and len(value) == 1:
-        value = value[0]
-    return value if isinstance(value, str) else None

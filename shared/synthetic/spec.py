@@ -19,11 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from shared.errors import BadRequestError
 
-Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+# Names a template can read; a leading underscore is kept for the provenance columns (_job_id, _row, ...)
+Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
 MAX_RECORDS = 1_000_000
 MAX_BUFFER = 10_000  # rows a row group: a group's rows are in memory until it is written
 MAX_COLUMNS = 256
-MAX_PARALLEL = 256  # calls in flight for one model alias of one job (the gateway serves everyone else too)
+MAX_PARALLEL = 128  # calls in flight for one job, all its aliases together (the gateway serves everyone else too)
 
 
 class Spec(BaseModel):
@@ -52,11 +53,18 @@ class Distribution(Spec):
     @model_validator(mode="after")
     def _params(self) -> "Distribution":
         p = self.params
+
+        def numbers(value: Any, most: int) -> bool:
+            return isinstance(value, list) and 0 < len(value) <= most and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+
         if self.distribution_type == "uniform":
-            if not all(isinstance(p.get(k), (int, float)) for k in ("low", "high")) or p["low"] > p["high"]:
-                raise ValueError("a uniform distribution has numbers low <= high")
-        elif not isinstance(p.get("values"), list) or not p["values"]:
-            raise ValueError("a manual distribution has a list of values")
+            if set(p) != {"low", "high"} or not numbers([p["low"], p["high"]], 2) or p["low"] > p["high"]:
+                raise ValueError("a uniform distribution has params {low, high}, numbers, low <= high")
+        elif not set(p) <= {"values", "weights"} or not numbers(p.get("values"), 1000) or \
+                ("weights" in p and p["weights"] is not None and (not numbers(p["weights"], 1000)
+                                                                  or len(p["weights"]) != len(p["values"]))):
+            raise ValueError("a manual distribution has params {values, weights}: up to 1,000 numbers each")
         return self
 
     def draw(self, rng: Any) -> float:
@@ -233,8 +241,17 @@ class SamplerColumn(_Column):
         if self.sampler_type == "datetime":
             if "%" not in self.convert_to:
                 raise ValueError("a datetime's convert_to is a strftime format, e.g. '%Y-%m-%d'")
-        elif self.convert_to not in ("int", "float", "str"):
+            return self
+        if self.convert_to not in ("int", "float", "str"):
             raise ValueError("convert_to is int, float or str")
+        if self.convert_to != "str":
+            if self.sampler_type in ("uuid", "person_from_faker"):
+                raise ValueError(f"a {self.sampler_type} cannot be converted to {self.convert_to}")
+            values = (self.params.values if self.sampler_type == "category" else
+                      [v for vs in self.params.values.values() for v in vs] if self.sampler_type == "subcategory"
+                      else None)
+            if values is not None and not all(isinstance(v, (int, float)) for v in values):
+                raise ValueError(f"convert_to {self.convert_to} needs values that are all numbers")
         return self
 
     @model_validator(mode="before")
@@ -376,12 +393,12 @@ class LicensePolicy(Spec):
 
 
 class Budget(Spec):
-    """How hard the engine tries: each row may be attempted `max_attempts_per_row` times (a failed generation
+    """How hard the engine tries: each row may be attempted `max_attempts_per_row` times (default 10; a failed generation
     or a judge below its threshold is one attempt), and the job gives up once `max_failed_rows` attempts have
     failed in all (default: as many as the rows asked for, plus 10: at most about twice the calls). A job that gives up says so; it never returns fewer
     rows as if complete."""
 
-    max_attempts_per_row: Annotated[int, Field(ge=1, le=20)] = 3
+    max_attempts_per_row: Annotated[int, Field(ge=1, le=100)] = 10
     max_failed_rows: Annotated[int, Field(ge=0)] | None = None
     max_cost_usd: Annotated[float, Field(gt=0)] | None = None
 
@@ -415,6 +432,10 @@ class JobSpec(Spec):
         aliases = [m.alias for m in self.model_configs]
         if len(set(aliases)) != len(aliases):
             raise ValueError("a model alias is declared twice")
+        in_flight = sum(m.inference_parameters.max_parallel_requests for m in self.model_configs)
+        if in_flight > MAX_PARALLEL:
+            raise ValueError(f"max_parallel_requests add up to {in_flight} over the model aliases; a job may have "
+                             f"at most {MAX_PARALLEL} calls in flight")
         for c in self.columns:
             if isinstance(c, LLM_TYPES) and c.model_alias not in aliases:
                 raise ValueError(f"column {c.name!r} uses model alias {c.model_alias!r}, which model_configs "
@@ -458,11 +479,27 @@ def parse(data: Any) -> JobSpec:
                               metadata={"field": where, "problems": len(e.errors())}) from None
 
 
+class _NoAliases(yaml.SafeLoader):
+    """YAML without anchors and aliases: a spec has no use for them, and they make a small document expand
+    without bound (a "billion laughs")."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "a job spec may not use YAML aliases", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def yaml_data(text: str | bytes) -> Any:
+    """YAML as data, refusing aliases (yaml.YAMLError otherwise)."""
+    return yaml.load(text, Loader=_NoAliases)  # noqa: S506 (a SafeLoader)
+
+
 def load(path: str | Path) -> JobSpec:
     """A spec from a YAML or JSON file."""
     text = Path(path).read_text()
     try:
-        data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+        data = json.loads(text) if str(path).endswith(".json") else yaml_data(text)
     except (ValueError, yaml.YAMLError) as e:
         raise BadRequestError(f"{path}: not valid {'JSON' if str(path).endswith('.json') else 'YAML'}: {e}") from None
     return parse(data)

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Annotated, Any
 
@@ -53,18 +54,29 @@ def _gateway_url() -> str:
     return s.gateway_url or f"http://127.0.0.1:{os.environ.get('PORT', '8080')}/api/v1"
 
 
+MAX_SPEC_BYTES = 1024 * 1024  # a job spec; YAML is parsed in pure Python, so it is parsed off the event loop
+
+
 async def _body(request: Request) -> dict[str, Any]:
     raw = await request.body()
-    kind = request.headers.get("content-type", "")
-    try:
-        if "yaml" in kind:
-            import yaml
+    if len(raw) > MAX_SPEC_BYTES:
+        from shared.errors import PayloadTooLargeError
 
-            data = yaml.safe_load(raw)
-        else:
-            data = orjson.loads(raw or b"{}")
-    except Exception:  # noqa: BLE001 (any parse failure is the client's)
-        raise BadRequestError("The body is not valid JSON (or YAML with Content-Type: application/yaml)") from None
+        raise PayloadTooLargeError(f"A job spec is at most {MAX_SPEC_BYTES} bytes", metadata={"limit": MAX_SPEC_BYTES})
+    kind = request.headers.get("content-type", "")
+
+    def parse() -> Any:
+        if "yaml" in kind:
+            from shared.synthetic.spec import yaml_data
+
+            return yaml_data(raw)
+        return orjson.loads(raw or b"{}")
+
+    try:
+        data = await asyncio.to_thread(parse) if "yaml" in kind else parse()
+    except Exception as e:  # noqa: BLE001 (any parse failure is the client's)
+        raise BadRequestError("The body is not valid JSON (or YAML with Content-Type: application/yaml)"
+                              + (": a job spec may not use YAML aliases" if "aliases" in str(e) else "")) from None
     if not isinstance(data, dict):
         raise BadRequestError("The body is a JSON object")
     return data
@@ -108,7 +120,8 @@ def _spec_data(data: dict[str, Any], templates: Any) -> dict[str, Any]:
 
 def _prepare(spec: dict[str, Any], jobs: Any) -> Any:
     known = {m.id for m in gateway().catalog}
-    return jobs.prepare(spec, reader=jobs.SeedReader(_store()), known_models=known)
+    return jobs.prepare(spec, reader=jobs.SeedReader(_store(), bucket=gateway().settings.data_bucket),
+                        known_models=known)
 
 
 def _job_key(job_id: str, limit: float | None = None) -> str:
@@ -159,6 +172,12 @@ def _start_checked(job: Any, jobs: Any, runner: Any) -> tuple[int, dict[str, Any
     meta = outputs.get_json("metadata.json")
     if meta is not None and (meta["status"] == "completed" or runner.RUNNER.running(job.id)):
         return 200, jobs.status(store, job.id)  # the same job: nothing to do
+    if not gateway().settings.synthetic_queue_url and runner.RUNNER.busy():
+        from shared.errors import RateLimitedError
+
+        raise RateLimitedError(f"{runner.MAX_LOCAL_JOBS} synthetic jobs are running in this process; try again "
+                               "when one ends", metadata={"running": runner.MAX_LOCAL_JOBS},
+                               headers={"Retry-After": "30"})
     if meta is None:
         queue = gateway().settings.synthetic_queue_url
         outputs.put_json("config.json", jobs.config_document(job))
@@ -180,8 +199,10 @@ def _start_checked(job: Any, jobs: Any, runner: Any) -> tuple[int, dict[str, Any
     else:
         from shared.synthetic.client import GatewayClient
 
-        runner.RUNNER.start(job, store, lambda: GatewayClient(_gateway_url(), token, job.id),
-                            before_finish=lambda: _disable_key(job.id))
+        started = runner.RUNNER.start(job, store, lambda: GatewayClient(_gateway_url(), token, job.id),
+                                      before_finish=lambda: _disable_key(job.id))
+        if not started:
+            return 200, jobs.status(store, job.id)  # running here already
     return 202, jobs.status(store, job.id)
 
 
@@ -208,7 +229,7 @@ async def list_jobs(_: Annotated[ApiKey, Depends(management_key)]) -> dict:
         found = []
         for job_id in ids:
             try:
-                found.append(_with_live(jobs.status(store, job_id), runner))
+                found.append(_job_status(store, job_id, jobs, runner))
             except Exception:  # noqa: BLE001 (a job being written)
                 continue
         return sorted(found, key=lambda m: m["created_at"], reverse=True)
@@ -219,18 +240,19 @@ async def list_jobs(_: Annotated[ApiKey, Depends(management_key)]) -> dict:
 @router.get("/jobs/{job_id}", summary="A synthetic job's progress and outputs (management key)")
 async def get_job(job_id: str, _: Annotated[ApiKey, Depends(management_key)]) -> dict:
     jobs, runner, _ = _modules()
-    meta = await asyncio.to_thread(jobs.status, _store(), job_id)
-    return _with_live(meta, runner)
+    return await asyncio.to_thread(_job_status, _store(), job_id, jobs, runner)
 
 
-def _with_live(meta: dict[str, Any], runner: Any) -> dict[str, Any]:
-    """A local job's live progress; a local job that no process runs any more (the stack stopped mid-job) is
-    `interrupted`: submitting its spec again resumes it."""
-    live = runner.RUNNER.live(meta["job_id"])
+def _job_status(store: Any, job_id: str, jobs: Any, runner: Any) -> dict[str, Any]:
+    """A job's status with a local run's live progress. A local job that no process runs any more (the stack
+    stopped mid-job) is `interrupted`: submitting its spec again resumes it. Whether it runs is asked first,
+    so that a run ending meanwhile has written its end before the metadata is read."""
+    running = runner.RUNNER.running(job_id)
+    meta = jobs.status(store, job_id)
+    live = runner.RUNNER.live(job_id) if running else None
     if live:
         meta["live"] = live
-    elif meta["status"] in ("queued", "running") and meta.get("execution") == "local" \
-            and not runner.RUNNER.running(meta["job_id"]):
+    elif not running and meta["status"] in ("queued", "running") and meta.get("execution") == "local":
         meta["status"] = "interrupted"
     return meta
 
@@ -281,11 +303,41 @@ class ReviewRequest(BaseModel):
 
 @router.post("/jobs/{job_id}/review", summary="Set a job's human-review block (management key)")
 async def review_job(job_id: str, body: ReviewRequest, _: Annotated[ApiKey, Depends(management_key)]) -> dict:
-    jobs, _, _ = _modules()
+    jobs, runner, _ = _modules()
     if re.search(r"[\r\n\x00]", body.reviewer):
         raise BadRequestError("reviewer is one line", metadata={"field": "reviewer"})
-    return await asyncio.to_thread(jobs.review, _store(), job_id, reviewed=body.reviewed, reviewer=body.reviewer,
-                                   notes=body.notes)
+
+    def set_review() -> dict[str, Any]:
+        store = _store()
+        if _job_status(store, job_id, jobs, runner)["status"] in ("queued", "running"):
+            from shared.errors import ConflictError
+
+            raise ConflictError("A job is reviewed once it has ended", metadata={"job_id": job_id})
+        return jobs.review(store, job_id, reviewed=body.reviewed, reviewer=body.reviewer, notes=body.notes)
+
+    return await asyncio.to_thread(set_review)
+
+
+@router.post("/jobs/{job_id}/cancel", summary="Stop a running synthetic job (management key)")
+async def cancel_job(job_id: str, _: Annotated[ApiKey, Depends(management_key)]) -> dict:
+    """The job stops: calls in flight end, the groups written stay, the job ends `failed` with
+    `stopped_reason` "cancelled" (submitting its spec again resumes it). 409 for a job that has ended."""
+    jobs, runner, _ = _modules()
+
+    def cancel() -> dict[str, Any]:
+        store = _store()
+        meta = _job_status(store, job_id, jobs, runner)
+        if meta["status"] not in ("queued", "running"):
+            from shared.errors import ConflictError
+
+            raise ConflictError(f"The job has ended ({meta['status']})", metadata={"job_id": job_id})
+        if not runner.RUNNER.cancel(job_id):  # AWS: the workers see it before their next group
+            jobs.update_metadata(jobs.Outputs(store, job_id),
+                                 lambda m: m.update(status="failed", stopped_reason="cancelled",
+                                                    finished_at=jobs.now()))
+        return {"job_id": job_id, "cancelled": True}
+
+    return await asyncio.to_thread(cancel)
 
 
 @router.post("/preview", summary="Make a few rows of a spec, in memory (management key)")
@@ -294,15 +346,31 @@ async def preview(request: Request, _: Annotated[ApiKey, Depends(management_key)
     gateway (metered as the app switchyard-synthetic)."""
     jobs, runner, templates = _modules()
     data = await _body(request)
-    data.setdefault("num_records", 5)
     spec = _spec_data(data, templates)
-    if spec["num_records"] > jobs.PREVIEW_MAX:
-        raise BadRequestError(f"a preview is at most {jobs.PREVIEW_MAX} rows", metadata={"field": "num_records"})
-    spec["buffer_size"] = spec["num_records"]
-    job = await asyncio.to_thread(_prepare, spec, jobs)
-    token = await asyncio.to_thread(_job_key, "preview")
-    result = await asyncio.to_thread(runner.preview_in_thread, job, _gateway_url(), token)
-    return result
+    n = data.get("num_records")  # asked for; else the spec's own, at most 5
+    if n is None:
+        own = spec.get("num_records")
+        n = min(own, 5) if isinstance(own, int) and not isinstance(own, bool) and own >= 1 else 5
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= jobs.PREVIEW_MAX:
+        raise BadRequestError(f"a preview is 1 to {jobs.PREVIEW_MAX} rows", metadata={"field": "num_records"})
+    spec = {**spec, "num_records": n, "buffer_size": n}
+    if not _previews.acquire(blocking=False):
+        from shared.errors import RateLimitedError
+
+        raise RateLimitedError(f"{PREVIEWS_AT_ONCE} previews are running; try again shortly",
+                               headers={"Retry-After": "5"})
+    try:
+        job = await asyncio.to_thread(_prepare, spec, jobs)
+        token = await asyncio.to_thread(_job_key, "preview")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(_preview_pool, runner.preview_in_thread, job, _gateway_url(), token)
+    finally:
+        _previews.release()
+
+
+PREVIEWS_AT_ONCE = 2  # previews run on threads of their own, not the pool the other routes' storage calls share
+_previews = threading.BoundedSemaphore(PREVIEWS_AT_ONCE)
+_preview_pool = ThreadPoolExecutor(max_workers=PREVIEWS_AT_ONCE, thread_name_prefix="synthetic-preview")
 
 
 @router.get("/templates", summary="The built-in job templates")
