@@ -36,11 +36,12 @@ class Settings(BaseSettings):
     rankings_app_min_calls: Annotated[int, Field(ge=1)] = 10
 
     # Synthetic data (shared/synthetic/): the gateway URL jobs call (unset locally: this process's own PORT),
-    # the SQS queue of row groups (AWS; unset: jobs run in the process that accepted them), and the most rows
-    # a job may ask for.
+    # the SQS queue of row groups (AWS; unset: jobs run in the process that accepted them), the most rows
+    # a job may ask for, and the queue's maxReceiveCount (a row group's last try fails its job).
     gateway_url: str | None = None
     synthetic_queue_url: str | None = None
     synthetic_max_records: Annotated[int, Field(ge=1)] = 1_000_000
+    synthetic_max_receives: Annotated[int, Field(ge=1)] = 3
 
     # The key pepper: a literal (local stack, tests) or a Secrets Manager secret id (AWS).
     pepper: str | None = None

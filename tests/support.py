@@ -1,6 +1,8 @@
-"""Helpers shared by the adapter tests."""
+"""Helpers shared by the adapter tests, and an app served under uvicorn."""
 
 import asyncio
+import threading
+from http.client import HTTPConnection
 from pathlib import Path
 
 from shared.catalog import Catalog, load_catalog
@@ -56,3 +58,32 @@ def sse_frames(sent: list[bytes]) -> list[bytes]:
     """What a relay sent, as SSE frames (each `data: ...` or `: comment`, without its blank line): one write
     may carry several frames."""
     return [f for f in b"".join(sent).split(b"\n\n") if f]
+
+
+class Served:
+    """An app under uvicorn (httptools, as `make run`) on a loopback port, in a thread."""
+
+    def __init__(self, app) -> None:
+        import uvicorn
+
+        from infra.local import free_port
+
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, lifespan="off",
+                                                    http="httptools", log_level="critical", access_log=False))
+        self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve()), daemon=True)
+
+    def __enter__(self) -> "Served":
+        self.thread.start()
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            self.thread.join(0.01)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+    def connection(self) -> HTTPConnection:
+        return HTTPConnection("127.0.0.1", self.port, timeout=10)

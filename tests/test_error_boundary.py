@@ -6,42 +6,14 @@ from __future__ import annotations
 import asyncio
 import http.client
 import socket
-import threading
 from typing import Iterator
 
 import orjson
 import pytest
 
+from tests.support import Served
+
 CHAT = {"model": "sim/fast", "messages": [{"role": "user", "content": "hi"}]}
-
-
-class Served:
-    """An app under uvicorn (httptools, as `make run`) on a loopback port, in a thread."""
-
-    def __init__(self, app) -> None:
-        import uvicorn
-
-        from infra.local import free_port
-
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, lifespan="off",
-                                                    http="httptools", log_level="critical", access_log=False))
-        self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve()), daemon=True)
-
-    def __enter__(self) -> "Served":
-        self.thread.start()
-        while not self.server.started:
-            if not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            self.thread.join(0.01)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-    def connection(self) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from infra.template import bucket_names, gateway_environment, load, table_specs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,13 +52,23 @@ def test_the_gateway_environment_names_every_resource():
     assert {"KEYS_TABLE", "USAGE_TABLE", "COUNTERS_TABLE", "CATALOG_TABLE", "DATA_BUCKET"} <= set(env)
 
 
-def test_lambda_requirements_are_derived_from_the_lock():
+@pytest.mark.parametrize(("requirements", "extras"), [("requirements.txt", []), ("requirements-lake.txt", ["lake"]),
+                                                     ("requirements-synthetic.txt", ["synthetic"])])
+def test_lambda_requirements_are_derived_from_the_lock(requirements, extras):
     uv = os.environ.get("UV") or shutil.which("uv")
     assert uv, "uv is needed (make test provides it)"
-    exported = subprocess.run([uv, "export", "--frozen", "--no-dev", "--no-emit-project", "--no-hashes",
-                               "--format", "requirements-txt"], capture_output=True, text=True, cwd=ROOT, check=True)
+    exported = subprocess.run([uv, "export", "--frozen", "--no-dev", *(f"--extra={e}" for e in extras),
+                               "--no-emit-project", "--no-hashes", "--format", "requirements-txt"],
+                              capture_output=True, text=True, cwd=ROOT, check=True)
     body = lambda text: [l for l in text.splitlines() if l and not l.startswith("#")]  # noqa: E731
-    assert body(exported.stdout) == body((ROOT / "requirements.txt").read_text()), "run `make requirements`"
+    assert body(exported.stdout) == body((ROOT / requirements).read_text()), "run `make requirements`"
+
+
+def test_the_gateway_package_stays_lean_and_the_synthetic_one_has_no_duckdb():
+    names = lambda f: {l.split("==")[0] for l in (ROOT / f).read_text().splitlines() if "==" in l}  # noqa: E731
+    assert not {"pyarrow", "duckdb", "faker", "jinja2"} & names("requirements.txt")
+    assert {"pyarrow", "faker", "jinja2"} <= names("requirements-synthetic.txt")
+    assert "duckdb" not in names("requirements-synthetic.txt")  # 66 MB: past Lambda's 250 MB with pyarrow
 
 
 def test_every_function_has_a_makefile_build_and_the_lake_functions_take_the_lake_requirements():
@@ -70,7 +82,75 @@ def test_every_function_has_a_makefile_build_and_the_lake_functions_take_the_lak
     lake_line = next(line for line in makefile.splitlines() if "REQUIREMENTS = requirements-lake.txt" in line)
     for name in ("AnalyticsFunction", "UsageExportFunction", "LakeMaintenanceFunction", "RankingsFunction"):
         assert f"build-{name}" in lake_line
+    synthetic_line = next(line for line in makefile.splitlines() if "REQUIREMENTS = requirements-synthetic.txt" in line)
+    for name in ("SyntheticFunction", "SyntheticWorkerFunction"):
+        assert f"build-{name}" in synthetic_line
     stream = resources["UsageTable"]["Properties"]["StreamSpecification"]
     assert stream == {"StreamViewType": "NEW_IMAGE"}
     source = resources["UsageExportFunction"]["Properties"]["Events"]["UsageStream"]["Properties"]
     assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_synthetic_jobs_are_routed_to_their_function_and_fanned_out_through_a_queue():
+    from shared.config import Settings
+
+    resources, parameters = load()["Resources"], load()["Parameters"]
+    routes = resources["SyntheticFunction"]["Properties"]
+    assert routes["Handler"] == "functions.gateway.handler.handler"  # the same app, with the synthetic extra
+    assert {(e["Properties"]["Path"], e["Properties"]["Method"]) for e in routes["Events"].values()} == {
+        ("/api/v1/synthetic", "ANY"), ("/api/v1/synthetic/{proxy+}", "ANY")}
+    assert routes["Environment"]["Variables"]["SWITCHYARD_SYNTHETIC_QUEUE_URL"] == {"Ref": "SyntheticGroupQueue"}
+    assert {"Ref": "GatewayPolicy"} in routes["Policies"] and {"Ref": "SyntheticDataPolicy"} in routes["Policies"]
+    assert {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["SyntheticGroupQueue", "QueueName"]}}} \
+        in routes["Policies"]
+
+    worker = resources["SyntheticWorkerFunction"]["Properties"]
+    assert worker["Handler"] == "functions.synthetic.handler.handler" and worker["Timeout"] == 900
+    assert "SWITCHYARD_GATEWAY_URL" in worker["Environment"]["Variables"]
+    source = worker["Events"]["RowGroups"]
+    assert source["Type"] == "SQS" and source["Properties"]["Queue"] == {"Fn::GetAtt": ["SyntheticGroupQueue", "Arn"]}
+    assert source["Properties"]["BatchSize"] == 1
+    assert source["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert source["Properties"]["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "SyntheticWorkerConcurrency"}}
+    cap = parameters["SyntheticWorkerConcurrency"]
+    assert cap["Type"] == "Number" and cap["MinValue"] >= 2 and cap["MaxValue"] <= 1000  # what SQS sources accept
+
+    queue = resources["SyntheticGroupQueue"]["Properties"]
+    assert queue["VisibilityTimeout"] > worker["Timeout"]  # never handed to a second worker while one runs it
+    redrive = queue["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["SyntheticGroupFailures", "Arn"]}
+    # the worker knows which receive is the last (it fails the job then), and agrees with its default
+    assert int(worker["Environment"]["Variables"]["SWITCHYARD_SYNTHETIC_MAX_RECEIVES"]) == redrive["maxReceiveCount"] \
+        == Settings.model_fields["synthetic_max_receives"].default
+    for name in ("SyntheticGroupQueue", "SyntheticGroupFailures"):
+        assert resources[name]["Properties"]["SqsManagedSseEnabled"] is True
+    outputs = load()["Outputs"]
+    assert outputs["SyntheticQueueUrl"]["Value"] == {"Ref": "SyntheticGroupQueue"}
+
+    data = resources["SyntheticDataPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    written = next(s for s in data if "s3:PutObject" in s["Action"])
+    assert written["Resource"] == {"Fn::Sub": "${DataBucket.Arn}/synthetic/*"}  # outputs only, never the lake
+
+
+def test_no_function_behind_the_http_api_names_it():
+    """SAM writes each route's function into HttpApi's definition: a function behind it that named HttpApi too
+    would be a circular dependency, which cfn-lint (without the SAM transform) does not see."""
+    resources = load()["Resources"]
+
+    def names(value, name: str) -> bool:
+        if isinstance(value, dict):
+            if value.get("Ref") == name or (value.get("Fn::GetAtt") or [None])[0] == name:
+                return True
+            sub = value.get("Fn::Sub")
+            if isinstance(sub, str) and "${" + name in sub:
+                return True
+            return any(names(v, name) for v in value.values())
+        return isinstance(value, list) and any(names(v, name) for v in value)
+
+    for logical, resource in resources.items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        props = resource["Properties"]
+        behind = any(e.get("Type") == "HttpApi" for e in props.get("Events", {}).values())
+        if behind:
+            assert not names({k: v for k, v in props.items() if k != "Events"}, "HttpApi"), logical
