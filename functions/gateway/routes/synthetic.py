@@ -170,8 +170,10 @@ def _start_checked(job: Any, jobs: Any, runner: Any) -> tuple[int, dict[str, Any
     store = _store()
     outputs = jobs.Outputs(store, job.id)
     meta = outputs.get_json("metadata.json")
-    if meta is not None and (meta["status"] == "completed" or runner.RUNNER.running(job.id)):
-        return 200, jobs.status(store, job.id)  # the same job: nothing to do
+    queued = bool(gateway().settings.synthetic_queue_url)
+    if meta is not None and (meta["status"] == "completed" or runner.RUNNER.running(job.id)
+                             or (queued and meta["status"] in ("queued", "running"))):
+        return 200, jobs.status(store, job.id)  # the same job, made here or by the workers: nothing to do
     if not gateway().settings.synthetic_queue_url and runner.RUNNER.busy():
         from shared.errors import RateLimitedError
 
@@ -199,6 +201,7 @@ def _start_checked(job: Any, jobs: Any, runner: Any) -> tuple[int, dict[str, Any
     else:
         from shared.synthetic.client import GatewayClient
 
+        runner.mark_running(store, job.id)  # before the 202: a resumed job must not still read `failed`
         started = runner.RUNNER.start(job, store, lambda: GatewayClient(_gateway_url(), token, job.id),
                                       before_finish=lambda: _disable_key(job.id))
         if not started:
