@@ -125,6 +125,8 @@ async def in_process(n: int, out: Path, marks: tuple[int, ...] = ()) -> dict[str
 
 
 def main() -> None:
+    from shared.synthetic.client import run_loop
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cells", type=int, default=8000)
     parser.add_argument("--parallel", type=int, default=64)
@@ -142,12 +144,12 @@ def main() -> None:
         wait(f"http://127.0.0.1:{port}/health")
         key = (work / "state" / "dev-key").read_text().strip()
         url = f"http://127.0.0.1:{port}/api/v1"
-        asyncio.run(through_gateway(url, key, 500, args.parallel, work / "warm"))  # warm up both sides
-        gateway = asyncio.run(through_gateway(url, key, args.cells, args.parallel, work / "out"))
+        run_loop(through_gateway(url, key, 500, args.parallel, work / "warm"))  # warm up both sides
+        gateway = run_loop(through_gateway(url, key, args.cells, args.parallel, work / "out"))
     finally:
         gw.send_signal(2)
         gw.wait(timeout=30)
-    alone = asyncio.run(in_process(args.rows, work / "mem", marks=(10_000, 50_000, 100_000)))
+    alone = run_loop(in_process(args.rows, work / "mem", marks=(10_000, 50_000, 100_000)))
     report = {"through_gateway": gateway, "engine_alone": alone}
     print(json.dumps(report, indent=2))
     print(f"\n{gateway['cells_per_s']} LLM cells/s through the gateway at {args.parallel} parallel, 50 ms a call "

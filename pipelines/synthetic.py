@@ -16,7 +16,6 @@ progress bar; a job stopped by its failure budget exits with status 1 and says w
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -30,7 +29,7 @@ from prefect import flow, task
 from prefect.cache_policies import NONE
 
 from shared.synthetic import jobs, templates
-from shared.synthetic.client import GatewayClient
+from shared.synthetic.client import GatewayClient, run_loop
 from shared.synthetic.engine import Engine
 from shared.synthetic.spec import load, parse, unwrap
 
@@ -171,14 +170,14 @@ def _progress(job: jobs.Job) -> Any:
 def run(data: dict[str, Any], out: str, gateway: str, key: str, *, prefect: bool = True) -> dict[str, Any]:
     if prefect:
         os.environ["SWITCHYARD_API_KEY"] = key  # this process's own environment, read by the flow's task
-        return asyncio.run(synthetic_job(data, out, gateway))
+        return run_loop(synthetic_job(data, out, gateway))
     from shared.lake.store import open_store
     from shared.synthetic import runner
 
     store = open_store(out)
     job = jobs.prepare(data, reader=jobs.SeedReader(store, local_dir=Path.cwd()), known_models=known_models(gateway))
     _begin(job, store)
-    return asyncio.run(runner.run(job, store, GatewayClient(gateway, key, job.id), on_progress=_progress(job)))
+    return run_loop(runner.run(job, store, GatewayClient(gateway, key, job.id), on_progress=_progress(job)))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,7 +8,6 @@ first (a job seen finished has no key left)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from typing import Any
@@ -25,7 +24,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     from shared.keys.tokens import derived_key
     from shared.lake.store import open_store
     from shared.synthetic import fanout
-    from shared.synthetic.client import GatewayClient
+    from shared.synthetic.client import GatewayClient, run_loop
 
     s = get_settings()
     store = open_store(s.lake_uri or f"s3://{s.data_bucket}")
@@ -39,7 +38,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
             token, _ = derived_key(pepper(), f"synthetic-job|{job.id}")
             client = GatewayClient(s.gateway_url or "", token, job.id)
             seconds = context.get_remaining_time_in_millis() / 1000 - DEADLINE_MARGIN_SECONDS if context else None
-            asyncio.run(fanout.work(store, job, int(body["group"]), client, seconds,
+            run_loop(fanout.work(store, job, int(body["group"]), client, seconds,
                                     before_finish=lambda job_id=job.id: _disable_key(job_id)))
         except Exception as e:  # noqa: BLE001 (retried by SQS; its last try fails the job, then it is dead-lettered)
             log.exception("synthetic row group failed: %s", record.get("body", "")[:200])

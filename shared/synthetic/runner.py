@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from shared.lake.store import LakeStore
 from shared.synthetic import jobs
-from shared.synthetic.client import GatewayClient
+from shared.synthetic.client import GatewayClient, run_loop
 from shared.synthetic.engine import Engine, JobStopped
 
 log = logging.getLogger("switchyard.synthetic")
@@ -106,7 +106,7 @@ class LocalRunner:
 
         def main() -> None:
             try:
-                asyncio.run(run(job, store, client(), on_progress=progress, before_finish=before_finish))
+                run_loop(run(job, store, client(), on_progress=progress, before_finish=before_finish))
             except Exception:  # noqa: BLE001
                 log.exception("synthetic job %s could not be finished", job.id)
             finally:
@@ -140,4 +140,4 @@ def preview_in_thread(job: jobs.Job, base_url: str, key: str) -> dict[str, Any]:
                 "failures": jobs.to_jsonable(failures), "stopped_reason": stopped, "license": job.gate.to_dict(),
                 "usage": {m: vars(u) for m, u in engine.progress.usage.items()}}
 
-    return asyncio.run(main())
+    return run_loop(main())
