@@ -85,5 +85,10 @@ class Served:
         self.server.should_exit = True
         self.thread.join(10)
 
+    def idle(self) -> None:
+        """Wait until the server has finished every request it was given (its tasks end after the answer)."""
+        while self.server.server_state.tasks:
+            self.thread.join(0.01)
+
     def connection(self) -> HTTPConnection:
         return HTTPConnection("127.0.0.1", self.port, timeout=10)

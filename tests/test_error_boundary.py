@@ -1,9 +1,10 @@
 """Errors at the HTTP boundary under a real uvicorn: the documented shape, the generation id, and a
-keep-alive connection that stays usable after an unexpected error."""
+keep-alive connection that stays usable after an unexpected error; and what a request leaves behind."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import http.client
 import socket
 from typing import Iterator
@@ -68,6 +69,32 @@ def test_ids_differ_per_request(served):
         conn.request("GET", "/api/v1/nothing")
         seen.add(_error(conn.getresponse(), 404)["metadata"]["generation_id"])
     assert len(seen) == 3
+
+
+def test_a_request_is_freed_as_it_ends_not_left_to_the_garbage_collector(served, keys):
+    """No request leaves a reference cycle holding the server's request objects (a cycle per request once cost
+    a gen-0 collection every ~1,000 requests and the cache-warm reuse of their memory: ~18 % of a call's CPU)."""
+    from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+    headers = {"Authorization": f"Bearer {keys['dev']}", "Content-Type": "application/json"}
+    conn = served.connection()
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # what a collection finds unreachable is kept in gc.garbage, not freed
+    try:
+        for method, path, body in (("POST", "/api/v1/chat/completions", CHAT),
+                                   ("POST", "/api/v1/chat/completions", {**CHAT, "stream": True}),
+                                   ("POST", "/api/v1/chat/completions", {**CHAT, "model": "sim/down"}),
+                                   ("GET", "/test/bug", None), ("GET", "/api/v1/nothing", None)):
+            conn.request(method, path, body=orjson.dumps(body) if body else None, headers=headers)
+            conn.getresponse().read()
+        served.idle()
+        gc.collect()  # the connection is still open: a closed one's transport is a cycle of uvloop's own
+        cycles = [o for o in gc.garbage if isinstance(o, RequestResponseCycle)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        conn.close()
+    assert cycles == []
 
 
 def test_a_failed_chat_call_can_be_looked_up_by_the_id_of_its_error(client, keys, gateway):

@@ -287,3 +287,29 @@ def test_the_meter_writes_to_whatever_usage_store_it_is_given():
     for i in range(3):
         meter.record(event(i))
     assert meter.flush() == 3 and meter.backlog == 0 and sorted(store.records) == ["gen-0", "gen-1", "gen-2"]
+
+
+def test_a_prompt_fingerprint_is_a_keyed_hmac_of_the_roles_and_texts_only():
+    """HMAC-SHA256 under HMAC(pepper, label) of `role 0x1f text 0x1e` per message, 128 bits: the rankings
+    compare fingerprints across days and releases, so the construction must not drift."""
+    import hashlib
+    import hmac
+
+    from shared.chat.schema import parse_chat_request
+    from shared.metering.fingerprint import PromptFingerprint
+
+    def chat(messages: str) -> object:
+        return parse_chat_request(('{"model": "sim/fast", "messages": %s}' % messages).encode())
+
+    fingerprint = PromptFingerprint(lambda: b"a pepper")
+    key = hmac.new(b"a pepper", b"switchyard usage: prompt fingerprint v1", hashlib.sha256).digest()
+    expected = hmac.new(key, "system\x1fbe brief\x1euser\x1fa\nb\u00e9\x1e".encode(), hashlib.sha256).hexdigest()[:32]
+    parts = '[{"role": "system", "content": "be brief"}, {"role": "user", "name": "x", "content": [' \
+            '{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {"url": "https://e.com/i.png"}}, ' \
+            '{"type": "text", "text": "b\u00e9"}]}]'
+    assert fingerprint(chat(parts)) == expected
+    assert fingerprint(chat(parts)) == PromptFingerprint(lambda: b"a pepper")(chat(parts))  # keyed once, reused
+    assert fingerprint(chat(parts.replace('"system"', '"developer"'))) != expected
+    assert PromptFingerprint(lambda: b"another")(chat(parts)) != expected
+    assert fingerprint.of_texts([("user", "a\ud800")]) == hmac.new(key, "user\x1fa\ud800\x1e".encode(
+        "utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:32]

