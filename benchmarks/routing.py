@@ -67,7 +67,7 @@ def decision(rules: int = 100, n: int = 5_000) -> dict[str, float]:
             requests = [parse_chat_request(body) for _ in range(n)]  # fresh: nothing cached on them between runs
             start = time.perf_counter()
             for r in requests:
-                Plan(service, r, ctx).first()
+                Plan(service.routing, r, ctx).first()
             samples.append((time.perf_counter() - start) / n * 1e6)
         out[f"plan: {label} (µs)"] = round(statistics.median(samples), 2)
     return out

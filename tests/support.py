@@ -92,3 +92,19 @@ class Served:
 
     def connection(self) -> HTTPConnection:
         return HTTPConnection("127.0.0.1", self.port, timeout=10)
+
+
+def api(base_url: str, method: str, path: str, key: str, body=None, timeout: float = 120) -> tuple[int, dict]:
+    """One JSON call to the gateway's API with a key: its status and body (an error's documented body too)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(base_url + path, data=data, method=method,
+                                     headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())

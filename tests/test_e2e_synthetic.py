@@ -12,18 +12,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from tests.support import api
+
 pytestmark = pytest.mark.e2e
 
 
 def call(stack, method: str, path: str, key: str, body=None) -> tuple[int, dict]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"{stack.url}{path}", data=data, method=method,
-                                     headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=120) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+    return api(stack.url, method, path, key, body)
 
 
 @pytest.fixture(scope="module")

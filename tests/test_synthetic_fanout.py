@@ -7,15 +7,13 @@ from __future__ import annotations
 import copy
 import json
 import threading
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from infra.template import load
-from tests.support import Served
+from tests.support import Served, api
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENT = json.loads((ROOT / "tests/events/sqs_receive.json").read_text())["Records"][0]
@@ -67,14 +65,7 @@ class Stack:
         return f"http://127.0.0.1:{self.served.port}"
 
     def call(self, method: str, path: str, key: str, body=None) -> tuple[int, dict]:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.url + path, data=data, method=method,
-                                         headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=60) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read())
+        return api(self.url, method, path, key, body, timeout=60)
 
     def receive(self) -> list[dict]:
         """Every message now visible, as the records of the event Lambda's SQS poller sends (one each)."""
