@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     catalog_api_allow_private: bool = False
     vendor_secret_prefix: str = "switchyard/vendors/"
 
+    # Proxies in front of the gateway (comma-separated CIDRs) whose X-Forwarded-For names the client; unset:
+    # the client is the socket's peer, or API Gateway's sourceIp on Lambda, and no header is believed.
+    trusted_proxies: str | None = None
     max_body_bytes: Annotated[int, Field(gt=0)] = 6 * 1024 * 1024  # Lambda's synchronous payload limit
     key_cache_seconds: Annotated[float, Field(ge=0, le=60)] = 10.0  # the documented revocation delay
     keepalive_seconds: Annotated[float, Field(gt=0)] = 5.0  # SSE comment while the upstream is silent

@@ -3,12 +3,13 @@ contract of its DynamoDB implementation, checked by tests that run against both.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Any
 
 from shared.catalog.schema import CatalogFile, ModelConfig, ProviderConfig
 from shared.errors import NotFoundError
-from shared.keys.store import ApiKey, now_iso
+from shared.keys.store import SETTABLE, ApiKey, now_iso
 from shared.keys.tokens import KeyKind, ParsedKey, label, new_key, secret_hash
 from shared.metering.events import UsageEvent
 from shared.routing.policy import RoutePolicy
@@ -24,14 +25,17 @@ class MemoryKeyStore:
     def pepper(self) -> bytes:
         return self._pepper
 
-    def create(self, name: str, *, kind: KeyKind = "inference", limit: float | None = None,
-               tags: tuple[str, ...] = (), token: tuple[str, ParsedKey] | None = None) -> tuple[str, ApiKey]:
+    def create(self, name: str, *, kind: KeyKind = "inference", token: tuple[str, ParsedKey] | None = None,
+               **settings: Any) -> tuple[str, ApiKey]:
+        unknown = set(settings) - set(SETTABLE) - {"created_by"}
+        if unknown:
+            raise TypeError(f"unknown key settings: {sorted(unknown)}")
         token, parts = token or new_key(kind)
         if parts.key_id in self.keys:
             raise FileExistsError(parts.key_id)
         key = ApiKey(key_id=parts.key_id, kind=kind, name=name, label=label(token),
-                     secret_hash=secret_hash(self._pepper, parts.secret), limit=limit, created_at=now_iso(),
-                     tags=tags)
+                     secret_hash=secret_hash(self._pepper, parts.secret), created_at=now_iso(),
+                     **{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
         self.keys[key.key_id] = key
         return token, replace(key)
 
@@ -43,24 +47,34 @@ class MemoryKeyStore:
         keys = [replace(k) for k in self.keys.values() if k.kind == kind]
         return sorted(keys, key=lambda k: k.created_at, reverse=True)
 
-    def update(self, key_id: str, *, name: str | None = None, disabled: bool | None = None,
-               limit: float | None = None, clear_limit: bool = False,
-               tags: tuple[str, ...] | None = None) -> ApiKey:
-        key = self._managed(key_id)
-        changes = {"name": name, "disabled": disabled, "limit": limit, "tags": tags}
-        key = replace(key, updated_at=now_iso(), **{k: v for k, v in changes.items() if v is not None})
-        if limit is None and clear_limit:
-            key.limit = None
+    def update(self, key_id: str, *, kind: KeyKind = "inference", **changes: Any) -> ApiKey:
+        unknown = set(changes) - set(SETTABLE)
+        if unknown:
+            raise TypeError(f"unknown key settings: {sorted(unknown)}")
+        key = self._managed(key_id, kind)
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()
+                  if not (v is None and k in ("name", "disabled", "zero_log"))}
+        key = replace(key, updated_at=now_iso(), **fields)
         self.keys[key_id] = key
         return replace(key)
 
-    def delete(self, key_id: str) -> None:
-        self._managed(key_id)
+    def rotate(self, key_id: str, *, grace_seconds: float, kind: KeyKind = "inference") -> tuple[str, ApiKey]:
+        key = self._managed(key_id, kind)
+        token, parts = new_key(kind, key_id=key_id)
+        grace = grace_seconds > 0
+        key = replace(key, secret_hash=secret_hash(self._pepper, parts.secret), label=label(token),
+                      updated_at=now_iso(), previous_secret_hash=key.secret_hash if grace else None,
+                      previous_valid_until=round(time.time() + grace_seconds, 3) if grace else None)
+        self.keys[key_id] = key
+        return token, replace(key)
+
+    def delete(self, key_id: str, *, kind: KeyKind = "inference") -> None:
+        self._managed(key_id, kind)
         del self.keys[key_id]
 
-    def _managed(self, key_id: str) -> ApiKey:
+    def _managed(self, key_id: str, kind: KeyKind = "inference") -> ApiKey:
         key = self.keys.get(key_id)
-        if key is None or key.kind != "inference":
+        if key is None or key.kind != kind:
             raise NotFoundError(f"No key {key_id!r}", metadata={"hash": key_id})
         return key
 

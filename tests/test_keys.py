@@ -86,7 +86,7 @@ def test_revocation_takes_effect_after_the_cache_ttl(store):
 
 def test_update_and_delete(store):
     _, key = store.create("app", limit=3)
-    updated = store.update(key.key_id, name="renamed", clear_limit=True)
+    updated = store.update(key.key_id, name="renamed", limit=None)
     assert updated.name == "renamed" and updated.limit is None and updated.updated_at
     store.delete(key.key_id)
     assert store.get(key.key_id) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from contextlib import asynccontextmanager
@@ -15,12 +16,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from functions.gateway.deps import CORS_ORIGIN
 from functions.gateway.event_stream import SERVER_SEND
 from functions.gateway.routes import (analytics, catalog, chat, generation, health, keys, models, policies,
                                      rankings, synthetic)
 from functions.gateway.state import gateway
 from shared.chat.service import new_request_id
-from shared.errors import BadRequestError, PayloadTooLargeError, SwitchyardError
+from shared.errors import BadRequestError, ForbiddenError, PayloadTooLargeError, SwitchyardError
+from shared.keys.restrictions import origin_of
 from shared.providers import http
 
 log = logging.getLogger("switchyard.gateway")
@@ -60,12 +63,18 @@ class RequestBoundary:
             nonlocal sent
             if message["type"] == "http.response.start":
                 sent = 1
+                origin = state.get(CORS_ORIGIN)
+                if origin is not None:  # a key that allows this origin answered (functions/gateway/deps.py)
+                    message["headers"] = [*message.get("headers", ()), *cors_headers(origin)]
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
                 sent = 2
             await send(message)
 
         try:
-            await self.app(scope, receive, tracked)
+            if scope["method"] == "OPTIONS" and scope["path"].startswith("/api/"):
+                await preflight(scope, receive, tracked)
+            else:
+                await self.app(scope, receive, tracked)
         except Exception:
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             if sent == 0:
@@ -77,6 +86,49 @@ class RequestBoundary:
             # scope: left in the scope, it makes every request a reference cycle, freed by the garbage collector
             # instead of as it ends (a gen-0 collection every ~1,000 requests: ~18 µs a request on the bench).
             state.pop(SERVER_SEND, None)
+
+
+_EXPOSED = b"X-Generation-Id, Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset"
+_ALLOWED_HEADERS = frozenset(("authorization", "content-type", "http-referer", "x-title", "x-openrouter-title",
+                              "x-openrouter-categories", "accept", "x-stainless-lang", "x-stainless-package-version",
+                              "x-stainless-os", "x-stainless-arch", "x-stainless-runtime",
+                              "x-stainless-runtime-version", "x-stainless-retry-count", "x-stainless-timeout",
+                              "x-stainless-async", "openai-organization", "openai-project", "user-agent"))
+
+
+def cors_headers(origin: str) -> list[tuple[bytes, bytes]]:
+    return [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin"),
+            (b"access-control-expose-headers", _EXPOSED)]
+
+
+async def preflight(scope: Scope, receive: Receive, send: Send) -> None:
+    """A browser's CORS preflight. It carries no key, so it is answered for an origin that some key allows
+    (`allowed_origins`); the call that follows is checked against its own key, and only a key that allows the
+    origin gets `Access-Control-Allow-Origin` on its answer. Any other origin: 403, with no CORS headers."""
+    headers = {n: v.decode("latin-1") for n, v in scope["headers"]
+               if n in (b"origin", b"access-control-request-method", b"access-control-request-headers")}
+    origin = origin_of(headers.get(b"origin"))
+    method = headers.get(b"access-control-request-method", "").upper()
+    if origin is None or not method:
+        error = BadRequestError("Not a CORS preflight: OPTIONS needs Origin and Access-Control-Request-Method",
+                                metadata={"reason": "not_a_preflight"})
+        return await error_response(error, scope)(scope, receive, send)
+    try:
+        known = await asyncio.to_thread(gateway().origins.allowed, origin)
+    except SwitchyardError as e:
+        return await error_response(e, scope)(scope, receive, send)
+    if not known:
+        error = ForbiddenError(f"No key allows calls from origin {origin}",
+                               metadata={"reason": "origin_not_allowed", "origin": origin})
+        return await error_response(error, scope)(scope, receive, send)
+    asked = [h.strip().lower() for h in headers.get(b"access-control-request-headers", "").split(",") if h.strip()]
+    allowed = [h for h in asked if h in _ALLOWED_HEADERS]
+    response = Response(status_code=204, headers={
+        "Access-Control-Allow-Origin": origin, "Vary": "Origin",
+        "Access-Control-Allow-Methods": "GET, POST, PATCH, DELETE, OPTIONS",
+        "Access-Control-Allow-Headers": ", ".join(allowed or ["authorization", "content-type"]),
+        "Access-Control-Max-Age": "600", "X-Generation-Id": scope["state"][GENERATION_ID]})
+    await response(scope, receive, send)
 
 
 class BodyLimit:

@@ -1,23 +1,82 @@
-"""Request dependencies: the caller's key."""
+"""Request dependencies: the caller's key, its address, and the key's per-request restrictions."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import Request
 
 from functions.gateway.state import gateway
+from shared.errors import ForbiddenError
 from shared.keys import ApiKey
+from shared.keys import restrictions as r
+
+CORS_ORIGIN = "cors_origin"  # scope["state"] key: the origin a key allowed, answered by the Cors middleware
+
+
+def client_address(scope: dict[str, Any]) -> str | None:
+    """The caller's address: the socket's peer (under Mangum: API Gateway's `sourceIp`). Only when that peer is
+    a configured trusted proxy (SWITCHYARD_TRUSTED_PROXIES) is X-Forwarded-For read, from the right, up to the
+    first address that is not itself a trusted proxy."""
+    client = scope.get("client")
+    address = client[0] if client else None
+    trusted = gateway().trusted_proxies
+    if not trusted or not address or not r.ip_allowed(trusted, address):
+        return address
+    forwarded = [v.decode("latin-1") for n, v in scope["headers"] if n == b"x-forwarded-for"]
+    hops = [h.strip() for line in forwarded for h in line.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not r.ip_allowed(trusted, hop):
+            return hop
+    return hops[0] if hops else address
 
 
 async def inference_key(request: Request) -> ApiKey:
-    return await gateway().auth.authenticate(request.headers.get("authorization"), kind="inference")
+    key = await gateway().auth.authenticate(request.headers.get("authorization"), kind="inference",
+                                            source=client_address(request.scope))
+    if key.allowed_ips is not None or key.allowed_origins is not None:
+        admit(key, request.scope)
+    return key
 
 
 async def management_key(request: Request) -> ApiKey:
-    return await gateway().auth.authenticate(request.headers.get("authorization"), kind="management")
+    key = await gateway().auth.authenticate(request.headers.get("authorization"), kind="management",
+                                            source=client_address(request.scope))
+    if key.allowed_ips is not None:
+        admit(key, request.scope)
+    return key
 
 
 async def any_key(request: Request) -> ApiKey:
-    """Either kind (for `GET /key`): management keys are tried when the token says so."""
+    """Either kind (for `GET /key`): management keys are tried when the token says so. A key's own usage is
+    readable from anywhere its secret is (no address or origin check: it reveals nothing the secret does not)."""
     header = request.headers.get("authorization") or ""
     kind = "management" if "sk-sy-mgmt-" in header else "inference"
-    return await gateway().auth.authenticate(header, kind=kind)
+    return await gateway().auth.authenticate(header, kind=kind, source=client_address(request.scope))
+
+
+def admit(key: ApiKey, scope: dict[str, Any]) -> None:
+    """The key's address and origin restrictions, or the 403 that names which one refused."""
+    if key.allowed_ips is not None:
+        address = client_address(scope)
+        if not r.ip_allowed(key.allowed_ips, address):
+            raise ForbiddenError(f"This key may not be used from {address or 'an unknown address'}",
+                                 metadata={"reason": "ip_not_allowed", "client_ip": address})
+    if key.allowed_origins is not None:
+        headers = dict(_headers(scope, (b"origin", b"referer", b"http-referer")))
+        found = r.origin_of(headers.get(b"origin")) or r.origin_of(headers.get(b"http-referer")
+                                                                  or headers.get(b"referer"))
+        if not r.origin_allowed(key.allowed_origins, found):
+            raise ForbiddenError(f"This key may not be used from origin {found}" if found else
+                                 "This key only answers calls from its allowed origins; the call named none "
+                                 "(Origin or Referer)", metadata={"reason": "origin_not_allowed", "origin": found})
+        if b"origin" in headers:
+            scope["state"][CORS_ORIGIN] = found
+
+
+def _headers(scope: dict[str, Any], names: tuple[bytes, ...]) -> list[tuple[bytes, str]]:
+    found: dict[bytes, str] = {}
+    for name, value in scope["headers"]:
+        if name in names and name not in found:
+            found[name] = value.decode("latin-1")
+    return list(found.items())

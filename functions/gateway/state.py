@@ -16,6 +16,8 @@ from shared.catalog.store import DynamoCatalogStore
 from shared.chat.service import ChatService
 from shared.config import Settings, get_settings
 from shared.keys import Authenticator, DynamoKeyStore, KeyStore
+from shared.keys.origins import OriginIndex
+from shared.keys.restrictions import network
 from shared.keys.spend import SpendGuard
 from shared.metering import DeadLetters, DynamoUsageStore, Meter, UsageStore
 from shared.metering.fingerprint import PromptFingerprint
@@ -32,6 +34,8 @@ class Gateway:
     meter: Meter
     endpoint_stats: EndpointStats
     chat: ChatService
+    origins: OriginIndex  # what a CORS preflight is answered from
+    trusted_proxies: tuple[str, ...]  # CIDRs whose X-Forwarded-For is believed (functions/gateway/deps.py)
 
     @property
     def catalog(self) -> Catalog:
@@ -45,10 +49,13 @@ def gateway() -> Gateway:
     # A hold older than any call can last (plus time to meter it) belongs to a call that died unsettled.
     spend = SpendGuard(settings.counters_table, stale_after=settings.total_timeout_seconds + 300)
     keys = DynamoKeyStore(settings.keys_table, settings.counters_table, pepper, spend)
+    keys.origins.ttl = settings.key_cache_seconds
     auth = Authenticator(keys, ttl=settings.key_cache_seconds)
     usage = DynamoUsageStore(settings.usage_table, settings.counters_table, settings.usage_retention_days)
     meter = Meter(usage, interval=settings.meter_flush_seconds,
                   dead_letters=DeadLetters(settings.counters_table, settings.usage_retention_days),
                   on_record=lambda e: auth.add_spend(e.key_id, e.cost))
+    proxies = tuple(network(p) for p in (settings.trusted_proxies or "").split(",") if p.strip())
     return Gateway(settings, catalogs, keys, auth, usage, meter, EndpointStats(usage),
-                   ChatService(catalogs, meter, settings, spend, fingerprint=PromptFingerprint(pepper)))
+                   ChatService(catalogs, meter, settings, spend, fingerprint=PromptFingerprint(pepper)),
+                   keys.origins, proxies)

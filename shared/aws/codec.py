@@ -46,6 +46,8 @@ def attr(value: Any) -> dict[str, Any] | None:
         return {"L": [a for v in value if (a := attr(v)) is not None]}
     if isinstance(value, (bytes, bytearray)):
         return {"B": bytes(value)}
+    if isinstance(value, (set, frozenset)) and value and all(isinstance(v, str) for v in value):
+        return {"SS": sorted(value)}  # a string set (DynamoDB has no empty sets)
     raise TypeError(f"no DynamoDB attribute for {type(value).__name__}")
 
 

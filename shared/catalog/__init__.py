@@ -148,6 +148,13 @@ class Catalog:
             raise ModelNotFoundError(f"Model {model_id!r} is not in the catalog",
                                      metadata={"model": model_id[:200]}) from None
 
+    def canonical_id(self, model_id: str) -> str | None:
+        """The catalog id a requested id names (`base:variant` names its base), or None when it names none."""
+        model = self._models.get(model_id)
+        if model is None and ":" in model_id:
+            model = self._models.get(model_id.rpartition(":")[0])
+        return None if model is None else model.id
+
     def __iter__(self):
         return iter(self._models.values())
 

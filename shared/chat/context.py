@@ -24,7 +24,11 @@ class CallContext:
     client_ip: str | None = None
     user_agent: str | None = None
     limit: float | None = None  # the key's spend limit (USD); None: unlimited, and no hold is made
-    usage: float = 0.0  # the key's spend as last read
+    usage: float = 0.0  # the key's spend the limit applies to, as last read
+    limit_period: str = "total"  # the counter row the limit applies to (shared/keys/counters.py)
+    allowed_models: tuple[str, ...] | None = None  # the key's model allowlist (shared/keys/restrictions.py)
+    residency: tuple[str, ...] | None = None  # regions the call may be served from
+    zero_log: bool = False  # the usage record keeps no IP, user agent, app or fingerprint
     prompt_bounds: dict[str, int] | None = None  # a limited key's prompt bound per tokenizer, computed once each
     created: float = field(default_factory=time.time)
     started: float = field(default_factory=time.perf_counter)

@@ -24,6 +24,10 @@ def started(ctx: CallContext, request: ChatRequest | None, *, streamed: bool,
     """The call's usage record, named after the requested model until a candidate is tried (`label`)."""
     ids = request.model_ids if request is not None else None
     model_id = ids[0] if ids else ""
+    if ctx.zero_log:  # tokens, cost, model, status and timing only: nothing that says who called or what
+        return UsageEvent(id=ctx.request_id, key_id=ctx.key_id, created_at=ctx.created, model=model_id,
+                          lab=model_id.split("/", 1)[0] if "/" in model_id else "",
+                          request_model=model_id or None, streamed=streamed)
     return UsageEvent(
         prompt_fingerprint=fingerprint(request) if fingerprint is not None and request is not None else None,
         id=ctx.request_id, key_id=ctx.key_id, created_at=ctx.created, model=model_id,

@@ -112,13 +112,16 @@ class ChatService:
             return b.request
         assert self.spend is not None, "a limited key needs the spend guard"
         try:
-            self.spend.hold(ctx.key_id, ctx.limit, ctx.request_id, b.worst_case, already=held, usage=ctx.usage)
+            self.spend.hold(ctx.key_id, ctx.limit, ctx.request_id, b.worst_case, already=held, usage=ctx.usage,
+                            period=ctx.limit_period)
         except InsufficientCreditsError as e:
             tokens = affordable_tokens(route.endpoint, b.prompt_tokens, e.metadata["limit_remaining"], request.n)
             e.message += f". You requested up to {b.max_tokens} tokens, but can only afford {tokens}"
             e.metadata.update(max_tokens=b.max_tokens, affordable_tokens=tokens, model=route.model.id)
             raise
         event.reserved = b.worst_case
+        if ctx.limit_period != "total":
+            event.reserved_on = ctx.limit_period
         return b.request
 
     async def _attempt(self, plan: Plan, route: Route, request: ChatRequest):

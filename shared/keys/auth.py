@@ -1,13 +1,16 @@
-"""Authentication: a bearer token → its `ApiKey`, with a short in-process cache (the revocation delay)."""
+"""Authentication: a bearer token → its `ApiKey`, with a short in-process cache (the revocation delay), the
+rotation grace, expiry, and a throttle on sources that keep failing."""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import math
 import time
-from typing import Protocol
+from typing import Callable, Protocol
 
-from shared.errors import AuthenticationError, ForbiddenError
+from shared.errors import AuthenticationError, ForbiddenError, RateLimitedError
+from shared.keys.restrictions import epoch
 from shared.keys.store import ApiKey
 from shared.keys.tokens import KeyKind, ParsedKey, parse_key, secret_hash
 
@@ -21,23 +24,75 @@ class KeyLookup(Protocol):
 
 
 _UNAUTHORISED = "Missing or invalid API key"
+_RELOAD_EVERY = 1.0  # seconds: a secret the cached key does not know reloads it at most this often (rotation)
+
+
+class FailedAuthThrottle:
+    """Sources (client addresses) that sent `most` failed authentications within `window` seconds are refused
+    with 429 until the window ends, without a lookup. In-process: each gateway process (or Lambda instance)
+    counts its own; the per-source state is bounded (`max_sources`, oldest windows dropped first)."""
+
+    def __init__(self, *, most: int = 20, window: float = 60.0, max_sources: int = 100_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.most, self.window, self.max_sources, self.clock = most, window, max_sources, clock
+        self._failures: dict[str, list[float]] = {}  # source -> [window start, failures]
+
+    def check(self, source: str | None) -> None:
+        entry = self._failures.get(source) if source else None
+        if entry is None or entry[1] < self.most:
+            return
+        wait = entry[0] + self.window - self.clock()
+        if wait <= 0:
+            del self._failures[source]
+            return
+        raise RateLimitedError("Too many failed authentications from this address; try again later",
+                               metadata={"reason": "auth_throttled", "retry_after": math.ceil(wait)},
+                               headers={"Retry-After": str(math.ceil(wait))})
+
+    def failed(self, source: str | None) -> None:
+        if not source:
+            return
+        now = self.clock()
+        entry = self._failures.get(source)
+        if entry is None or entry[0] + self.window <= now:
+            if entry is None and len(self._failures) >= self.max_sources:
+                for old in list(self._failures)[: self.max_sources // 10]:  # dicts keep insertion order
+                    del self._failures[old]
+            self._failures[source] = [now, 1]
+        else:
+            entry[1] += 1
 
 
 class Authenticator:
-    """Bearer token → ApiKey. Lookups are cached for `ttl` seconds: that is the revocation delay."""
+    """Bearer token → ApiKey. Lookups are cached for `ttl` seconds: that is the revocation delay. A secret the
+    cached key does not match reloads it (at most once a second a key), so a rotated key's new secret works at
+    once on every process; its old secret is accepted until the rotation's grace ends (checked on each call)."""
 
-    def __init__(self, store: KeyLookup, *, ttl: float) -> None:
+    def __init__(self, store: KeyLookup, *, ttl: float, throttle: FailedAuthThrottle | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.ttl = ttl
+        self.throttle = throttle or FailedAuthThrottle()
+        self.clock = clock  # wall clock: expiry and rotation grace are instants
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
         self._loading: dict[str, asyncio.Future[ApiKey | None]] = {}
+        self._reloaded: dict[str, float] = {}
 
-    async def authenticate(self, authorization: str | None, *, kind: KeyKind) -> ApiKey:
-        parsed = _bearer(authorization)
-        entry = self._cache.get(parsed.key_id)
-        if entry is None or entry[0] < time.monotonic():
-            return self._check(await self._load(parsed.key_id), parsed, kind)
-        return self._check(entry[1], parsed, kind)
+    async def authenticate(self, authorization: str | None, *, kind: KeyKind, source: str | None = None) -> ApiKey:
+        """The caller's key, or the error; `source` (the client address) is throttled after failed attempts."""
+        self.throttle.check(source)
+        try:
+            parsed = _bearer(authorization)
+            entry = self._cache.get(parsed.key_id)
+            if entry is None or entry[0] < time.monotonic():
+                return self._check(await self._load(parsed.key_id), parsed, kind)
+            key = entry[1]
+            if key is not None and not self._matches(key, parsed) and self._may_reload(parsed.key_id):
+                key = await self._load(parsed.key_id)  # rotated elsewhere since it was cached?
+            return self._check(key, parsed, kind)
+        except AuthenticationError:
+            self.throttle.failed(source)
+            raise
 
     async def _load(self, key_id: str) -> ApiKey | None:
         """One lookup per key at a time: concurrent requests for an expired entry share it."""
@@ -53,26 +108,46 @@ class Authenticator:
                 del self._loading[key_id]
         return await asyncio.shield(loading)
 
+    def _may_reload(self, key_id: str) -> bool:
+        now = time.monotonic()
+        if now - self._reloaded.get(key_id, -_RELOAD_EVERY) < _RELOAD_EVERY:
+            return False
+        if len(self._reloaded) > 10_000:
+            self._reloaded.clear()
+        self._reloaded[key_id] = now
+        return True
+
+    def _matches(self, key: ApiKey, parsed: ParsedKey) -> bool:
+        """The secret is the key's, or its previous one within the rotation's grace (compared in constant time)."""
+        given = secret_hash(self.store.pepper(), parsed.secret)
+        if hmac.compare_digest(key.secret_hash, given):
+            return True
+        return key.previous_secret_hash is not None and key.previous_valid_until is not None \
+            and self.clock() < key.previous_valid_until and hmac.compare_digest(key.previous_secret_hash, given)
+
     def _check(self, key: ApiKey | None, parsed: ParsedKey, kind: KeyKind) -> ApiKey:
-        # Unknown key and wrong secret answer alike; the HMAC is compared in constant time.
-        if key is None or key.kind != parsed.kind:
-            raise AuthenticationError(_UNAUTHORISED)
-        if not hmac.compare_digest(key.secret_hash, secret_hash(self.store.pepper(), parsed.secret)):
-            raise AuthenticationError(_UNAUTHORISED)
+        # Unknown key and wrong secret answer alike.
+        if key is None or key.kind != parsed.kind or not self._matches(key, parsed):
+            raise AuthenticationError(_UNAUTHORISED, metadata={"reason": "key_invalid"})
         if key.disabled:
-            raise AuthenticationError("This API key is disabled")
+            raise AuthenticationError("This API key is disabled", metadata={"reason": "key_disabled"})
+        if key.expires_at is not None and self.clock() >= epoch(key.expires_at):
+            raise AuthenticationError(f"This API key expired at {key.expires_at}",
+                                      metadata={"reason": "key_expired", "expires_at": key.expires_at})
         if key.kind != kind:
             raise ForbiddenError("Management keys cannot call models" if key.kind == "management"
-                                 else "This endpoint needs a management key")
+                                 else "This endpoint needs a management key", metadata={"reason": "key_kind"})
         return key  # a spent key still reads its own usage and generations: calls are refused by their hold
 
     def add_spend(self, key_id: str, cost: float) -> None:
         """Count a metered call against the cached key at once, so limits hold between refreshes."""
         entry = self._cache.get(key_id)
         if entry and entry[1] is not None and cost:
-            entry[1].usage += cost
-            entry[1].usage_monthly += cost
-            entry[1].usage_daily += cost
+            key = entry[1]
+            key.usage += cost
+            key.usage_monthly += cost
+            key.usage_weekly += cost
+            key.usage_daily += cost
 
     def forget(self, key_id: str) -> None:
         self._cache.pop(key_id, None)
@@ -80,9 +155,9 @@ class Authenticator:
 
 def _bearer(authorization: str | None) -> ParsedKey:
     if not authorization:
-        raise AuthenticationError("No API key: send 'Authorization: Bearer <key>'")
+        raise AuthenticationError("No API key: send 'Authorization: Bearer <key>'", metadata={"reason": "key_missing"})
     scheme, _, token = authorization.partition(" ")
     parsed = parse_key(token.strip()) if scheme.lower() == "bearer" else None
     if parsed is None:
-        raise AuthenticationError(_UNAUTHORISED)
+        raise AuthenticationError(_UNAUTHORISED, metadata={"reason": "key_invalid"})
     return parsed

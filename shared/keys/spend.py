@@ -1,6 +1,7 @@
 """Spend limits that hold across processes: a call's worst case is held against the key before it runs.
 
-The key's total counter row (shared/keys/counters.py) carries `committed` (spend plus holds) and `holds`
+The key's counter row its limit applies to (`total`, or the current day, week or month with `limit_reset`:
+shared/keys/counters.py) carries `committed` (spend plus holds) and `holds`
 ({request id: {"a": USD, "t": epoch seconds}}). A hold is one conditional UpdateItem on that row:
 `committed + amount <= limit`, checked and applied atomically by DynamoDB, so N concurrent calls on M Lambda
 instances can never commit more than the limit. The usage record's transaction (shared/metering/writer.py)
@@ -28,8 +29,9 @@ class SpendGuard:
         self.stale_after = stale_after
 
     def hold(self, key_id: str, limit: float, request_id: str, amount: float, *, already: float = 0.0,
-             usage: float = 0.0) -> None:
-        """Hold `amount` USD for a call (raising an earlier hold of `already` to it), or raise 402."""
+             usage: float = 0.0, period: str = TOTAL) -> None:
+        """Hold `amount` USD for a call (raising an earlier hold of `already` to it) on the counter row the key's
+        limit applies to (`period`: shared/keys/counters.py `limit_period`), or raise 402."""
         extra = round(amount - already, 12)
         if extra <= 0:
             return
@@ -37,18 +39,19 @@ class SpendGuard:
         for attempt in range(_ATTEMPTS):
             try:
                 self.table.update(
-                    {"pk": counter_key(key_id), "period": TOTAL},
+                    {"pk": counter_key(key_id), "period": period},
                     "SET committed = committed + :a, holds.#r = :h",
                     names={"#r": request_id}, condition="attribute_exists(holds) AND committed <= :room",
                     values={":a": extra, ":room": round(limit - extra, 12),
                             ":h": {"a": round(amount, 12), "t": round(time.time(), 3)}})
                 return
             except ConditionFailedError:
-                row = self._row(key_id)
+                row = self._row(key_id, period)
                 if "holds" not in row or "committed" not in row:
-                    self._start(key_id, usage)  # a key that never held anything (or from before holds existed)
+                    # a key that never held anything on this row (a new period, or from before holds existed)
+                    self._start(key_id, float(row.get("cost", 0)) if period != TOTAL else usage, period)
                     continue
-                if not released and self.release_stale(key_id, row):
+                if not released and self.release_stale(key_id, row, period):
                     released = True
                     continue
                 raise self._refusal(limit, row, amount) from None
@@ -59,16 +62,16 @@ class SpendGuard:
         raise StorageError("Storage is unavailable (the spend hold kept being contended)",
                            metadata={"aws_code": "TransactionConflictException"})
 
-    def release_stale(self, key_id: str, row: dict[str, Any] | None = None) -> int:
+    def release_stale(self, key_id: str, row: dict[str, Any] | None = None, period: str = TOTAL) -> int:
         """Release the holds older than `stale_after` (their calls died unsettled); returns how many."""
-        row = row if row is not None else self._row(key_id)
+        row = row if row is not None else self._row(key_id, period)
         cutoff = time.time() - self.stale_after
         stale = {rid: h for rid, h in (row.get("holds") or {}).items() if float(h.get("t", 0)) < cutoff}
         if not stale:
             return 0
         names = {f"#h{i}": rid for i, rid in enumerate(stale)}
         try:
-            self.table.update({"pk": counter_key(key_id), "period": TOTAL},
+            self.table.update({"pk": counter_key(key_id), "period": period},
                               "ADD committed :m REMOVE " + ", ".join(f"holds.{n}" for n in names),
                               names=names, condition=" AND ".join(f"attribute_exists(holds.{n})" for n in names),
                               values={":m": -round(sum(float(h.get("a", 0)) for h in stale.values()), 12)})
@@ -86,13 +89,13 @@ class SpendGuard:
                           "SET committed = if_not_exists(committed, :c), holds = if_not_exists(holds, :empty)",
                           values={":c": round(float(row.get("cost", 0)) + held, 12), ":empty": {}})
 
-    def _start(self, key_id: str, usage: float) -> None:
-        self.table.update({"pk": counter_key(key_id), "period": TOTAL},
+    def _start(self, key_id: str, usage: float, period: str = TOTAL) -> None:
+        self.table.update({"pk": counter_key(key_id), "period": period},
                           "SET committed = if_not_exists(committed, :c), holds = if_not_exists(holds, :empty)",
                           values={":c": round(usage, 12), ":empty": {}})
 
-    def _row(self, key_id: str) -> dict[str, Any]:
-        return self.table.get({"pk": counter_key(key_id), "period": TOTAL}, consistent=True) or {}
+    def _row(self, key_id: str, period: str = TOTAL) -> dict[str, Any]:
+        return self.table.get({"pk": counter_key(key_id), "period": period}, consistent=True) or {}
 
     @staticmethod
     def _refusal(limit: float, row: dict[str, Any], amount: float) -> InsufficientCreditsError:

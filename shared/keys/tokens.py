@@ -42,9 +42,9 @@ def _checksum(body: str) -> str:
     return _base62(zlib.crc32(body.encode()), 6)
 
 
-def new_key(kind: KeyKind = "inference") -> tuple[str, ParsedKey]:
-    """A fresh key: the full token (show it once) and its parts."""
-    key_id = secrets.token_hex(6)
+def new_key(kind: KeyKind = "inference", *, key_id: str | None = None) -> tuple[str, ParsedKey]:
+    """A fresh key: the full token (show it once) and its parts (`key_id`: a new secret for that key)."""
+    key_id = key_id or secrets.token_hex(6)
     secret = "".join(secrets.choice(_ALPHABET) for _ in range(32))
     body = f"{PREFIX[kind]}{key_id}-{secret}"
     return body + _checksum(body), ParsedKey(kind, key_id, secret)

@@ -46,6 +46,7 @@ class UsageEvent:
     usage_estimated: bool = False
     cost: float = 0.0
     reserved: float | None = None  # USD held against the key's limit before the call, settled by this record
+    reserved_on: str | None = None  # the counter row that holds it (None: "total"; see shared/keys/counters.py)
     latency_ms: float = 0.0
     ttft_ms: float | None = None
     status: Status = "completed"

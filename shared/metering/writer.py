@@ -1,9 +1,9 @@
 """Writes batches of usage events to DynamoDB, idempotently, each batch one `TransactWriteItems`:
 
 - every record is a conditional put on its request id (a retried batch never double counts);
-- the batch's spend is `ADD`ed to each key's counters (total, month, day) in the same transaction, and to
-  `committed` net of what was held for the calls before they ran (shared/keys/spend.py);
-- each call's hold is removed from the key's total row, conditional on it still being there: a hold that was
+- the batch's spend is `ADD`ed to each key's counters (total, month, week, day) in the same transaction, and to
+  their `committed` net of what was held on each row for the calls before they ran (shared/keys/spend.py);
+- each call's hold is removed from the row that held it, conditional on it still being there: a hold that was
   released as stale in the meantime is settled as if there had been none, so nothing is released twice.
 A crash never leaves a record without its spend, or a hold settled without its record.
 """
@@ -33,7 +33,7 @@ class _Action(NamedTuple):
 def actions_needed(event: UsageEvent, periods_seen: set[tuple[str, str]]) -> tuple[int, set[tuple[str, str]]]:
     """How many actions one more event adds to a batch (its put, new counter rows), and the new rows."""
     new = {(event.key_id, day_of(int(event.created_at)))} - periods_seen
-    return 1 + 3 * len(new), new
+    return 1 + 4 * len(new), new  # (total, month, week, day)
 
 
 class UsageWriter:
@@ -57,22 +57,21 @@ class UsageWriter:
                 t[1] += 1
                 t[2] += e.prompt_tokens
                 t[3] += e.completion_tokens
-                if e.reserved and period == TOTAL:
+                if e.reserved and period == (e.reserved_on or TOTAL):
                     t[4].append(e)
         for (key_id, period), (cost, requests, prompt, completion, held) in totals.items():
             values: dict[str, Any] = {":c": round(cost, 12), ":r": requests, ":p": prompt, ":t": completion}
             update: dict[str, Any] = {"TableName": self.counters_table,
                                       "Key": item({"pk": counter_key(key_id), "period": period})}
-            expression = "ADD cost :c, requests :r, prompt_tokens :p, completion_tokens :t"
-            if period == TOTAL:
-                expression += ", committed :m"
-                values[":m"] = round(cost - sum(e.reserved for e in held), 12)
-                if held:
-                    names = {f"#h{i}": e.id for i, e in enumerate(held)}
-                    expression += " REMOVE " + ", ".join(f"holds.{n}" for n in names)
-                    update["ConditionExpression"] = " AND ".join(f"attribute_exists(holds.{n})" for n in names)
-                    update["ExpressionAttributeNames"] = names
-            elif period.startswith("day#"):
+            # `committed` on every row: a limit may apply to any of them (shared/keys/counters.py)
+            expression = "ADD cost :c, requests :r, prompt_tokens :p, completion_tokens :t, committed :m"
+            values[":m"] = round(cost - sum(e.reserved for e in held), 12)
+            if held:
+                names = {f"#h{i}": e.id for i, e in enumerate(held)}
+                expression += " REMOVE " + ", ".join(f"holds.{n}" for n in names)
+                update["ConditionExpression"] = " AND ".join(f"attribute_exists(holds.{n})" for n in names)
+                update["ExpressionAttributeNames"] = names
+            if period.startswith(("day#", "week#")):
                 expression += " SET expires_at = if_not_exists(expires_at, :x)"
                 values[":x"] = int(time.time()) + self.retention_days * 86400
             update.update(UpdateExpression=expression, ExpressionAttributeValues=item(values))
@@ -103,7 +102,8 @@ class UsageWriter:
 
     def _forget_released(self, role: _Action) -> int:
         """Holds that are gone (released as stale) are settled as if the calls had held nothing; returns how many."""
-        row = Table(self.counters_table).get({"pk": counter_key(role.key_id), "period": TOTAL}, consistent=True) or {}
+        period = role.settles[0].reserved_on or TOTAL
+        row = Table(self.counters_table).get({"pk": counter_key(role.key_id), "period": period}, consistent=True) or {}
         holds = row.get("holds") or {}
         gone = [event for event in role.settles if event.id not in holds]
         for event in gone:

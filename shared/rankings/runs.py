@@ -44,7 +44,7 @@ def metered_calls(day: str, key_ids: list[str], counters_table: str) -> int:
     from shared.aws.dynamodb import batch_get
     from shared.keys.counters import counter_key, periods_of_day
 
-    period = periods_of_day(day)[1]
+    period = periods_of_day(day).day
     total = 0
     for start in range(0, len(key_ids), 100):
         found = batch_get({counters_table: [{"pk": counter_key(k), "period": period} for k in key_ids[start:start + 100]]})

@@ -28,7 +28,8 @@ import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from shared.chat.schema import ChatRequest
-from shared.errors import NoProviderError, SwitchyardError, UpstreamTimeoutError
+from shared.errors import ForbiddenError, NoProviderError, SwitchyardError, UpstreamTimeoutError
+from shared.keys.restrictions import model_allowed
 from shared.providers.base import DEADLINE
 from shared.routing.policy import RoutingInput
 
@@ -51,6 +52,11 @@ def _retry_after(error: SwitchyardError) -> float | None:
         return max(float(value), 0.0) if value is not None else None
     except ValueError:
         return None  # (an upstream's HTTP date is already seconds: see providers.base.retry_after_seconds)
+
+
+def _not_allowed(models: list[str]) -> ForbiddenError:
+    return ForbiddenError(f"This key may not call {', '.join(models)} (its allowed_models)",
+                          metadata={"reason": "model_not_allowed", "models": models})
 
 
 class Attempt(NamedTuple):
@@ -85,6 +91,8 @@ class Plan:
         self.settings = settings = routing.settings
         requested = request.model_ids
         self.catalog = catalog = routing.catalog  # read once: every lookup of this call sees the same catalog
+        if ctx.allowed_models is not None:
+            self._allowed_or_refuse(requested)
         self.policy = catalog.policies.find(requested[0]) if len(catalog.policies) else None
         if self.policy is not None:
             chain, self.rule = self.policy.decide(self._input(requested[0]))
@@ -102,6 +110,19 @@ class Plan:
         self.next_in_queue = 0
         self.tried: list[Attempt] = []
         self.started = 0.0
+
+    def _allowed_or_refuse(self, requested: list[str]) -> None:
+        """Every model the request names (its `model` and each fallback in `models`) must be one the key may
+        call; a routing policy is checked through the models it routes to (`_next`)."""
+        refused = []
+        for model_id in requested:
+            if self.catalog.policies.find(model_id) is not None:
+                continue
+            canonical = self.catalog.canonical_id(model_id)
+            if canonical is not None and not model_allowed(self.ctx.allowed_models, canonical):
+                refused.append(canonical)
+        if refused:
+            raise _not_allowed(refused)
 
     def _input(self, requested: str) -> RoutingInput:
         ctx, request = self.ctx, self.request
@@ -154,6 +175,13 @@ class Plan:
             except SwitchyardError as e:
                 self.queue = []
                 self.unresolved = [*self.unresolved, e]
+                continue
+            allowed = self.ctx.allowed_models
+            if allowed is not None and self.queue and not model_allowed(allowed, self.queue[0].model.id):
+                # a model a policy routed to that the key may not call: skipped, and said so if nothing answers
+                model = self.queue[0].model.id
+                self.queue = []
+                self.unresolved = [*self.unresolved, _not_allowed([model])]
 
     def failed(self, c: "Candidate", error: SwitchyardError) -> None:
         """Record a failed attempt and let its breaker know. What follows is the error class's to say

@@ -1,5 +1,6 @@
 import asyncio
 import re
+from datetime import datetime, timezone
 from urllib.parse import urlsplit
 from typing import Any, Callable, Coroutine
 
@@ -8,13 +9,14 @@ from fastapi import APIRouter, Request
 from fastapi.routing import APIRoute
 from starlette.responses import Response
 
-from functions.gateway.deps import inference_key
+from functions.gateway.deps import client_address, inference_key
 from functions.gateway.event_stream import EventStream
 from functions.gateway.state import gateway
 from shared.chat.schema import ChatRequest, parse_chat_request
 from shared.chat.service import CallContext
 from shared.errors import BadRequestError
 from shared.keys import ApiKey
+from shared.keys.counters import limit_period
 
 class RawRoute(APIRoute):
     """A path operation documented like any other whose endpoint takes the Request and returns a Response
@@ -75,18 +77,24 @@ def _context(request: Request, key: ApiKey) -> CallContext:
     an error answer and the usage record name the same generation."""
     h = recorded_headers(request.scope)
     referer = h.get(b"http-referer") or h.get(b"referer")
-    return CallContext(
+    ctx = CallContext(
         key_id=key.key_id,
         request_id=request.scope["state"]["generation_id"],
         key_tags=key.tags,
         app_title=(h.get(b"x-openrouter-title") or h.get(b"x-title") or "")[:200] or None,
         categories=categories(h.get(b"x-openrouter-categories")),
         app_referer=origin_of(referer) if referer else None,
-        client_ip=request.client.host if request.client else None,
+        client_ip=client_address(request.scope),
         user_agent=h.get(b"user-agent", "")[:300] or None,
         limit=key.limit,
         usage=key.usage,
     )
+    if key.restricted:  # the unrestricted hot path sets none of these
+        ctx.allowed_models, ctx.residency, ctx.zero_log = key.allowed_models, key.residency, key.zero_log
+    if key.limit_reset is not None:
+        ctx.usage = key.limit_usage
+        ctx.limit_period = limit_period(key.limit_reset, datetime.fromtimestamp(ctx.created, timezone.utc))
+    return ctx
 
 
 def openapi_request_body(components: dict[str, Any]) -> dict[str, Any]:
