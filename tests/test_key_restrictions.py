@@ -112,6 +112,9 @@ def test_every_restriction_is_stored_and_shown(client, admin):
     assert (data["rpm"], data["rpd"], data["tpm"], data["limit_reset"]) == (100, 5000, 100000, "monthly")
     assert data["expires_at"] == "2099-01-01T00:00:00Z" and data["zero_log"] is True
     assert data["residency"] == ["us-east-1"] and data["usage_weekly"] == 0
+    warned = client.post("/api/v1/keys", headers=admin, json={"name": "w", "allowed_models": [
+        "anthropic/claude-4-haiku", "meta-llama/llama-3.2-3b-instruct", "sim/*"]}).json()
+    assert warned["warnings"] == ["allowed_models: 'anthropic/claude-4-haiku' matches no model in the catalog"]
     shown = client.get(f"/api/v1/keys/{data['hash']}", headers=admin).json()["data"]
     assert {k: shown[k] for k in data if k not in ("updated_at",)} == {k: data[k] for k in data if k != "updated_at"}
     cleared = client.patch(f"/api/v1/keys/{data['hash']}", headers=admin,
@@ -177,6 +180,9 @@ def test_allowed_ips_use_the_socket_address_not_headers(gateway, keys, admin):
     assert refused.status_code == 403
     meta = refused.json()["error"]["metadata"]
     assert meta["reason"] == "ip_not_allowed" and meta["client_ip"] == "192.0.2.7"
+    gateway.meter.flush()  # the refused attempt is on the key's record, with where it came from
+    record = gateway.usage.get(meta["generation_id"])
+    assert record["status"] == "failed" and record["error_code"] == 403 and record["client_ip"] == "192.0.2.7"
 
 
 def test_a_trusted_proxy_forwards_the_client_address(gateway, keys, admin, monkeypatch):

@@ -31,10 +31,12 @@ def client_address(scope: dict[str, Any]) -> str | None:
     return hops[0] if hops else address
 
 
-async def inference_key(request: Request) -> ApiKey:
+async def inference_key(request: Request, *, admitted: bool = True) -> ApiKey:
+    """The calling inference key; with `admitted` (the default) its address and origin restrictions checked too
+    (the chat route checks them itself, to meter a refusal)."""
     key = await gateway().auth.authenticate(request.headers.get("authorization"), kind="inference",
                                             source=client_address(request.scope))
-    if key.allowed_ips is not None or key.allowed_origins is not None:
+    if admitted and (key.allowed_ips is not None or key.allowed_origins is not None):
         admit(key, request.scope)
     return key
 

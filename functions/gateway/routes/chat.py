@@ -9,12 +9,12 @@ from fastapi import APIRouter, Request
 from fastapi.routing import APIRoute
 from starlette.responses import Response
 
-from functions.gateway.deps import client_address, inference_key
+from functions.gateway.deps import admit, client_address, inference_key
 from functions.gateway.event_stream import EventStream
 from functions.gateway.state import gateway
 from shared.chat.schema import ChatRequest, parse_chat_request
 from shared.chat.service import CallContext
-from shared.errors import BadRequestError
+from shared.errors import BadRequestError, ForbiddenError
 from shared.keys import ApiKey
 from shared.keys.counters import limit_period
 
@@ -108,9 +108,15 @@ def openapi_request_body(components: dict[str, Any]) -> dict[str, Any]:
 
 @router.post("/chat/completions", summary="OpenAI-compatible chat completions (JSON or SSE)")
 async def chat_completions(request: Request) -> Response:
-    key = await inference_key(request)  # called directly: RawRoute solves no dependencies on the hot path
+    key = await inference_key(request, admitted=False)  # called directly: RawRoute solves no dependencies
     service = gateway().chat
     ctx = _context(request, key)
+    if key.allowed_ips is not None or key.allowed_origins is not None:
+        try:
+            admit(key, request.scope)
+        except ForbiddenError as e:  # a key used from where it may not be: on its record, for its owner's audit
+            service.meter_rejected(ctx, None, e)
+            raise
     try:
         chat = parse_chat_request(await request.body())
     except BadRequestError as e:

@@ -62,6 +62,16 @@ def _settings(body: BaseModel, fields: set[str]) -> dict[str, Any]:
     return out
 
 
+def _warnings(allowed_models: list[str] | None) -> list[str]:
+    """Patterns that match nothing in the catalog today (kept: a model may be added later, but it is said)."""
+    if not allowed_models:
+        return []
+    catalog = gateway().catalog
+    ids = [m.id for m in catalog] + list(catalog.policies.by_id)
+    return [f"allowed_models: {p!r} matches no model in the catalog" for p in allowed_models
+            if not any(r.model_allowed((p,), i) for i in ids)]
+
+
 def _future(expires_at: str | None) -> None:
     if expires_at is not None and r.epoch(expires_at) <= time.time():
         raise BadRequestError(f"expires_at {expires_at} is in the past", metadata={"field": "expires_at"})
@@ -76,7 +86,10 @@ async def create_key(body: CreateKey, manager: Manager) -> JSONResponse:
     _future(body.expires_at)
     settings = _settings(body, (set(KeySettings.model_fields) & body.model_fields_set) | {"tags"})
     token, key = await asyncio.to_thread(gateway().keys.create, body.name, created_by=manager.key_id, **settings)
-    return JSONResponse({"data": key.to_api(), "key": token}, status_code=201)
+    answer = {"data": key.to_api(), "key": token}
+    if warnings := _warnings(body.allowed_models):
+        answer["warnings"] = warnings
+    return JSONResponse(answer, status_code=201)
 
 
 @router.get("/keys", summary="List inference keys")
@@ -99,7 +112,10 @@ async def update_key(key_hash: KeyHash, body: UpdateKey, _: Manager) -> dict:
     _future(body.expires_at)
     key = await asyncio.to_thread(g.keys.update, key_hash, **_settings(body, body.model_fields_set))
     g.auth.forget(key_hash)
-    return {"data": key.to_api()}
+    answer: dict[str, Any] = {"data": key.to_api()}
+    if warnings := _warnings(body.allowed_models):
+        answer["warnings"] = warnings
+    return answer
 
 
 class Rotate(BaseModel):
