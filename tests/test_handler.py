@@ -85,3 +85,29 @@ def test_errors_keep_their_shape_through_the_handler(handler):
     event["body"] = "{}"
     response = handler(event, LambdaContext())
     assert response["statusCode"] == 401 and body_of(response)["error"]["code"] == 401
+
+
+@pytest.mark.parametrize("event_file", ["http_api_v2.json", "rest_api_v1.json"])
+def test_allowed_ips_read_api_gateways_source_ip_not_forwarded_headers(handler, gateway, event_file):
+    token, _ = gateway.keys.create("office", allowed_ips=("203.0.113.0/24",))
+    outsider, _ = gateway.keys.create("vpn", allowed_ips=("10.0.0.0/8",))
+
+    def call(key, **headers):
+        event = copy.deepcopy(load(event_file))
+        path = "/api/v1/chat/completions"
+        if "rawPath" in event:
+            event["rawPath"] = event["requestContext"]["http"]["path"] = path
+            event["requestContext"]["http"]["method"] = "POST"
+        else:
+            event["path"] = event["requestContext"]["path"] = path
+            event["httpMethod"] = event["requestContext"]["httpMethod"] = "POST"
+            event.pop("multiValueHeaders", None)
+        event["headers"].update({"authorization": f"Bearer {key}", "content-type": "application/json", **headers})
+        event["body"] = json.dumps({"model": "sim/fast", "messages": [{"role": "user", "content": "hi"}]})
+        event["isBase64Encoded"] = False
+        return handler(event, LambdaContext())
+
+    assert call(token)["statusCode"] == 200
+    refused = call(outsider, **{"x-forwarded-for": "10.0.0.1"})  # a header names an allowed address: not believed
+    assert refused["statusCode"] == 403
+    assert body_of(refused)["error"]["metadata"]["client_ip"] == "203.0.113.7"

@@ -88,7 +88,7 @@ class ChatService:
         call's worst case on this candidate is held first (raised from an earlier candidate's hold if higher)."""
         if ctx.limit is None:
             return capped(request, route.endpoint)
-        if ctx.usage >= ctx.limit:
+        if ctx.usage >= ctx.limit and ctx.limit_period == "total":  # (a period's spend may be from the last one)
             raise InsufficientCreditsError("This key's credit limit is spent", metadata={
                 "limit": ctx.limit, "limit_remaining": 0.0, "usage": round(ctx.usage, 9)})
         holding = asyncio.ensure_future(asyncio.to_thread(self._hold, ctx, event, route, request))
