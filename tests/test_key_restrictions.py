@@ -2,6 +2,7 @@
 failed-authentication throttle and zero-log, each allowed and refused."""
 
 import asyncio
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -355,6 +356,8 @@ def test_throttled_sources_get_a_429_through_the_api(client):
     assert statuses[:20] == [401] * 20 and statuses[20:] == [429] * 5
     last = client.post(CHAT, headers=bearer(fresh()[0]), json=chat())
     assert last.json()["error"]["metadata"]["reason"] == "auth_throttled" and int(last.headers["Retry-After"]) > 0
+    assert last.headers["X-RateLimit-Limit"] == "20" and last.headers["X-RateLimit-Remaining"] == "0"
+    assert int(last.headers["X-RateLimit-Reset"]) > time.time() * 1000
 
 
 # -- zero-log --
@@ -371,3 +374,12 @@ def test_zero_log_records_keep_no_identity(client, admin, gateway):
     for field in ("client_ip", "user_agent", "app", "app_title", "app_referer", "prompt_fingerprint"):
         assert record.get(field) is None, field
     assert "secret-agent" not in str(record) and "my-app" not in str(record).lower()
+
+
+@pytest.mark.parametrize("body,status", [(None, 200), ({"grace_seconds": -1}, 400), ({"grace_seconds": "x"}, 400),
+                                         ({"grace": 5}, 400), ({"grace_seconds": 10**9}, 400)])
+def test_rotation_bodies(client, admin, body, status):
+    _, data = new_key(client, admin)
+    kwargs = {} if body is None else {"json": body}
+    response = client.post(f"/api/v1/keys/{data['hash']}/rotate", headers=admin, **kwargs)
+    assert response.status_code == status, response.text

@@ -45,9 +45,11 @@ class FailedAuthThrottle:
         if wait <= 0:
             del self._failures[source]
             return
+        reset_ms = int((time.time() + wait) * 1000)
         raise RateLimitedError("Too many failed authentications from this address; try again later",
                                metadata={"reason": "auth_throttled", "retry_after": math.ceil(wait)},
-                               headers={"Retry-After": str(math.ceil(wait))})
+                               headers={"Retry-After": str(math.ceil(wait)), "X-RateLimit-Limit": str(self.most),
+                                        "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset_ms)})
 
     def failed(self, source: str | None) -> None:
         if not source:
