@@ -144,5 +144,6 @@ async def delete_key(key_hash: KeyHash, _: Manager) -> dict:
 @router.get("/key", summary="The calling key: usage, limit and what remains")
 async def current_key(key: Annotated[ApiKey, Depends(any_key)]) -> dict:
     data = key.to_api()
+    data.pop("created_by", None)  # which management key made it is the managers' business
     data.update(is_free_tier=False, is_provisioning_key=key.kind == "management")
     return {"data": data}
