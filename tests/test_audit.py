@@ -264,3 +264,166 @@ def test_an_append_that_lost_the_race_seals_again_on_top(aws, log):
     e = log.append(action="key.delete", actor=ACTOR, target="late")
     assert e["seq"] == 3 and e["prev_hash"] == stored(aws, 2)["hash"]
     assert log.verify().valid and log.verify().entries == 3
+
+
+# -- through the API ------------------------------------------------------------------------------
+
+def _admin(keys):
+    return {"Authorization": f"Bearer {keys['admin']}"}
+
+
+def _entries(client, keys, **params):
+    r = client.get("/api/v1/audit", headers=_admin(keys), params=params)
+    assert r.status_code == 200, r.text
+    return r.json()["data"]
+
+
+def test_key_actions_are_audited_with_actor_address_request_and_no_secret(client, keys, gateway):
+    admin = _admin(keys)
+    made = client.post("/api/v1/keys", headers=admin, json={"name": "app", "limit": 2})
+    token, key = made.json()["key"], made.json()["data"]["hash"]
+    patched = client.patch(f"/api/v1/keys/{key}", headers=admin, json={"limit": 3, "allowed_models": ["sim/*"]})
+    rotated = client.post(f"/api/v1/keys/{key}/rotate", headers=admin, json={"grace_seconds": 60})
+    deleted = client.delete(f"/api/v1/keys/{key}", headers=admin)
+    entries = _entries(client, keys, target=key)
+    assert [e["action"] for e in entries] == ["key.delete", "key.rotate", "key.update", "key.create"]
+    create, update, rotate, delete = entries[::-1]
+    admin_key = next(k for k in gateway.keys.list(kind="management"))
+    assert create["actor"] == {"id": admin_key.key_id, "label": admin_key.label, "name": "admin"}
+    assert create["source_ip"] == "testclient"  # the ASGI client's address, as client_address reads it
+    ids = [e["request_id"] for e in (create, update, rotate, delete)]
+    assert all(isinstance(i, str) and i for i in ids) and len(set(ids)) == 4  # each request's generation id
+    assert all(r.status_code == 200 for r in (patched, rotated, deleted)) and made.status_code == 201
+    assert create["before"] is None and create["after"]["limit"] == 2
+    assert (update["before"]["limit"], update["after"]["limit"]) == (2, 3)
+    assert update["after"]["allowed_models"] == ["sim/*"]
+    assert rotate["after"]["grace_seconds"] == 60 and delete["after"] is None and delete["before"]["hash"] == key
+    everything = client.get("/api/v1/audit/export?format=jsonl", headers=admin).text
+    stored = gateway.keys.keys.scan()
+    for secret in (token, rotated.json()["key"], *(i["secret_hash"] for i in stored)):
+        assert secret not in everything
+    assert "secret_hash" not in everything
+
+
+def test_a_refused_action_leaves_no_entry(client, keys):
+    admin = _admin(keys)
+    assert client.patch("/api/v1/keys/000000000000", headers=admin, json={"name": "x"}).status_code == 404
+    assert client.post("/api/v1/keys", headers=admin, json={"name": "x", "limit": -1}).status_code == 400
+    assert _entries(client, keys) == []
+
+
+def test_catalog_and_route_changes_are_audited(client, keys):
+    admin = _admin(keys)
+    provider = {"id": "acme", "kind": "sim"}
+    assert client.put("/api/v1/catalog/providers", headers=admin, json=provider).status_code == 200
+    model = {"id": "acme/small", "provider": "acme", "upstream_model": "small", "context_length": 1000,
+             "pricing": {"prompt": 1, "completion": 2}}
+    assert client.put("/api/v1/catalog/models", headers=admin, json=model).status_code == 200, "model"
+    model["pricing"] = {"prompt": 3, "completion": 4}
+    assert client.put("/api/v1/catalog/models", headers=admin, json=model).status_code == 200
+    assert client.patch("/api/v1/catalog/models/acme/small", headers=admin, json={"hidden": True}).status_code == 200
+    assert client.patch("/api/v1/catalog/models/acme/small", headers=admin, json={"hidden": False}).status_code == 200
+    route = {"id": "acme/default", "default": {"model": "acme/small"}}
+    assert client.put("/api/v1/routes", headers=admin, json=route).status_code == 200
+    assert client.delete("/api/v1/routes/acme/default", headers=admin).status_code == 200
+    assert client.delete("/api/v1/catalog/models/acme/small?provider=acme", headers=admin).status_code == 200
+    assert client.delete("/api/v1/catalog/providers/acme", headers=admin).status_code == 200
+    entries = _entries(client, keys)[::-1]
+    assert [(e["action"], e["target"]) for e in entries] == [
+        ("catalog.provider.put", "acme"), ("catalog.model.put", "acme/small"), ("catalog.model.put", "acme/small"),
+        ("catalog.model.hide", "acme/small"), ("catalog.model.show", "acme/small"), ("route.put", "acme/default"),
+        ("route.delete", "acme/default"), ("catalog.model.delete", "acme/small"),
+        ("catalog.provider.delete", "acme")]
+    first, second = entries[1], entries[2]
+    assert first["before"] is None and second["before"]["pricing"]["prompt"] == 1
+    assert second["after"]["pricing"]["prompt"] == 3
+    assert (entries[3]["before"], entries[3]["after"]) == ({"id": "acme/small", "hidden": False},
+                                                           {"id": "acme/small", "hidden": True})
+    assert entries[6]["before"]["default"]["model"] == "acme/small" and entries[8]["before"]["id"] == "acme"
+    assert client.get("/api/v1/audit/verify", headers=admin).json()["valid"] is True
+
+
+def test_a_rankings_run_is_audited(client, keys, monkeypatch):
+    from functions.gateway.routes import rankings as route
+
+    monkeypatch.setenv("SWITCHYARD_RANKINGS_FUNCTION", "switchyard-RankingsFunction")
+    monkeypatch.setattr(route, "_invoke", lambda function, run: None)
+    r = client.post("/api/v1/rankings/runs", json={"date": "2025-12-02"}, headers=_admin(keys))
+    assert r.status_code == 202
+    (entry,) = _entries(client, keys, action="rankings.*")
+    assert entry["target"] == r.json()["data"]["id"] and entry["after"]["date"] == "2025-12-02"
+
+
+def test_the_audit_api_filters_pages_exports_and_verifies(client, keys, gateway):
+    admin = _admin(keys)
+    for i in range(5):
+        client.post("/api/v1/keys", headers=admin, json={"name": f"k{i}"})
+    page = client.get("/api/v1/audit?limit=2", headers=admin).json()
+    assert [e["seq"] for e in page["data"]] == [5, 4] and page["next_cursor"] == "4"
+    rest = client.get(f"/api/v1/audit?limit=10&cursor={page['next_cursor']}", headers=admin).json()
+    assert [e["seq"] for e in rest["data"]] == [3, 2, 1] and rest["next_cursor"] is None
+    at = page["data"][1]["at"]
+    since = _entries(client, keys, **{"from": at})  # times are to the millisecond: seq 3 may share 4's
+    assert [e["seq"] for e in since][:2] == [5, 4] and all(e["at"] >= at for e in since)
+    assert _entries(client, keys, to="2000-01-01") == []
+    assert len(_entries(client, keys, **{"from": at[:10]})) == 5  # a date: from its start
+    actor = page["data"][0]["actor"]["id"]
+    assert len(_entries(client, keys, actor=actor)) == 5 and _entries(client, keys, actor="ffffffffffff") == []
+    lines = client.get("/api/v1/audit/export?format=jsonl", headers=admin).text.splitlines()
+    assert [__import__("json").loads(line)["seq"] for line in lines] == [1, 2, 3, 4, 5]
+    csv_text = client.get("/api/v1/audit/export?format=csv", headers=admin)
+    assert csv_text.headers["content-type"].startswith("text/csv")
+    rows = list(__import__("csv").DictReader(csv_text.text.splitlines()))
+    assert [r["seq"] for r in rows] == ["1", "2", "3", "4", "5"] and rows[0]["actor"] == actor
+    verdict = client.get("/api/v1/audit/verify", headers=admin).json()
+    assert verdict["valid"] and verdict["entries"] == 5 and verdict["head"]["seq"] == 5
+    anchor = f"{verdict['head']['seq']}:{verdict['head']['hash']}"
+    assert client.get(f"/api/v1/audit/verify?anchor={anchor}", headers=admin).json()["valid"]
+
+
+@pytest.mark.parametrize("query", ["from=yesterday", "to=2026-13-01", "limit=0", "limit=501", "cursor=-1",
+                                   "cursor=abc", "nope=1", "action=a&action=b", "from=2026-02-01&to=2026-01-01"])
+def test_bad_audit_queries_are_a_400(client, keys, query):
+    r = client.get(f"/api/v1/audit?{query}", headers=_admin(keys))
+    assert r.status_code == 400 and r.json()["error"]["code"] == 400, r.text
+
+
+@pytest.mark.parametrize("path", ["/api/v1/audit/export?format=xml", "/api/v1/audit/verify?anchor=5",
+                                  "/api/v1/audit/verify?anchor=0:" + "0" * 64, "/api/v1/audit/calls",
+                                  "/api/v1/audit/calls?key=XYZ", "/api/v1/audit/calls?key=0123456789ab&format=xml",
+                                  "/api/v1/audit/calls?key=0123456789ab&cursor=%%%",
+                                  "/api/v1/audit/calls?key=0123456789ab&cursor=eyJ4IjoxfQ"])
+def test_bad_export_verify_and_calls_queries_are_a_400(client, keys, path):
+    r = client.get(path, headers=_admin(keys))
+    assert r.status_code == 400 and r.json()["error"]["code"] == 400, r.text
+
+
+def test_a_keys_calls_are_read_back_with_ip_and_user_agent_and_exported(client, keys, gateway):
+    from shared.metering import UsageEvent
+
+    admin = _admin(keys)
+    _, key = gateway.keys.create("caller")
+    _, other = gateway.keys.create("other")
+    base = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+    events = [UsageEvent(id=f"gen-{i}", key_id=key.key_id, created_at=base + 60 * i, model="sim/fast", lab="sim",
+                         provider="sim", prompt_tokens=10 + i, completion_tokens=5, cost=0.001 * i,
+                         client_ip="203.0.113.7", user_agent="=HYPERLINK(\"x\")" if i == 0 else "curl/8",
+                         status="completed") for i in range(5)]
+    events.append(UsageEvent(id="gen-other", key_id=other.key_id, created_at=base, model="sim/fast", lab="sim"))
+    gateway.usage.write(events)
+    url = f"/api/v1/audit/calls?key={key.key_id}"
+    page = client.get(url + "&limit=2", headers=admin).json()
+    assert [c["id"] for c in page["data"]] == ["gen-4", "gen-3"] and page["next_cursor"]
+    call = page["data"][0]
+    assert (call["client_ip"], call["user_agent"], call["model"], call["prompt_tokens"], call["status"]) == \
+        ("203.0.113.7", "curl/8", "sim/fast", 14, "completed")
+    assert call["created_at"] == "2026-01-01T00:04:00.000Z"
+    rest = client.get(url + f"&cursor={page['next_cursor']}", headers=admin).json()
+    assert [c["id"] for c in rest["data"]] == ["gen-2", "gen-1", "gen-0"] and rest["next_cursor"] is None
+    ranged = client.get(url + "&from=2026-01-01T00:01:00Z&to=2026-01-01T00:03:00Z", headers=admin).json()
+    assert [c["id"] for c in ranged["data"]] == ["gen-3", "gen-2", "gen-1"]
+    exported = client.get(url + "&format=csv", headers=admin)
+    rows = list(__import__("csv").DictReader(exported.text.splitlines()))
+    assert [r["id"] for r in rows] == ["gen-4", "gen-3", "gen-2", "gen-1", "gen-0"]
+    assert rows[-1]["user_agent"].startswith("'=")  # never run as a spreadsheet formula
+    assert client.get(f"/api/v1/audit/calls?key={other.key_id}", headers=admin).json()["data"][0]["id"] == "gen-other"
