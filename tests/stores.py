@@ -137,3 +137,14 @@ class MemoryUsageStore:
         found = [dict(r) for r in self.records.values()
                  if r.get("model") == model and r["created_at"] >= since]
         return sorted(found, key=lambda r: r["created_at"], reverse=True)[:limit]
+
+    def for_key(self, key_id: str, *, start: float, end: float, limit: int,
+                after: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        found = sorted((dict(r) for r in self.records.values()
+                        if r["key_id"] == key_id and start <= r["created_at"] <= end),
+                       key=lambda r: (r["created_at"], r["id"]), reverse=True)
+        if after is not None:
+            found = [r for r in found if (r["created_at"], r["id"]) < (after["created_at"], after["id"])]
+        page = found[:limit]
+        more = len(found) > limit
+        return page, ({"id": page[-1]["id"], "key_id": key_id, "created_at": page[-1]["created_at"]} if more else None)

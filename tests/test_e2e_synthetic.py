@@ -192,6 +192,10 @@ def test_the_template_job_gives_its_rows_card_and_provenance_loadable_with_datas
     assert status == 200 and reviewed["review"]["reviewer"] == "Ada Lovelace"
     card = (folder / "README.md").read_text()
     assert "reviewed: yes" in card and "Ada Lovelace" in card
+    status, audit = call(stack, "GET", f"/api/v1/audit?target={job['job_id']}", admin)  # both audited
+    assert status == 200 and [e["action"] for e in audit["data"]] == ["synthetic.job.review", "synthetic.job.create"]
+    assert audit["data"][0]["after"]["review"]["reviewer"] == "Ada Lovelace"
+    assert audit["data"][0]["before"] == {"review": None} or not audit["data"][0]["before"]["review"]["reviewed"]
 
 
 @pytest.mark.parametrize("template", ["legal-clauses", "medical-dialogues", "financial-risk-scripts"])

@@ -1,8 +1,11 @@
-"""Request dependencies: the caller's key, its address, and the key's per-request restrictions."""
+"""Request dependencies: the caller's key, its address, the key's per-request restrictions, the scope a
+management route needs (`scoped`), and the audit entry a management action leaves (`audit`)."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from functools import lru_cache
+from typing import Any, Awaitable, Callable
 
 from fastapi import Request
 
@@ -10,6 +13,7 @@ from functions.gateway.state import gateway
 from shared.errors import ForbiddenError
 from shared.keys import ApiKey
 from shared.keys import restrictions as r
+from shared.keys import scopes
 
 CORS_ORIGIN = "cors_origin"  # scope["state"] key: the origin a key allowed, answered by the Cors middleware
 
@@ -55,6 +59,53 @@ async def any_key(request: Request) -> ApiKey:
     header = request.headers.get("authorization") or ""
     kind = "management" if "sk-sy-mgmt-" in header else "inference"
     return await gateway().auth.authenticate(header, kind=kind, source=client_address(request.scope))
+
+
+KeyDependency = Callable[[Request], Awaitable[ApiKey]]
+
+
+@lru_cache(maxsize=None)
+def scoped(scope: str) -> KeyDependency:
+    """A management key that holds `scope` (403, reason `scope_missing`, otherwise): `Depends(scoped("keys:write"))`.
+    One function a scope, so that a router's dependency and an endpoint's of the same scope authenticate once."""
+    if scope not in scopes.SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
+
+    async def dependency(request: Request) -> ApiKey:
+        key = await management_key(request)
+        scopes.require(key.scopes, scope)
+        return key
+
+    dependency.scope = scope  # type: ignore[attr-defined]  (read by tests/test_scopes.py over every route)
+    dependency.__name__ = dependency.__qualname__ = "scoped_" + scope.replace(":", "_").replace("*", "all")
+    return dependency
+
+
+@lru_cache(maxsize=None)
+def caller(scope: str) -> KeyDependency:
+    """Either kind, for routes that answer an inference key about itself and a management key about everyone
+    (analytics, generation): a management key must hold `scope`."""
+    if scope not in scopes.SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
+
+    async def dependency(request: Request) -> ApiKey:
+        key = await any_key(request)
+        if key.kind == "management":
+            scopes.require(key.scopes, scope)
+        return key
+
+    dependency.scope = scope  # type: ignore[attr-defined]
+    dependency.__name__ = dependency.__qualname__ = "caller_" + scope.replace(":", "_")
+    return dependency
+
+
+async def audit(request: Request, actor: ApiKey, action: str, target: str, *, before: dict[str, Any] | None = None,
+                after: dict[str, Any] | None = None) -> None:
+    """Append a management action to the audit log, with the caller's address and the request's id. Called once
+    the action is done: a failed action leaves no entry, and a failed append answers 503 (the action stands)."""
+    await asyncio.to_thread(gateway().audit.append, action=action, actor=actor, target=target, before=before,
+                            after=after, source_ip=client_address(request.scope),
+                            request_id=request.scope.get("state", {}).get("generation_id"))
 
 
 def admit(key: ApiKey, scope: dict[str, Any]) -> None:

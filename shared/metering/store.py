@@ -2,7 +2,8 @@
 one (`DynamoUsageStore`), which `functions/gateway/state.py` builds.
 
 Records are written in batches together with the keys' spend (writer.py), and read by request id
-(`GET /generation`) and by model, newest first (endpoint health, stats.py)."""
+(`GET /generation`), by model, newest first (endpoint health, stats.py), and by key, newest first (a key's calls
+in the audit trail, shared/audit/calls.py)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,12 @@ class UsageStore(Protocol):
         (the `by_model` index projects no more)."""
         ...
 
+    def for_key(self, key_id: str, *, start: float, end: float, limit: int,
+                after: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """A page of the key's records created from `start` to `end` (epoch seconds, inclusive), newest first,
+        continuing after the position `after`; and the position to continue from (None: no more)."""
+        ...
+
 
 class DynamoUsageStore:
     """Records in the usage table (by model through its `by_model` index); spend in the counters table."""
@@ -54,3 +61,9 @@ class DynamoUsageStore:
     def for_model(self, model: str, *, since: float, limit: int) -> list[dict[str, Any]]:
         return self.table.newest("by_model", "model", model, "created_at", round(since, 3), limit=limit,
                                  max_pages=MAX_PAGES)
+
+    def for_key(self, key_id: str, *, start: float, end: float, limit: int,
+                after: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        return self.table.page("#k = :k AND #c BETWEEN :a AND :b", names={"#k": "key_id", "#c": "created_at"},
+                               values={":k": key_id, ":a": round(start, 3), ":b": round(end, 3)}, index="by_key",
+                               forward=False, limit=limit, start=after)

@@ -1,5 +1,6 @@
 """Usage analytics over the lake: `/analytics` (JSON), `/analytics/export` (CSV, Parquet), OpenRouter's
-`/activity` and `/credits`. A management key sees every call; an inference key its own.
+`/activity` and `/credits`. A management key sees every call (with the `analytics:read` scope); an inference key
+its own.
 
 DuckDB and pyarrow are imported on the first analytics request (the `lake` extra): a function packaged
 without them (the gateway's own, kept lean) answers 501 and names the one that serves these routes."""
@@ -13,13 +14,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from functions.gateway.deps import any_key
+from functions.gateway.deps import caller
 from functions.gateway.state import gateway
 from shared.errors import BadRequestError, ForbiddenError, NotServedHereError
 from shared.keys import ApiKey
 
 router = APIRouter(prefix="/api/v1", tags=["analytics"])
-Caller = Annotated[ApiKey, Depends(any_key)]
+Caller = Annotated[ApiKey, Depends(caller("analytics:read"))]
 
 
 @lru_cache(maxsize=4)

@@ -1,4 +1,5 @@
-"""Operator changes to the model catalog, without a deploy (management key). See shared/catalog/source.py.
+"""Operator changes to the model catalog, without a deploy (management key with `catalog:write`; each change
+audited with the stored entry before and after). See shared/catalog/source.py.
 
 A provider added here is restricted (SWITCHYARD_CONFIG and infra/load_catalog.py are not): its key env var comes
 from an allowlist, its secret from under the vendor prefix, its address is never link-local or cloud metadata
@@ -11,18 +12,20 @@ import socket
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict
 
-from functions.gateway.deps import management_key
+from functions.gateway.deps import audit, scoped
 from functions.gateway.state import gateway
 from shared.catalog.schema import ModelConfig, ProviderConfig
 from shared.catalog.source import api_provider_problem, url_refusal
 from shared.config import Settings, get_settings
 from shared.errors import BadRequestError, NotFoundError, SwitchyardError
+from shared.keys import ApiKey
 from shared.providers import http
 
-router = APIRouter(prefix="/api/v1/catalog", tags=["catalog"], dependencies=[Depends(management_key)])
+Writer = Annotated[ApiKey, Depends(scoped("catalog:write"))]
+router = APIRouter(prefix="/api/v1/catalog", tags=["catalog"], dependencies=[Depends(scoped("catalog:write"))])
 _RESOLVE_SECONDS = 2.0
 
 
@@ -40,6 +43,18 @@ async def _apply(change):
     result = await asyncio.to_thread(change)
     await asyncio.to_thread(gateway().catalogs.refresh_now)
     return result
+
+
+async def _stored_provider(provider_id: str) -> dict | None:
+    overrides, _ = await asyncio.to_thread(gateway().catalogs.store.load)
+    found = next((p for p in overrides.providers if p.id == provider_id), None)
+    return None if found is None else found.model_dump(exclude_none=True)
+
+
+async def _stored_model(model_id: str, provider: str) -> dict | None:
+    overrides, _ = await asyncio.to_thread(gateway().catalogs.store.load)
+    found = next((m for m in overrides.models if m.id == model_id and m.provider == provider), None)
+    return None if found is None else found.model_dump(mode="json", exclude_none=True)
 
 
 async def _resolved_problem(provider: ProviderConfig, settings: Settings) -> str | None:
@@ -63,7 +78,7 @@ async def _resolved_problem(provider: ProviderConfig, settings: Settings) -> str
 
 
 @router.put("/providers", summary="Add or replace a provider")
-async def put_provider(provider: ProviderConfig) -> dict:
+async def put_provider(request: Request, provider: ProviderConfig, manager: Writer) -> dict:
     g, settings = gateway(), get_settings()
     provider = provider.model_copy(update={"added_by_api": True})  # whatever the body said
     problem = api_provider_problem(provider, settings)
@@ -72,12 +87,15 @@ async def put_provider(provider: ProviderConfig) -> dict:
     if problem is not None:
         field, why = problem
         raise BadRequestError(f"Invalid request: {field}: {why}", metadata={"field": field})
+    before = await _stored_provider(provider.id)
     await _apply(lambda: g.catalogs.store.put_provider(provider))
-    return {"data": provider.model_dump(exclude_none=True)}
+    after = provider.model_dump(exclude_none=True)
+    await audit(request, manager, "catalog.provider.put", provider.id, before=before, after=after)
+    return {"data": after}
 
 
 @router.delete("/providers/{provider_id}", summary="Remove a provider added through this API")
-async def delete_provider(provider_id: str) -> dict:
+async def delete_provider(request: Request, provider_id: str, manager: Writer) -> dict:
     """Only a provider stored in the catalog table (through this API or infra/load_catalog.py); one of the same
     id from the files comes back. Refused (409) while models stored in the table still name it."""
     g = gateway()
@@ -94,27 +112,35 @@ async def delete_provider(provider_id: str) -> dict:
         raise ConflictError(f"Provider {provider_id!r} still serves models added through this API: "
                             f"{', '.join(users)} (delete those endpoints first)",
                             metadata={"id": provider_id, "models": users})
+    before = next(p for p in overrides.providers if p.id == provider_id).model_dump(exclude_none=True)
     if not await _apply(lambda: g.catalogs.store.delete_provider(provider_id)):
         raise NotFoundError(f"No provider {provider_id!r} was added through the catalog API",
                             metadata={"id": provider_id})
+    await audit(request, manager, "catalog.provider.delete", provider_id, before=before)
     return {"deleted": True}
 
 
 @router.put("/models", summary="Add or replace one endpoint of a model")
-async def put_model(model: ModelConfig) -> dict:
+async def put_model(request: Request, model: ModelConfig, manager: Writer) -> dict:
     g = gateway()
     if model.provider not in g.catalogs.latest().providers:
         raise BadRequestError(f"Unknown provider {model.provider!r}", metadata={"field": "provider"})
+    before = await _stored_model(model.id, model.provider)
     await _apply(lambda: g.catalogs.store.put_model(model))
+    await audit(request, manager, "catalog.model.put", model.id, before=before,
+                after=model.model_dump(mode="json", exclude_none=True))
     return {"data": g.catalog.get(model.id).to_openrouter()}
 
 
 @router.delete("/models/{author}/{slug}", summary="Remove an endpoint added through this API")
-async def delete_model(author: str, slug: str, provider: Annotated[str, Query(min_length=1)]) -> dict:
+async def delete_model(request: Request, author: str, slug: str, provider: Annotated[str, Query(min_length=1)],
+                       manager: Writer) -> dict:
     g = gateway()
     model_id = f"{author}/{slug}"
+    before = await _stored_model(model_id, provider)
     if await asyncio.to_thread(g.catalogs.store.delete_model, model_id, provider):
         await asyncio.to_thread(g.catalogs.refresh_now)
+        await audit(request, manager, "catalog.model.delete", model_id, before=before)
         return {"deleted": True}
     catalog = g.catalogs.latest()
     if model_id in catalog and any(e.provider.id == provider for e in catalog.get(model_id).endpoints):
@@ -126,12 +152,13 @@ async def delete_model(author: str, slug: str, provider: Annotated[str, Query(mi
 
 
 @router.patch("/models/{author}/{slug}", summary="Hide a model (or show it again)")
-async def set_visibility(author: str, slug: str, body: Visibility) -> dict:
+async def set_visibility(request: Request, author: str, slug: str, body: Visibility, manager: Writer) -> dict:
     g = gateway()
     model_id = f"{author}/{slug}"
-    if not body.hidden:
-        await _apply(lambda: g.catalogs.store.set_hidden(model_id, False))
-        return {"data": {"id": model_id, "hidden": False}}
-    g.catalogs.latest().get(model_id)  # 404 for a model that is not there
-    await _apply(lambda: g.catalogs.store.set_hidden(model_id, True))
-    return {"data": {"id": model_id, "hidden": True}}
+    if body.hidden:
+        g.catalogs.latest().get(model_id)  # 404 for a model that is not there
+    _, hidden = await asyncio.to_thread(g.catalogs.store.load)
+    await _apply(lambda: g.catalogs.store.set_hidden(model_id, body.hidden))
+    await audit(request, manager, "catalog.model.hide" if body.hidden else "catalog.model.show", model_id,
+                before={"id": model_id, "hidden": model_id in hidden}, after={"id": model_id, "hidden": body.hidden})
+    return {"data": {"id": model_id, "hidden": body.hidden}}

@@ -3,7 +3,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from functions.gateway.deps import any_key
+from functions.gateway.deps import caller
 from functions.gateway.state import gateway
 from shared.errors import NotFoundError
 from shared.keys import ApiKey
@@ -49,9 +49,9 @@ def _single_attempt(r: dict[str, Any]) -> list[dict[str, Any]]:
 
 @router.get("/generation", summary="Stats of one call, for the key that made it (or any call, for a management key)")
 async def get_generation(id: Annotated[str, Query(min_length=1, max_length=64)],
-                         key: Annotated[ApiKey, Depends(any_key)]) -> dict:
-    """An inference key reads its own calls; a management key reads any call (e.g. a synthetic job's, by the
-    request id in the data's provenance, after the job's own key was disabled)."""
+                         key: Annotated[ApiKey, Depends(caller("analytics:read"))]) -> dict:
+    """An inference key reads its own calls; a management key with `analytics:read` reads any call (e.g. a
+    synthetic job's, by the request id in the data's provenance, after the job's own key was disabled)."""
     g = gateway()
     pending = g.meter.pending(id)
     record = pending.to_record(g.settings.usage_retention_days) if pending else \

@@ -1,22 +1,29 @@
+"""Keys: inference keys and management keys, created, read, changed, rotated and deleted by a management key
+with the `keys:read` / `keys:write` scopes, never beyond that key's own rights (shared/keys/scopes.py), each
+change audited. The first management key comes only from `infra.admin_key` / `make run`."""
+
 import asyncio
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse
 
-from functions.gateway.deps import any_key, management_key
+from functions.gateway.deps import any_key, audit, scoped
 from functions.gateway.state import gateway
-from shared.errors import BadRequestError, NotFoundError
+from shared.errors import BadRequestError, ForbiddenError, NotFoundError
 from shared.keys import ApiKey
 from shared.keys import restrictions as r
+from shared.keys import scopes as sc
 
 router = APIRouter(prefix="/api/v1", tags=["keys"])
 
 Limit = Annotated[float, Field(ge=0, le=1_000_000)]
 Tags = Annotated[list[Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]], Field(max_length=16)]
 Count = Annotated[int, Field(ge=1, le=10**9)]
+Scopes = Annotated[list[Annotated[str, Field(max_length=40)]], Field(min_length=1, max_length=len(sc.SCOPES)),
+                   AfterValidator(lambda v: list(sc.normalise(v)))]
 
 
 def _listed(check, most: int = r.MAX_PATTERNS):
@@ -44,6 +51,8 @@ class KeySettings(BaseModel):
 
 class CreateKey(KeySettings):
     name: Annotated[str, Field(min_length=1, max_length=100)]
+    management: bool = False  # a management key: `scopes` then says what it may do
+    scopes: Scopes | None = None
 
 
 class UpdateKey(KeySettings):
@@ -51,6 +60,7 @@ class UpdateKey(KeySettings):
     disabled: bool | None = None
     tags: Tags | None = None
     zero_log: bool | None = None
+    scopes: Scopes | None = None  # management keys only
 
 
 def _settings(body: BaseModel, fields: set[str]) -> dict[str, Any]:
@@ -77,41 +87,78 @@ def _future(expires_at: str | None) -> None:
         raise BadRequestError(f"expires_at {expires_at} is in the past", metadata={"field": "expires_at"})
 
 
-Manager = Annotated[ApiKey, Depends(management_key)]
+Reader = Annotated[ApiKey, Depends(scoped("keys:read"))]
+Writer = Annotated[ApiKey, Depends(scoped("keys:write"))]
 KeyHash = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$")]
 
 
-@router.post("/keys", status_code=201, summary="Create an inference key (its secret is shown once)")
-async def create_key(body: CreateKey, manager: Manager) -> JSONResponse:
+def _scopes(value: list[str] | None) -> tuple[str, ...] | None:
+    return None if value is None else tuple(value)
+
+
+async def _target(key_hash: str) -> ApiKey:
+    key = await asyncio.to_thread(gateway().keys.get, key_hash)
+    if key is None:
+        raise NotFoundError(f"No key {key_hash!r}", metadata={"hash": key_hash})
+    return key
+
+
+def _may_manage(manager: ApiKey, target: ApiKey) -> None:
+    """A management key is changed, rotated or deleted only by one that holds every scope it has."""
+    if target.kind == "management" and (beyond := sc.missing(manager.scopes, target.scopes)):
+        raise ForbiddenError("A key cannot manage a management key that holds scopes it does not: "
+                             + ", ".join(beyond), metadata={"reason": "scope_escalation", "scopes": beyond})
+
+
+@router.post("/keys", status_code=201, summary="Create a key (its secret is shown once); management keys with scopes")
+async def create_key(request: Request, body: CreateKey, manager: Writer) -> JSONResponse:
     _future(body.expires_at)
+    if body.management and body.scopes is None:
+        raise BadRequestError("A management key needs its scopes (e.g. [\"keys:read\"], or [\"*\"])",
+                              metadata={"field": "scopes"})
+    if not body.management and body.scopes is not None:
+        raise BadRequestError("scopes are for management keys (\"management\": true)", metadata={"field": "scopes"})
     settings = _settings(body, (set(KeySettings.model_fields) & body.model_fields_set) | {"tags"})
-    token, key = await asyncio.to_thread(gateway().keys.create, body.name, created_by=manager.key_id, **settings)
+    kind = "management" if body.management else "inference"
+    if body.management:
+        settings["scopes"] = _scopes(body.scopes)
+    sc.check_grant(manager.scopes, manager.limit, management=body.management, scopes=settings.get("scopes"),
+                   limit=settings.get("limit"))
+    token, key = await asyncio.to_thread(gateway().keys.create, body.name, kind=kind, created_by=manager.key_id,
+                                         **settings)
+    await audit(request, manager, "key.create", key.key_id, after=key.to_api())
     answer = {"data": key.to_api(), "key": token}
     if warnings := _warnings(body.allowed_models):
         answer["warnings"] = warnings
     return JSONResponse(answer, status_code=201)
 
 
-@router.get("/keys", summary="List inference keys")
-async def list_keys(_: Manager, offset: Annotated[int, Query(ge=0)] = 0) -> dict:
-    keys = await asyncio.to_thread(gateway().keys.list)
+@router.get("/keys", summary="List inference keys (management=true: management keys)")
+async def list_keys(_: Reader, offset: Annotated[int, Query(ge=0)] = 0, management: bool = False) -> dict:
+    keys = await asyncio.to_thread(gateway().keys.list, kind="management" if management else "inference")
     return {"data": [k.to_api() for k in keys[offset:offset + 100]]}
 
 
-@router.get("/keys/{key_hash}", summary="One inference key")
-async def get_key(key_hash: KeyHash, _: Manager) -> dict:
-    key = await asyncio.to_thread(gateway().keys.get, key_hash)
-    if key is None or key.kind != "inference":
-        raise NotFoundError(f"No key {key_hash!r}", metadata={"hash": key_hash})
-    return {"data": key.to_api()}
+@router.get("/keys/{key_hash}", summary="One key")
+async def get_key(key_hash: KeyHash, _: Reader) -> dict:
+    return {"data": (await _target(key_hash)).to_api()}
 
 
-@router.patch("/keys/{key_hash}", summary="Change a key's name, state, limit or restrictions (null clears one)")
-async def update_key(key_hash: KeyHash, body: UpdateKey, _: Manager) -> dict:
+@router.patch("/keys/{key_hash}", summary="Change a key's name, state, limit, restrictions or scopes (null clears one)")
+async def update_key(request: Request, key_hash: KeyHash, body: UpdateKey, manager: Writer) -> dict:
     g = gateway()
     _future(body.expires_at)
-    key = await asyncio.to_thread(g.keys.update, key_hash, **_settings(body, body.model_fields_set))
+    current = await _target(key_hash)
+    changes = _settings(body, body.model_fields_set)
+    if "scopes" in changes and current.kind != "management":
+        raise BadRequestError("scopes are for management keys", metadata={"field": "scopes"})
+    _may_manage(manager, current)
+    if changes != {"disabled": True}:  # switching a key off gives nothing
+        sc.check_grant(manager.scopes, manager.limit, management=current.kind == "management",
+                       scopes=changes.get("scopes", current.scopes), limit=changes.get("limit", current.limit))
+    key = await asyncio.to_thread(g.keys.update, key_hash, kind=current.kind, **changes)
     g.auth.forget(key_hash)
+    await audit(request, manager, "key.update", key_hash, before=current.to_api(), after=key.to_api())
     answer: dict[str, Any] = {"data": key.to_api()}
     if warnings := _warnings(body.allowed_models):
         answer["warnings"] = warnings
@@ -124,20 +171,30 @@ class Rotate(BaseModel):
 
 
 @router.post("/keys/{key_hash}/rotate", summary="A new secret for a key; the old one is accepted for grace_seconds")
-async def rotate_key(key_hash: KeyHash, _: Manager, body: Rotate | None = None) -> dict:
+async def rotate_key(request: Request, key_hash: KeyHash, manager: Writer, body: Rotate | None = None) -> dict:
+    """Whoever rotates a key holds its new secret: only a key that could have created it may."""
     g = gateway()
     grace = (body or Rotate()).grace_seconds
-    token, key = await asyncio.to_thread(g.keys.rotate, key_hash, grace_seconds=grace)
+    current = await _target(key_hash)
+    _may_manage(manager, current)
+    sc.check_grant(manager.scopes, manager.limit, management=current.kind == "management", scopes=current.scopes,
+                   limit=current.limit)
+    token, key = await asyncio.to_thread(g.keys.rotate, key_hash, grace_seconds=grace, kind=current.kind)
     g.auth.forget(key_hash)
+    await audit(request, manager, "key.rotate", key_hash, before=current.to_api(),
+                after={**key.to_api(), "grace_seconds": grace})
     return {"data": key.to_api(), "key": token,
             "old_secret_refused_within_seconds": grace + g.settings.key_cache_seconds}
 
 
 @router.delete("/keys/{key_hash}", summary="Delete a key")
-async def delete_key(key_hash: KeyHash, _: Manager) -> dict:
+async def delete_key(request: Request, key_hash: KeyHash, manager: Writer) -> dict:
     g = gateway()
-    await asyncio.to_thread(g.keys.delete, key_hash)
+    current = await _target(key_hash)
+    _may_manage(manager, current)
+    await asyncio.to_thread(g.keys.delete, key_hash, kind=current.kind)
     g.auth.forget(key_hash)
+    await audit(request, manager, "key.delete", key_hash, before=current.to_api())
     return {"deleted": True}
 
 

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import JSONResponse, Response
 
-from functions.gateway.deps import management_key
+from functions.gateway.deps import audit, scoped
 from functions.gateway.state import gateway
 from shared.errors import BadRequestError, NotFoundError, NotServedHereError
 from shared.keys import ApiKey
@@ -128,7 +128,8 @@ class RunRequest(BaseModel):
 
 
 @router.post("/rankings/runs", summary="Run the daily rankings for a day (management key)")
-async def run_rankings(body: RunRequest, _: Annotated[ApiKey, Depends(management_key)]) -> Response:
+async def run_rankings(request: Request, body: RunRequest,
+                       manager: Annotated[ApiKey, Depends(scoped("rankings:write"))]) -> Response:
     """Locally the run happens in the request: 200 with the finished run. On AWS (SWITCHYARD_RANKINGS_FUNCTION
     set) it is handed to RankingsFunction: 202 with the run's id, to poll at `GET /rankings/runs/{id}`."""
     from shared.rankings import runs
@@ -144,12 +145,15 @@ async def run_rankings(body: RunRequest, _: Annotated[ApiKey, Depends(management
     if function:
         await asyncio.to_thread(runs.save, out, run)
         await asyncio.to_thread(_invoke, function, run)
+        await audit(request, manager, "rankings.run", run["id"], after=run)
         return JSONResponse({"data": run}, status_code=202)
     await asyncio.to_thread(g.meter.drain, 5.0, final=False)  # this process's calls, into the table first
     keys = [k.key_id for k in await asyncio.to_thread(g.keys.list)]
     counters = g.settings.counters_table
     run = await asyncio.to_thread(runs.execute, run, lake, out,
                                   lambda: runs.metered_calls(day.isoformat(), keys, counters))
+    await audit(request, manager, "rankings.run", run["id"],
+                after={k: run.get(k) for k in ("id", "date", "status", "error") if k in run})
     return JSONResponse({"data": run})
 
 
@@ -162,7 +166,7 @@ def _invoke(function: str, run: dict[str, Any]) -> None:
 
 @router.get("/rankings/runs/{run_id}", summary="A rankings run started through the API (management key)")
 async def get_run(run_id: Annotated[str, Path(pattern=r"^run-[0-9a-f]{16}$")],
-                  _: Annotated[ApiKey, Depends(management_key)]) -> dict:
+                  _: Annotated[ApiKey, Depends(scoped("rankings:read"))]) -> dict:
     from shared.rankings import runs
 
     _, out = stores()

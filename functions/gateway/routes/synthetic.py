@@ -1,4 +1,5 @@
-"""Synthetic data jobs (management key): start one, follow it, review it; preview a spec; the templates.
+"""Synthetic data jobs (management key: `synthetic:read` to look, `synthetic:write` to start, cancel, review
+or preview; start, cancel and review are audited): start one, follow it, review it; preview a spec; the templates.
 
 A job is checked whole before anything runs (the spec, its column DAG, the license gate, the seed), then
 runs in this process (the local stack) or, on AWS (SWITCHYARD_SYNTHETIC_QUEUE_URL set), as one SQS message a
@@ -21,12 +22,14 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from functions.gateway.deps import management_key
+from functions.gateway.deps import audit, scoped
 from functions.gateway.state import gateway
 from shared.errors import BadRequestError, NotServedHereError
 from shared.keys import ApiKey
 
 router = APIRouter(prefix="/api/v1/synthetic", tags=["synthetic"])
+Reader = Annotated[ApiKey, Depends(scoped("synthetic:read"))]
+Writer = Annotated[ApiKey, Depends(scoped("synthetic:write"))]
 log = logging.getLogger("switchyard.synthetic")
 
 
@@ -210,7 +213,7 @@ def _start_checked(job: Any, jobs: Any, runner: Any) -> tuple[int, dict[str, Any
 
 
 @router.post("/jobs", summary="Start a synthetic data job (management key)", status_code=202)
-async def create_job(request: Request, _: Annotated[ApiKey, Depends(management_key)]) -> Any:
+async def create_job(request: Request, manager: Writer) -> Any:
     """202 with the job (its id, status and outputs); 200 when the same spec is already running or done
     (a job's id is its spec's fingerprint: a failed or interrupted job resumes). 400 for a spec that does not
     hold together, 403 `license_refused` listing every model and seed that is not license-safe."""
@@ -219,11 +222,14 @@ async def create_job(request: Request, _: Annotated[ApiKey, Depends(management_k
     _, _, templates = _modules()
     spec = _spec_data(await _body(request), templates)
     status, body = await asyncio.to_thread(_start, spec)
+    if status == 202:  # 200: the same spec, already running or done: nothing changed
+        await audit(request, manager, "synthetic.job.create", str(body.get("job_id")),
+                    after={k: body[k] for k in ("job_id", "name", "status", "fingerprint", "execution") if k in body})
     return JSONResponse(body, status_code=status)
 
 
 @router.get("/jobs", summary="Synthetic jobs, newest first (management key)")
-async def list_jobs(_: Annotated[ApiKey, Depends(management_key)]) -> dict:
+async def list_jobs(_: Reader) -> dict:
     jobs, runner, _ = _modules()
 
     def read() -> list[dict[str, Any]]:
@@ -241,7 +247,7 @@ async def list_jobs(_: Annotated[ApiKey, Depends(management_key)]) -> dict:
 
 
 @router.get("/jobs/{job_id}", summary="A synthetic job's progress and outputs (management key)")
-async def get_job(job_id: str, _: Annotated[ApiKey, Depends(management_key)]) -> dict:
+async def get_job(job_id: str, _: Reader) -> dict:
     jobs, runner, _ = _modules()
     return await asyncio.to_thread(_job_status, _store(), job_id, jobs, runner)
 
@@ -261,7 +267,7 @@ def _job_status(store: Any, job_id: str, jobs: Any, runner: Any) -> dict[str, An
 
 
 @router.get("/jobs/{job_id}/rows", summary="A page of a job's accepted rows, or of its failures (management key)")
-async def job_rows(job_id: str, _: Annotated[ApiKey, Depends(management_key)],
+async def job_rows(job_id: str, _: Reader,
                    offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=100)] = 20,
                    failures: bool = False) -> dict:
     """Rows in row order (`failures=true`: failed attempts), as JSON: for a look without reading the bucket."""
@@ -278,7 +284,7 @@ async def job_rows(job_id: str, _: Annotated[ApiKey, Depends(management_key)],
 
 
 @router.get("/jobs/{job_id}/card", summary="A job's dataset card, README.md (management key)")
-async def job_card(job_id: str, _: Annotated[ApiKey, Depends(management_key)]) -> Any:
+async def job_card(job_id: str, _: Reader) -> Any:
     from starlette.responses import Response as Plain
 
     jobs, _, _ = _modules()
@@ -305,29 +311,34 @@ class ReviewRequest(BaseModel):
 
 
 @router.post("/jobs/{job_id}/review", summary="Set a job's human-review block (management key)")
-async def review_job(job_id: str, body: ReviewRequest, _: Annotated[ApiKey, Depends(management_key)]) -> dict:
+async def review_job(request: Request, job_id: str, body: ReviewRequest, manager: Writer) -> dict:
     jobs, runner, _ = _modules()
     if re.search(r"[\r\n\x00]", body.reviewer):
         raise BadRequestError("reviewer is one line", metadata={"field": "reviewer"})
 
-    def set_review() -> dict[str, Any]:
+    def set_review() -> tuple[Any, dict[str, Any]]:
         store = _store()
-        if _job_status(store, job_id, jobs, runner)["status"] in ("queued", "running"):
+        meta = _job_status(store, job_id, jobs, runner)
+        if meta["status"] in ("queued", "running"):
             from shared.errors import ConflictError
 
             raise ConflictError("A job is reviewed once it has ended", metadata={"job_id": job_id})
-        return jobs.review(store, job_id, reviewed=body.reviewed, reviewer=body.reviewer, notes=body.notes)
+        review = jobs.review(store, job_id, reviewed=body.reviewed, reviewer=body.reviewer, notes=body.notes)
+        return meta.get("review"), review
 
-    return await asyncio.to_thread(set_review)
+    before, result = await asyncio.to_thread(set_review)
+    await audit(request, manager, "synthetic.job.review", job_id, before={"review": before},
+                after={"review": result.get("review", body.model_dump())})
+    return result
 
 
 @router.post("/jobs/{job_id}/cancel", summary="Stop a running synthetic job (management key)")
-async def cancel_job(job_id: str, _: Annotated[ApiKey, Depends(management_key)]) -> dict:
+async def cancel_job(request: Request, job_id: str, manager: Writer) -> dict:
     """The job stops: calls in flight end, the groups written stay, the job ends `failed` with
     `stopped_reason` "cancelled" (submitting its spec again resumes it). 409 for a job that has ended."""
     jobs, runner, _ = _modules()
 
-    def cancel() -> dict[str, Any]:
+    def cancel() -> tuple[str, dict[str, Any]]:
         store = _store()
         meta = _job_status(store, job_id, jobs, runner)
         if meta["status"] not in ("queued", "running"):
@@ -338,13 +349,16 @@ async def cancel_job(job_id: str, _: Annotated[ApiKey, Depends(management_key)])
             jobs.update_metadata(jobs.Outputs(store, job_id),
                                  lambda m: m.update(status="failed", stopped_reason="cancelled",
                                                     finished_at=jobs.now()))
-        return {"job_id": job_id, "cancelled": True}
+        return meta["status"], {"job_id": job_id, "cancelled": True}
 
-    return await asyncio.to_thread(cancel)
+    before, result = await asyncio.to_thread(cancel)
+    await audit(request, manager, "synthetic.job.cancel", job_id, before={"status": before},
+                after={"status": "failed", "stopped_reason": "cancelled"})
+    return result
 
 
 @router.post("/preview", summary="Make a few rows of a spec, in memory (management key)")
-async def preview(request: Request, _: Annotated[ApiKey, Depends(management_key)]) -> dict:
+async def preview(request: Request, _: Writer) -> dict:
     """Up to 50 rows (default 5), nothing written: the same checks as a job, the same calls through the
     gateway (metered as the app switchyard-synthetic)."""
     jobs, runner, templates = _modules()
@@ -377,12 +391,12 @@ _preview_pool = ThreadPoolExecutor(max_workers=PREVIEWS_AT_ONCE, thread_name_pre
 
 
 @router.get("/templates", summary="The built-in job templates")
-async def list_templates(_: Annotated[ApiKey, Depends(management_key)]) -> dict:
+async def list_templates(_: Reader) -> dict:
     _, _, templates = _modules()
     return {"data": [{"name": n, "description": templates.load(n).get("description", "")} for n in templates.names()]}
 
 
 @router.get("/templates/{name}", summary="A built-in job template's spec")
-async def get_template(name: str, _: Annotated[ApiKey, Depends(management_key)]) -> dict:
+async def get_template(name: str, _: Reader) -> dict:
     _, _, templates = _modules()
     return templates.load(name)
