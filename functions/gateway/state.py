@@ -15,6 +15,8 @@ from shared.catalog.source import CatalogSource
 from shared.catalog.store import DynamoCatalogStore
 from shared.chat.service import ChatService
 from shared.config import Settings, get_settings
+from shared.governance.source import GovernanceSource
+from shared.governance.store import DynamoGovernanceStore
 from shared.keys import Authenticator, DynamoKeyStore, KeyStore
 from shared.keys.origins import OriginIndex
 from shared.keys.restrictions import network
@@ -36,6 +38,7 @@ class Gateway:
     chat: ChatService
     origins: OriginIndex  # what a CORS preflight is answered from
     trusted_proxies: tuple[str, ...]  # CIDRs whose X-Forwarded-For is believed (functions/gateway/deps.py)
+    governance: GovernanceSource  # model approval and residency, refreshed like the catalog
 
     @property
     def catalog(self) -> Catalog:
@@ -56,6 +59,8 @@ def gateway() -> Gateway:
                   dead_letters=DeadLetters(settings.counters_table, settings.usage_retention_days),
                   on_record=lambda e: auth.add_spend(e.key_id, e.cost))
     proxies = tuple(network(p) for p in (settings.trusted_proxies or "").split(",") if p.strip())
+    governance = GovernanceSource(DynamoGovernanceStore(settings.catalog_table), ttl=catalogs.ttl)
     return Gateway(settings, catalogs, keys, auth, usage, meter, EndpointStats(usage),
-                   ChatService(catalogs, meter, settings, spend, fingerprint=PromptFingerprint(pepper)),
-                   keys.origins, proxies)
+                   ChatService(catalogs, meter, settings, spend, fingerprint=PromptFingerprint(pepper),
+                               governance=governance),
+                   keys.origins, proxies, governance)
