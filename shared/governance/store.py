@@ -13,6 +13,7 @@ withdrawn). Calls refused for want of an approval add to its counts in batches (
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Literal, Protocol
 
 from shared.aws.dynamodb import ConditionFailedError, Table
@@ -25,6 +26,13 @@ _PK = "governance"
 _APPROVAL = "approval|"
 
 
+def iso(epoch: float | None) -> str | None:
+    """Times are kept as epoch seconds and shown as ISO 8601 UTC, as the keys API shows them."""
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 @dataclass(frozen=True, slots=True)
 class OrgSettings:
     model_approval: bool = False
@@ -35,7 +43,7 @@ class OrgSettings:
     def to_json(self) -> dict[str, Any]:
         return {"model_approval": "on" if self.model_approval else "off",
                 "residency": list(self.residency) if self.residency is not None else None,
-                "updated_at": self.updated_at, "updated_by": self.updated_by}
+                "updated_at": iso(self.updated_at), "updated_by": self.updated_by}
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +59,9 @@ class Approval:
     note: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "status": self.status, "first_requested": self.first_requested,
-                "last_requested": self.last_requested, "requests": self.requests, "key_ids": list(self.key_ids),
-                "decided_at": self.decided_at, "decided_by": self.decided_by, "note": self.note}
+        return {"model": self.model, "status": self.status, "first_requested": iso(self.first_requested),
+                "last_requested": iso(self.last_requested), "requests": self.requests, "key_ids": list(self.key_ids),
+                "decided_at": iso(self.decided_at), "decided_by": self.decided_by, "note": self.note}
 
 
 class GovernanceStore(Protocol):
