@@ -21,6 +21,8 @@ class Settings(BaseSettings):
                                 validation_alias=AliasChoices("COUNTERS_TABLE", "SWITCHYARD_COUNTERS_TABLE"))
     catalog_table: str = Field("switchyard-catalog",
                                validation_alias=AliasChoices("CATALOG_TABLE", "SWITCHYARD_CATALOG_TABLE"))
+    audit_table: str = Field("switchyard-audit",
+                             validation_alias=AliasChoices("AUDIT_TABLE", "SWITCHYARD_AUDIT_TABLE"))
     data_bucket: str = Field("switchyard-data", validation_alias=AliasChoices("DATA_BUCKET", "SWITCHYARD_DATA_BUCKET"))
     # The usage lake: s3://bucket[/prefix] or a directory; unset: s3://<data bucket>/ (shared/lake/store.py)
     lake_uri: str | None = None

@@ -222,3 +222,20 @@ def test_a_process_that_never_read_the_settings_refuses_rather_than_guess():
     source = GovernanceSource(store)
     with pytest.raises(StorageError):
         source.latest()
+
+
+def test_approvals_and_settings_changes_are_audited(client, admin, gateway):
+    from shared.audit.log import AuditQuery
+
+    approval_on(client, admin)
+    decide(client, admin, "sim/fast", "approve", note="ok by legal")
+    client.post("/api/v1/approvals/sim/fast/revoke", headers=admin, json={})
+    entries, _ = gateway.audit.search(AuditQuery(), limit=10)
+    assert [e["action"] for e in entries] == ["approval.revoke", "approval.approve", "governance.update"]
+    revoke, approve, update = entries
+    assert approve["target"] == "sim/fast" and approve["before"] is None
+    assert approve["after"]["status"] == "approved" and approve["after"]["note"] == "ok by legal"
+    assert revoke["before"]["status"] == "approved" and revoke["after"]["status"] == "revoked"
+    assert update["before"]["model_approval"] == "off" and update["after"]["model_approval"] == "on"
+    assert approve["actor"]["id"] and approve["request_id"].startswith("gen-")
+    assert gateway.audit.verify().valid

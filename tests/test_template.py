@@ -23,12 +23,14 @@ def test_cfn_lint_reports_no_error():
 def test_tables_have_on_demand_billing_pitr_and_ttl_where_records_expire():
     resources = load()["Resources"]
     tables = {k: v["Properties"] for k, v in resources.items() if v["Type"] == "AWS::DynamoDB::Table"}
-    assert set(tables) == {"KeysTable", "UsageTable", "CountersTable", "CatalogTable"}
+    assert set(tables) == {"KeysTable", "UsageTable", "CountersTable", "CatalogTable", "AuditTable"}
     for props in tables.values():
         assert props["BillingMode"] == "PAY_PER_REQUEST"
         assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
     assert tables["UsageTable"]["TimeToLiveSpecification"]["AttributeName"] == "expires_at"
     assert tables["CountersTable"]["TimeToLiveSpecification"]["AttributeName"] == "expires_at"
+    assert "TimeToLiveSpecification" not in tables["AuditTable"]  # audit entries are kept
+    assert resources["AuditTable"]["DeletionPolicy"] == "Retain"
     bucket = resources["DataBucket"]["Properties"]
     assert all(bucket["PublicAccessBlockConfiguration"].values())
     assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
@@ -49,7 +51,16 @@ def test_functions_are_wired_to_the_api_the_policy_and_the_makefile_build():
 def test_the_gateway_environment_names_every_resource():
     names = {**{k: k for k in table_specs()}, **bucket_names()}
     env = gateway_environment(names)
-    assert {"KEYS_TABLE", "USAGE_TABLE", "COUNTERS_TABLE", "CATALOG_TABLE", "DATA_BUCKET"} <= set(env)
+    assert {"KEYS_TABLE", "USAGE_TABLE", "COUNTERS_TABLE", "CATALOG_TABLE", "AUDIT_TABLE", "DATA_BUCKET"} <= set(env)
+
+
+def test_the_gateway_may_append_to_the_audit_log_but_not_rewrite_it():
+    statements = load()["Resources"]["GatewayPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    audit = [s for s in statements if s["Resource"] == {"Fn::GetAtt": ["AuditTable", "Arn"]}]
+    assert len(audit) == 1
+    actions = set(audit[0]["Action"])
+    assert {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query"} <= actions
+    assert not actions & {"dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:Scan", "dynamodb:*"}
 
 
 @pytest.mark.parametrize(("requirements", "extras"), [("requirements.txt", []), ("requirements-lake.txt", ["lake"]),

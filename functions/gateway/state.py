@@ -2,13 +2,15 @@
 
 The one place that chooses where state lives: routes and services see the stores through their interfaces
 (`KeyStore`, `UsageStore`, `CatalogStore`) and only this module builds their DynamoDB implementations, as it
-builds the two DynamoDB parts that have no interface yet: spend holds (`SpendGuard`) and `DeadLetters`."""
+builds the DynamoDB parts that have no interface yet: spend holds (`SpendGuard`), `DeadLetters` and the
+`AuditLog`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
 
+from shared.audit import AuditLog
 from shared.aws.secrets import pepper
 from shared.catalog import Catalog
 from shared.catalog.source import CatalogSource
@@ -38,6 +40,7 @@ class Gateway:
     chat: ChatService
     origins: OriginIndex  # what a CORS preflight is answered from
     trusted_proxies: tuple[str, ...]  # CIDRs whose X-Forwarded-For is believed (functions/gateway/deps.py)
+    audit: AuditLog  # management actions, hash-chained (shared/audit/log.py); never on the inference path
     governance: GovernanceSource  # model approval and residency, refreshed like the catalog
 
     @property
@@ -63,4 +66,4 @@ def gateway() -> Gateway:
     return Gateway(settings, catalogs, keys, auth, usage, meter, EndpointStats(usage),
                    ChatService(catalogs, meter, settings, spend, fingerprint=PromptFingerprint(pepper),
                                governance=governance),
-                   keys.origins, proxies, governance)
+                   keys.origins, proxies, AuditLog(settings.audit_table, pepper), governance)

@@ -128,6 +128,25 @@ class Table:
             kwargs.update(ExclusiveStartKey=page["LastEvaluatedKey"], Limit=limit - len(found))
         return found
 
+    def page(self, condition: str, *, names: dict[str, str], values: dict[str, Any], index: str | None = None,
+             forward: bool = True, limit: int = 100, start: dict[str, Any] | None = None,
+             consistent: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """One page of a query (`condition` on the key): up to `limit` items in sort-key order (`forward`) or
+        reversed, and the key to continue from (None: nothing more)."""
+        kwargs: dict[str, Any] = {"TableName": self.name, "KeyConditionExpression": condition,
+                                  "ExpressionAttributeNames": names, "ExpressionAttributeValues": to_item(values),
+                                  "ScanIndexForward": forward, "Limit": limit, "ConsistentRead": consistent}
+        if index:
+            kwargs["IndexName"] = index
+        if start:
+            kwargs["ExclusiveStartKey"] = to_item(start)
+        try:
+            page = client("dynamodb").query(**kwargs)
+        except (ClientError, BotoCoreError) as e:
+            raise _translate(e, f"query {self.name}") from e
+        last = page.get("LastEvaluatedKey")
+        return [from_item(i) for i in page.get("Items", [])], (from_item(last) if last else None)
+
     def scan(self) -> Iterator[dict[str, Any]]:
         kwargs: dict[str, Any] = {"TableName": self.name}
         while True:

@@ -52,13 +52,10 @@ class Revocation(Strict):
 
 async def _audit(request: Request, actor: ApiKey, action: str, target: str, before: dict | None,
                  after: dict | None) -> None:
-    """AUDIT: the audit log's interface (branch `audit`: `gateway().audit.append(action, actor, target, before,
-    after, source_ip, request_id)`); a gateway built without it records nothing here."""
-    audit = getattr(gateway(), "audit", None)
-    if audit is None:
-        return
-    await asyncio.to_thread(audit.append, action, actor, target, before, after, client_address(request.scope),
-                            request.scope["state"].get("generation_id"))
+    """Every change lands in the audit log (shared/audit/log.py), with who made it, from where, and its request."""
+    await asyncio.to_thread(lambda: gateway().audit.append(
+        action=action, actor=actor, target=target, before=before, after=after,
+        source_ip=client_address(request.scope), request_id=request.scope["state"].get("generation_id")))
 
 
 def _settings_json(settings: OrgSettings) -> dict[str, Any]:
