@@ -9,6 +9,7 @@ from typing import Any
 
 from shared.catalog.schema import CatalogFile, ModelConfig, ProviderConfig
 from shared.errors import NotFoundError
+from shared.governance.store import KEY_IDS_KEPT, Approval, OrgSettings
 from shared.keys.store import SETTABLE, ApiKey, now_iso
 from shared.keys.tokens import KeyKind, ParsedKey, label, new_key, secret_hash
 from shared.metering.events import UsageEvent
@@ -148,3 +149,32 @@ class MemoryUsageStore:
         page = found[:limit]
         more = len(found) > limit
         return page, ({"id": page[-1]["id"], "key_id": key_id, "created_at": page[-1]["created_at"]} if more else None)
+
+
+class MemoryGovernanceStore:
+    """A GovernanceStore in a dict; `writes` counts the batches of refused calls written."""
+
+    def __init__(self) -> None:
+        self.settings = OrgSettings()
+        self.rows: dict[str, Any] = {}
+        self.writes = 0
+
+    def load(self):
+        return self.settings, list(self.rows.values())
+
+    def put_settings(self, settings) -> None:
+        self.settings = settings
+
+    def approval(self, model: str):
+        return self.rows.get(model)
+
+    def decide(self, model: str, status, *, by: str, at: float, note: str | None):
+        old = self.rows.get(model) or Approval(model)
+        self.rows[model] = row = replace(old, status=status, decided_by=by, decided_at=at, note=note)
+        return row
+
+    def add_requests(self, model: str, count: int, first: float, last: float, key_ids: set[str]) -> None:
+        self.writes += 1
+        old = self.rows.get(model) or Approval(model, first_requested=first)
+        ids = tuple(sorted(set(old.key_ids) | set(sorted(key_ids)[:max(KEY_IDS_KEPT - len(old.key_ids), 0)])))
+        self.rows[model] = replace(old, requests=old.requests + count, last_requested=last, key_ids=ids)

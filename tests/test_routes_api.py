@@ -79,7 +79,7 @@ def test_the_built_in_auto_policy_decides_without_calling_anything(gateway):
     def decide(content, **extra):
         request = parse_chat_request(orjson.dumps({"model": "switchyard/auto",
                                                    "messages": [{"role": "user", "content": content}], **extra}))
-        plan = Plan(gateway.chat, request, CallContext(key_id="k"))
+        plan = Plan(gateway.chat.routing, request, CallContext(key_id="k"))
         return plan.chain[0], plan.rule
     assert decide("Review this contract for me") == ("sim/chat", "legal")
     assert decide("word " * 7000) == ("sim/long-context", "long prompts")  # ≈ 8,750 tokens > 8,192

@@ -85,7 +85,7 @@ def req(model="acme/ok", content="hi", **fields):
 
 
 def decide(service, request, **ctx):
-    plan = Plan(service, request, CallContext(key_id=ctx.pop("key_id", "k"), **ctx))
+    plan = Plan(service.routing, request, CallContext(key_id=ctx.pop("key_id", "k"), **ctx))
     return plan.chain[0], plan.rule
 
 
@@ -109,7 +109,7 @@ def test_each_rule_kind_selects_its_model(service):
 
 
 def test_the_chain_is_the_choice_then_fallbacks_then_the_requests_models(service):
-    plan = Plan(service, req("acme/chain", models=["acme/long"]), CallContext(key_id="k"))
+    plan = Plan(service.routing, req("acme/chain", models=["acme/long"]), CallContext(key_id="k"))
     assert plan.chain == ["acme/down", "acme/ok", "acme/long"]
 
 

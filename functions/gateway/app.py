@@ -18,8 +18,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from functions.gateway.deps import CORS_ORIGIN
 from functions.gateway.event_stream import SERVER_SEND
-from functions.gateway.routes import (analytics, audit, catalog, chat, generation, health, keys, models,
-                                     policies, rankings, synthetic)
+from functions.gateway.routes import (analytics, audit, catalog, chat, generation, governance, health, keys,
+                                     models, policies, rankings, synthetic)
 from functions.gateway.state import gateway
 from shared.chat.service import new_request_id
 from shared.errors import BadRequestError, ForbiddenError, PayloadTooLargeError, SwitchyardError
@@ -189,7 +189,8 @@ def create_app() -> FastAPI:
                   telemetry={"tracing": False, "metrics": False, "logs": False},
                   description="An OpenAI-compatible LLM gateway: keys, routing, metering and healing.")
     for router in (health.router, chat.router, models.router, generation.router, keys.router, catalog.router,
-                   policies.router, analytics.router, rankings.router, synthetic.router, audit.router):
+                   policies.router, analytics.router, rankings.router, synthetic.router, audit.router,
+                   governance.router):
         app.include_router(router)
 
     def openapi() -> dict[str, Any]:

@@ -17,6 +17,8 @@ from shared.catalog.source import CatalogSource
 from shared.catalog.store import DynamoCatalogStore
 from shared.chat.service import ChatService
 from shared.config import Settings, get_settings
+from shared.governance.source import GovernanceSource
+from shared.governance.store import DynamoGovernanceStore
 from shared.keys import Authenticator, DynamoKeyStore, KeyStore
 from shared.keys.origins import OriginIndex
 from shared.keys.restrictions import network
@@ -39,6 +41,7 @@ class Gateway:
     origins: OriginIndex  # what a CORS preflight is answered from
     trusted_proxies: tuple[str, ...]  # CIDRs whose X-Forwarded-For is believed (functions/gateway/deps.py)
     audit: AuditLog  # management actions, hash-chained (shared/audit/log.py); never on the inference path
+    governance: GovernanceSource  # model approval and residency, refreshed like the catalog
 
     @property
     def catalog(self) -> Catalog:
@@ -59,6 +62,8 @@ def gateway() -> Gateway:
                   dead_letters=DeadLetters(settings.counters_table, settings.usage_retention_days),
                   on_record=lambda e: auth.add_spend(e.key_id, e.cost))
     proxies = tuple(network(p) for p in (settings.trusted_proxies or "").split(",") if p.strip())
+    governance = GovernanceSource(DynamoGovernanceStore(settings.catalog_table), ttl=catalogs.ttl)
     return Gateway(settings, catalogs, keys, auth, usage, meter, EndpointStats(usage),
-                   ChatService(catalogs, meter, settings, spend, fingerprint=PromptFingerprint(pepper)),
-                   keys.origins, proxies, AuditLog(settings.audit_table, pepper))
+                   ChatService(catalogs, meter, settings, spend, fingerprint=PromptFingerprint(pepper),
+                               governance=governance),
+                   keys.origins, proxies, AuditLog(settings.audit_table, pepper), governance)

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from shared.catalog.schema import CatalogFile, ModelConfig, Pricing, ProviderConfig, SimBehaviour
 from shared.errors import ModelNotFoundError
+from shared.governance.regions import bedrock_regions
 from shared.routing.policy import Policies, RoutePolicy
 
 __all__ = ["Catalog", "CatalogError", "CatalogModel", "Endpoint", "Pricing", "ProviderConfig", "SimBehaviour",
@@ -39,10 +40,17 @@ class Endpoint:
     config: ModelConfig
     upstream_model: str = field(init=False)  # the vendor's name: `upstream_model`, else the id after the slash
     supported: frozenset[str] = field(init=False)  # supported_parameters, for set arithmetic per call
+    regions: tuple[str, ...] = field(init=False)  # where it serves from (data residency); () when undeclared
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "upstream_model", self.config.upstream_model or self.config.id.split("/", 1)[1])
+        upstream = self.config.upstream_model or self.config.id.split("/", 1)[1]
+        object.__setattr__(self, "upstream_model", upstream)
         object.__setattr__(self, "supported", frozenset(self.config.supported_parameters))
+        p = self.provider
+        served = self.config.regions or p.regions
+        if served is None and p.kind == "bedrock":
+            served = bedrock_regions(p.region, upstream)
+        object.__setattr__(self, "regions", tuple(served or ()))
 
     @property
     def pricing(self) -> Pricing:

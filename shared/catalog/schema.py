@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from shared.catalog.licenses import ModelLicense
+from shared.governance import regions as _regions
 from shared.routing.policy import RoutePolicy
 
 ProviderKind = Literal["openai", "anthropic", "gemini", "bedrock", "azure", "sim"]
@@ -56,6 +57,9 @@ UrlPart = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-
 Region = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z0-9-]+$")]
 EnvName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 SecretId = Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^[A-Za-z0-9/_+=.@:-]+$")]
+# Where an endpoint serves from, for data residency (the convention: shared/governance/regions.py)
+ServedRegion = Annotated[str, AfterValidator(_regions.region)]
+ServedRegions = Annotated[tuple[ServedRegion, ...], Field(min_length=1, max_length=32)]
 UpstreamModel = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^[^\s\x00-\x1f\x7f]+$")]
 
 
@@ -98,6 +102,9 @@ class ProviderConfig(Strict):
     api_key_secret: SecretId | None = None  # Secrets Manager id holding the vendor key (AWS)
     api_version: UrlPart | None = None  # azure: an api-version such as 2024-10-21, or "v1" (the default)
     region: Region | None = None  # bedrock: the AWS region (default: the function's own)
+    # Where the provider serves from (data residency); a model entry's own `regions` override it. None: not
+    # declared, and then no residency constraint is met (a bedrock provider defaults to its `region`).
+    regions: ServedRegions | None = None
     headers: dict[HeaderName, HeaderValue] = {}
     # "deny": the provider neither stores nor trains on prompts (OpenRouter's `data_collection`); unknown → "allow"
     data_collection: Literal["allow", "deny"] = "allow"
@@ -134,6 +141,7 @@ class ModelConfig(Strict):
     output_modalities: tuple[Modality, ...] = ("text",)
     supported_parameters: tuple[str, ...] = DEFAULT_PARAMETERS
     timeout_seconds: Annotated[float, Field(gt=0)] | None = None  # overrides the first-byte timeout
+    regions: ServedRegions | None = None  # where this endpoint serves from, when not where its provider does
     sim: SimBehaviour | None = None
 
 

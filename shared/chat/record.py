@@ -27,7 +27,7 @@ def started(ctx: CallContext, request: ChatRequest | None, *, streamed: bool,
     if ctx.zero_log:  # tokens, cost, model, status and timing only: nothing that says who called or what
         return UsageEvent(id=ctx.request_id, key_id=ctx.key_id, created_at=ctx.created, model=model_id,
                           lab=model_id.split("/", 1)[0] if "/" in model_id else "",
-                          request_model=model_id or None, streamed=streamed)
+                          request_model=model_id or None, streamed=streamed, zero_log=True)
     return UsageEvent(
         prompt_fingerprint=fingerprint(request) if fingerprint is not None and request is not None else None,
         id=ctx.request_id, key_id=ctx.key_id, created_at=ctx.created, model=model_id,

@@ -21,6 +21,7 @@ from shared.chat.schema import ChatRequest
 from shared.chat.stream import DONE, KEEPALIVE, StreamRelay
 from shared.config import Settings
 from shared.errors import InsufficientCreditsError, SwitchyardError, UpstreamTimeoutError
+from shared.governance.source import GovernanceSource
 from shared.healing.completion import heal_completion
 from shared.keys.spend import SpendGuard
 from shared.metering import Meter, UsageEvent
@@ -37,10 +38,10 @@ Route = Candidate  # one model served by one endpoint through one adapter
 
 class ChatService:
     def __init__(self, catalog: Catalog | CatalogSource, meter: Meter, settings: Settings,
-                 spend: SpendGuard | None = None, fingerprint: Callable[[ChatRequest], str | None] | None = None
-                 ) -> None:
+                 spend: SpendGuard | None = None, fingerprint: Callable[[ChatRequest], str | None] | None = None,
+                 governance: GovernanceSource | None = None) -> None:
         self.fingerprint = fingerprint  # the prompt's salted fingerprint for the usage record (never the prompt)
-        self.routing = RoutingState(catalog, settings)
+        self.routing = RoutingState(catalog, settings, governance)
         self.recorder = Recorder(meter, self.routing)
         self.spend = spend
         self.settings = settings

@@ -22,9 +22,10 @@ from functools import lru_cache
 from typing import Iterable
 from urllib.parse import urlsplit
 
+from shared.governance import regions
+
 MAX_PATTERNS = 100
 _MODEL_PATTERN = re.compile(r"^[A-Za-z0-9*][A-Za-z0-9._:/@*+-]{0,199}$")
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$|^(us|eu|ap|global)$")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -64,9 +65,8 @@ def origin(value: str) -> str:
 
 
 def region(value: str) -> str:
-    if not _REGION.match(value):
-        raise ValueError(f"{value!r} is not a region (e.g. us-east-1, eu-west-1)")
-    return value
+    """A residency region, as the catalog's regions are spelled (shared/governance/regions.py)."""
+    return regions.region(value)
 
 
 def timestamp(value: str) -> str:

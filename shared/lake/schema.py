@@ -11,7 +11,9 @@ records its version in a column and in its Parquet metadata; readers ask for the
 written before a column existed reads it as null (`read` and the query engine both pass this schema).
 
 The lake holds no prompt, completion, raw client IP or user agent: the IP is a keyed hash (`ip_hash`), so one
-source flooding can be seen without storing who called.
+source flooding can be seen without storing who called. A zero-log key's call (its record says `zero_log`) keeps
+no app, categories, IP hash or prompt fingerprint here either, whatever its record holds: the rankings count it
+for its model, never for an app (it is in the unnamed row), and the repeated-prompt filter cannot see it.
 """
 
 from __future__ import annotations
@@ -125,7 +127,8 @@ def row(record: dict[str, Any], hash_ip: IpHasher) -> dict[str, Any]:
     categories = record.get("categories")
     error_code = record.get("error_code")
     ttft = record.get("ttft_ms")
-    return {
+    anonymous = record.get("zero_log") is True  # (shared/chat/record.py leaves these out already: a second lock)
+    out = {
         "id": rid,
         "created_at": datetime.fromtimestamp(float(created), timezone.utc),
         "schema_version": VERSION,
@@ -163,6 +166,9 @@ def row(record: dict[str, Any], hash_ip: IpHasher) -> dict[str, Any]:
         "ip_hash": hash_ip(_str(record.get("client_ip"))),
         "prompt_fingerprint": _str(record.get("prompt_fingerprint")),
     }
+    if anonymous:
+        out.update(app=None, app_title=None, app_referer=None, categories=None, ip_hash=None, prompt_fingerprint=None)
+    return out
 
 
 def table(rows: list[dict[str, Any]]) -> pa.Table:

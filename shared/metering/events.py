@@ -63,6 +63,7 @@ class UsageEvent:
     streamed: bool = False
     client_ip: str | None = None
     user_agent: str | None = None
+    zero_log: bool | None = None  # True: a zero-log key's call; what reads the record keeps nothing that identifies
 
     def to_record(self, retention_days: int) -> dict[str, Any]:
         record = {name: getattr(self, name) for name in _FIELDS}

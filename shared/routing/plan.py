@@ -10,7 +10,9 @@ the failed attempt itself. What moves on (the error's class says: `retryable`, `
 - only the endpoint's own faults count against its breaker, never the request's (400s, 413, a key that
   cannot afford it);
 - a policy's `on_error` reroutes by error type (e.g. `context_length_exceeded` → a longer-context model);
-- an endpoint whose breaker is open is skipped (its load is shed).
+- an endpoint whose breaker is open is skipped (its load is shed);
+- a model or endpoint the call may not use is screened out (shared/routing/screen.py: the key's allowed models,
+  the organisation's approvals, residency), its refusal kept as the final error if nothing else answers.
 When every candidate failed and some failure was transient (429, 5xx, timeout, connection), the plan is run
 again after a jittered exponential backoff (at least the largest Retry-After, and never longer than
 `max_retry_wait_seconds`), at most `max_retries` times (a policy's `retries` overrides), within the call's
@@ -28,10 +30,10 @@ import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from shared.chat.schema import ChatRequest
-from shared.errors import ForbiddenError, NoProviderError, SwitchyardError, UpstreamTimeoutError
-from shared.keys.restrictions import model_allowed
+from shared.errors import NoProviderError, SwitchyardError, UpstreamTimeoutError
 from shared.providers.base import DEADLINE
 from shared.routing.policy import RoutingInput
+from shared.routing.screen import Screen
 
 if TYPE_CHECKING:
     from shared.chat.context import CallContext
@@ -52,11 +54,6 @@ def _retry_after(error: SwitchyardError) -> float | None:
         return max(float(value), 0.0) if value is not None else None
     except ValueError:
         return None  # (an upstream's HTTP date is already seconds: see providers.base.retry_after_seconds)
-
-
-def _not_allowed(models: list[str]) -> ForbiddenError:
-    return ForbiddenError(f"This key may not call {', '.join(models)} (its allowed_models)",
-                          metadata={"reason": "model_not_allowed", "models": models})
 
 
 class Attempt(NamedTuple):
@@ -91,8 +88,9 @@ class Plan:
         self.settings = settings = routing.settings
         requested = request.model_ids
         self.catalog = catalog = routing.catalog  # read once: every lookup of this call sees the same catalog
-        if ctx.allowed_models is not None:
-            self._allowed_or_refuse(requested)
+        self.screen = screen = Screen.of(ctx, routing.governance())  # None: nothing to screen (the usual call)
+        if screen is not None:
+            screen.check_requested(catalog, requested)
         self.policy = catalog.policies.find(requested[0]) if len(catalog.policies) else None
         if self.policy is not None:
             chain, self.rule = self.policy.decide(self._input(requested[0]))
@@ -110,19 +108,6 @@ class Plan:
         self.next_in_queue = 0
         self.tried: list[Attempt] = []
         self.started = 0.0
-
-    def _allowed_or_refuse(self, requested: list[str]) -> None:
-        """Every model the request names (its `model` and each fallback in `models`) must be one the key may
-        call; a routing policy is checked through the models it routes to (`_next`)."""
-        refused = []
-        for model_id in requested:
-            if self.catalog.policies.find(model_id) is not None:
-                continue
-            canonical = self.catalog.canonical_id(model_id)
-            if canonical is not None and not model_allowed(self.ctx.allowed_models, canonical):
-                refused.append(canonical)
-        if refused:
-            raise _not_allowed(refused)
 
     def _input(self, requested: str) -> RoutingInput:
         ctx, request = self.ctx, self.request
@@ -176,12 +161,10 @@ class Plan:
                 self.queue = []
                 self.unresolved = [*self.unresolved, e]
                 continue
-            allowed = self.ctx.allowed_models
-            if allowed is not None and self.queue and not model_allowed(allowed, self.queue[0].model.id):
-                # a model a policy routed to that the key may not call: skipped, and said so if nothing answers
-                model = self.queue[0].model.id
-                self.queue = []
-                self.unresolved = [*self.unresolved, _not_allowed([model])]
+            if self.screen is not None and self.queue:
+                self.queue, refusal = self.screen.keep(self.queue)
+                if refusal is not None:  # skipped, and said so if nothing answers
+                    self.unresolved = [*self.unresolved, refusal]
 
     def failed(self, c: "Candidate", error: SwitchyardError) -> None:
         """Record a failed attempt and let its breaker know. What follows is the error class's to say

@@ -11,6 +11,7 @@ from shared.catalog.source import CatalogSource
 from shared.chat.schema import ChatRequest
 from shared.config import Settings
 from shared.errors import BadRequestError, ModelNotFoundError, NoProviderError
+from shared.governance.source import OFF, Governance, GovernanceSource
 from shared.routing import providers as provider_routing
 from shared.routing.breaker import BreakerPolicy, Breakers
 from shared.routing.providers import Candidate
@@ -20,8 +21,10 @@ _SMOOTHING = 0.2  # weight of the newest measurement in the moving averages
 
 
 class RoutingState:
-    def __init__(self, catalog: Catalog | CatalogSource, settings: Settings) -> None:
+    def __init__(self, catalog: Catalog | CatalogSource, settings: Settings,
+                 governance: GovernanceSource | None = None) -> None:
         self.source = catalog if isinstance(catalog, CatalogSource) else None
+        self.governance_source = governance  # None: no approval workflow, no organisation residency
         self._catalog = catalog if isinstance(catalog, Catalog) else catalog.current
         self.settings = settings
         self._usable: dict[str, list[Candidate]] = {}  # model id → its candidates when nothing varies per call
@@ -40,6 +43,10 @@ class RoutingState:
             if self.source.current is not self._catalog:
                 self._catalog, self._usable = self.source.current, {}
         return self._catalog
+
+    def governance(self) -> Governance:
+        """The organisation's approval and residency settings of the moment (from memory)."""
+        return OFF if self.governance_source is None else self.governance_source.latest()
 
     def candidates(self, model_id: str, request: ChatRequest, catalog: Catalog | None = None) -> list[Candidate]:
         """The endpoints of one model that may serve this request, in the order to try them."""
