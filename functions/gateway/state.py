@@ -2,7 +2,8 @@
 
 The one place that chooses where state lives: routes and services see the stores through their interfaces
 (`KeyStore`, `UsageStore`, `CatalogStore`) and only this module builds their DynamoDB implementations, as it
-builds the two DynamoDB parts that have no interface yet: spend holds (`SpendGuard`) and `DeadLetters`."""
+builds the DynamoDB parts that have no interface yet: spend holds (`SpendGuard`), rate-limit leases
+(`RateLimiter`) and `DeadLetters`."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from shared.config import Settings, get_settings
 from shared.keys import Authenticator, DynamoKeyStore, KeyStore
 from shared.keys.origins import OriginIndex
 from shared.keys.restrictions import network
+from shared.keys.rates import RateLimiter
 from shared.keys.spend import SpendGuard
 from shared.metering import DeadLetters, DynamoUsageStore, Meter, UsageStore
 from shared.metering.fingerprint import PromptFingerprint
@@ -57,5 +59,6 @@ def gateway() -> Gateway:
                   on_record=lambda e: auth.add_spend(e.key_id, e.cost))
     proxies = tuple(network(p) for p in (settings.trusted_proxies or "").split(",") if p.strip())
     return Gateway(settings, catalogs, keys, auth, usage, meter, EndpointStats(usage),
-                   ChatService(catalogs, meter, settings, spend, fingerprint=PromptFingerprint(pepper)),
+                   ChatService(catalogs, meter, settings, spend, fingerprint=PromptFingerprint(pepper),
+                               rates=RateLimiter(settings.counters_table)),
                    keys.origins, proxies)
