@@ -95,7 +95,7 @@ def test_a_day_window_turns_at_midnight_utc(aws):
 
 def test_two_processes_never_serve_more_than_the_limit_together(aws):
     clock = Clock(T0 + 1)
-    a, b = RateLimiter(aws["CountersTable"], clock=clock), RateLimiter(aws["CountersTable"], clock=clock)
+    a, b = (RateLimiter(aws["CountersTable"], clock=clock, prefetch=False) for _ in range(2))
     trips_a, trips_b = counted(a), counted(b)
     rng = random.Random(7)
     served = {"a": 0, "b": 0}
@@ -131,6 +131,9 @@ def test_concurrent_threads_in_two_processes_never_pass_the_limit(aws):
         t.start()
     for t in threads:
         t.join()
+    for limiter in (a, b):  # a prefetch may still be on its way
+        if limiter._background is not None:
+            limiter._background.shutdown(wait=True)
     name = a._leases[("k4", "rpm")].bucket
     assert len(served) <= 50 and granted(aws, "k4", name) <= 50
     # what was granted and not served is only what the two leases still hold
@@ -140,7 +143,7 @@ def test_concurrent_threads_in_two_processes_never_pass_the_limit(aws):
 
 def test_a_lease_is_served_locally_and_slices_shrink_as_the_window_fills(aws):
     clock = Clock(T0 + 1)
-    limiter = RateLimiter(aws["CountersTable"], clock=clock)
+    limiter = RateLimiter(aws["CountersTable"], clock=clock, prefetch=False)
     trips = counted(limiter)
     sizes = []
     for _ in range(100):
@@ -156,6 +159,22 @@ def test_a_lease_is_served_locally_and_slices_shrink_as_the_window_fills(aws):
     assert len(trips) < 40
 
 
+def test_a_busy_lease_asks_for_its_next_slice_in_the_background(aws):
+    clock = Clock(T0 + 1)
+    limiter = RateLimiter(aws["CountersTable"], clock=clock)
+    by_thread: list[str] = []
+    update = limiter.table.update
+    limiter.table.update = lambda *a, **k: by_thread.append(threading.current_thread().name) or update(*a, **k)
+    for _ in range(1500):
+        clock.now += 0.002  # 500 requests a second: slices of ~250 (half a second's)
+        limiter.take_local("k11", "rpm", 10_000) or limiter.take("k11", "rpm", 10_000)
+    limiter._background.shutdown(wait=True)
+    lease = limiter._leases[("k11", "rpm")]
+    assert granted(aws, "k11", "rpm#2026-12-02T07:05") - lease.left == 1500
+    on_the_request_path = [t for t in by_thread if not t.startswith("rate-leases")]
+    assert len(on_the_request_path) <= 3 and len(by_thread) > len(on_the_request_path)  # the rest ahead of need
+
+
 def test_when_less_than_a_slice_is_left_what_is_left_is_granted(aws):
     clock = Clock(T0 + 1)
     a, b = RateLimiter(aws["CountersTable"], clock=clock), RateLimiter(aws["CountersTable"], clock=clock)
@@ -169,7 +188,7 @@ def test_when_less_than_a_slice_is_left_what_is_left_is_granted(aws):
 
 def test_a_refusal_is_remembered_without_round_trips_until_the_recheck(aws):
     clock = Clock(T0 + 1)
-    a, b = RateLimiter(aws["CountersTable"], clock=clock), RateLimiter(aws["CountersTable"], clock=clock)
+    a, b = (RateLimiter(aws["CountersTable"], clock=clock, prefetch=False) for _ in range(2))
     a.take("k7", "rpm", 1)
     trips = counted(b)
     for _ in range(50):
@@ -184,7 +203,7 @@ def test_a_refusal_is_remembered_without_round_trips_until_the_recheck(aws):
 
 def test_unused_tokens_go_back_to_the_lease_then_beyond_a_slice_to_the_table(aws):
     clock = Clock(T0 + 1)
-    a, b = RateLimiter(aws["CountersTable"], clock=clock), RateLimiter(aws["CountersTable"], clock=clock)
+    a, b = (RateLimiter(aws["CountersTable"], clock=clock, prefetch=False) for _ in range(2))
     first = a.take("k8", "tpm", 10_000, 4_000)
     trips = counted(a)
     a.give_back(first, 3_900)  # the call used 100 tokens: the lease keeps them (up to one slice, 4,000)
@@ -194,7 +213,7 @@ def test_unused_tokens_go_back_to_the_lease_then_beyond_a_slice_to_the_table(aws
     assert len(trips) == 1 and granted(aws, "k8", "tpm#2026-12-02T07:05") == 8_000
     a.give_back(second, 4_000)
     a.give_back(again, 3_900)  # 7,900 unused: one slice stays in the lease, 3,900 go back to the table
-    a._returns.shutdown(wait=True)
+    a._background.shutdown(wait=True)
     assert granted(aws, "k8", "tpm#2026-12-02T07:05") == 8_000 - 3_900
     assert a._leases[("k8", "tpm")].left == 4_000
     assert b.take("k8", "tpm", 10_000, 5_000).amount == 5_000  # without the return only 2,000 were left

@@ -12,12 +12,13 @@ the limit) and serves requests from its lease with no round trip. When less than
 is granted (the failed condition returns the row as it was, in the same round trip; a second UpdateItem takes
 the rest). A slice is sized to last this process about `horizon` seconds at the rate it used its last one, and
 is never more than 1/`share` of what the window still has: slices shrink as the window fills, so an idle
-process strands little. A refusal is remembered for `recheck` seconds (at most to the window's end), so a
-flood of refused requests makes no round trips either.
+process strands little. With `prefetch`, a lease of 4 or more that is three-quarters used asks for its next
+slice in the background, so that a request rarely waits for a grant. A refusal is remembered for `recheck`
+seconds (at most to the window's end), so a flood of refused requests makes no round trips either.
 
 Round trips a request: none when its lease covers it; one a grant (a slice is ~`horizon` seconds of the
-process's traffic, so one per rate × horizon requests under load); two when the window runs short (the failed
-grant and the remainder). Keys without rpm, rpd and tpm never come here.
+process's traffic, so one per rate × horizon requests under load, mostly made in the background); two when
+the window runs short (the failed grant and the remainder). Keys without rpm, rpd and tpm never come here.
 
 Tokens (tpm): a call takes its worst case before it is sent — the prompt's upper bound plus its output bound
 × n (shared/chat/budget.py; the output bound is enforced for tpm keys as for keys with a spend limit) — as
@@ -96,15 +97,15 @@ class RateLimiter:
     the event loop (`admit`, a thread only for a round trip), tokens in the worker thread that holds spend."""
 
     def __init__(self, counters_table: str, *, clock: Callable[[], float] = time.time, horizon: float = 0.5,
-                 share: int = 8, recheck: float = 1.0) -> None:
+                 share: int = 8, recheck: float = 1.0, prefetch: bool = True) -> None:
         self.table = Table(counters_table)
         self.clock = clock  # wall clock: windows are UTC minutes and days
-        self.horizon, self.share, self.recheck = horizon, share, recheck
+        self.horizon, self.share, self.recheck, self.prefetch = horizon, share, recheck, prefetch
         self._leases: dict[tuple[str, Kind], _Lease] = {}
         # Re-entrant: a stream dropped by the garbage collector settles its tokens from wherever it is collected.
         self._lock = threading.RLock()
         self._granted = threading.Condition(self._lock)
-        self._returns: ThreadPoolExecutor | None = None
+        self._background: ThreadPoolExecutor | None = None  # returns and prefetches, off the request path
 
     # -- requests (rpm, rpd) ---------------------------------------------------------------------------------
     async def admit(self, key_id: str, *, rpm: int | None, rpd: int | None) -> dict[str, str]:
@@ -135,36 +136,26 @@ class RateLimiter:
     def take(self, key_id: str, kind: Kind, limit: int, amount: int = 1) -> Taken:
         """`amount` units of the key's current window, leasing a slice from the table when the lease is short
         (blocking: call it from a worker thread), or raise KeyRateLimitedError."""
-        with self._lock:
-            while True:
-                now = self.clock()
-                got = self._local(key_id, kind, limit, amount, now)
-                if got is not None:
-                    return got
-                lease = self._leases[(key_id, kind)]
-                if not lease.granting:
-                    break
-                self._granted.wait(timeout=5)  # another thread's grant may cover this call too
-            lease.granting = True
-            need = amount - lease.left
-            ask = self._slice(lease, limit, need, now)
-        try:
-            got, seen = self._grant(key_id, lease, limit, need, ask, kind)
-        finally:
+        while True:
             with self._lock:
-                lease.granting = False
-                self._granted.notify_all()
-        with self._lock:
-            lease.seen = max(lease.seen, seen)
-            if got < need:
-                lease.refused_room, lease.recheck_at = max(limit - seen, 0), min(now + self.recheck, lease.end)
+                while True:
+                    now = self.clock()
+                    got = self._local(key_id, kind, limit, amount, now)
+                    if got is not None:
+                        return got
+                    lease = self._leases[(key_id, kind)]
+                    if not lease.granting:
+                        break
+                    self._granted.wait(timeout=5)  # another thread's grant may cover this call too
+                lease.granting = True
+                need = amount - lease.left
+                ask = self._slice(lease, limit, need, now)
+            outcome = self._fill(key_id, kind, limit, lease, need, ask, now, take=amount)
+            if outcome == "taken":
+                return Taken(key_id, kind, lease.bucket, amount, limit, lease.remaining(limit), lease.end)
+            if outcome == "refused":
                 raise refusal(kind, limit, amount, lease.remaining(limit), lease.end, now)
-            lease.refused_room = None
-            if lease.granted_at is not None and now > lease.granted_at:
-                lease.rate = (lease.used + need) / (now - lease.granted_at)
-            lease.left += got - amount
-            lease.size, lease.granted_at, lease.used = got, now, amount
-            return Taken(key_id, kind, lease.bucket, amount, limit, lease.remaining(limit), lease.end)
+            # "short": smaller calls used the lease meanwhile; what was granted stays in it: look again
 
     def give_back(self, taken: Taken, amount: int) -> None:
         """Return `amount` of what `taken` took, unused: to the lease while its window lasts (beyond one slice
@@ -181,9 +172,14 @@ class RateLimiter:
             if excess <= 0:
                 return
             lease.left -= excess
-            if self._returns is None:
-                self._returns = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rate-returns")
-        self._returns.submit(self._return, taken.key_id, lease, excess)
+        self._submit(self._return, taken.key_id, lease, excess)
+
+    def _submit(self, *call: object) -> None:
+        if self._background is None:
+            with self._lock:
+                if self._background is None:
+                    self._background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rate-leases")
+        self._background.submit(*call)  # type: ignore[arg-type]
 
     # -- inside ----------------------------------------------------------------------------------------------
     def _local(self, key_id: str, kind: Kind, limit: int, amount: int, now: float) -> Taken | None:
@@ -200,12 +196,59 @@ class RateLimiter:
         if lease.left >= amount:
             lease.left -= amount
             lease.used += amount
+            if self.prefetch and lease.size >= 4 and lease.left * 4 <= lease.size and not lease.granting \
+                    and lease.refused_room is None:
+                lease.granting = True  # a request that runs short meanwhile waits for this grant
+                self._submit(self._prefetch, key_id, kind, limit, lease)
             return Taken(key_id, kind, name, amount, limit, lease.remaining(limit), lease.end)
         if amount > limit:
             raise refusal(kind, limit, amount, lease.remaining(limit), lease.end, now)
         if lease.refused_room is not None and now < lease.recheck_at and amount - lease.left > lease.refused_room:
             raise refusal(kind, limit, amount, lease.remaining(limit), lease.end, now)
         return None
+
+    def _prefetch(self, key_id: str, kind: Kind, limit: int, lease: _Lease) -> None:
+        """The lease's next slice, asked for before it runs out (in a background thread)."""
+        with self._lock:
+            now = self.clock()
+            ask = self._slice(lease, limit, 1, now)
+        try:
+            self._fill(key_id, kind, limit, lease, 1, ask, now)
+        except Exception:  # noqa: BLE001 — the request that runs short asks again, and sees the error
+            pass
+
+    def _fill(self, key_id: str, kind: Kind, limit: int, lease: _Lease, need: int, ask: int, now: float, *,
+              take: int = 0) -> Literal["taken", "refused", "short"]:
+        """Grant the lease `ask` (at least `need`) from the table, its `granting` set by the caller, and take
+        `take` of it in the same step: "taken"; "refused" (remembered until the recheck); or "short" (granted,
+        but concurrent calls used the lease meanwhile, so `take` no longer fits)."""
+        granted: tuple[int, int] | None = None
+        try:
+            granted = self._grant(key_id, lease, limit, need, ask, kind)
+        finally:
+            with self._lock:  # one step with the notify: a woken waiter sees the grant applied
+                lease.granting = False
+                self._granted.notify_all()
+                if granted is not None:
+                    outcome = self._apply(lease, limit, need, now, take, *granted)
+        return outcome
+
+    def _apply(self, lease: _Lease, limit: int, need: int, now: float, take: int, got: int,
+               seen: int) -> Literal["taken", "refused", "short"]:
+        lease.seen = max(lease.seen, seen)
+        if got < need:
+            lease.refused_room, lease.recheck_at = max(limit - seen, 0), min(now + self.recheck, lease.end)
+            return "refused"
+        lease.refused_room = None
+        if lease.granted_at is not None and now > lease.granted_at:
+            lease.rate = (lease.used + need) / (now - lease.granted_at)
+        lease.left += got
+        lease.size, lease.granted_at, lease.used = got, now, 0
+        if lease.left < take:
+            return "short"
+        lease.left -= take
+        lease.used = take
+        return "taken"
 
     def _slice(self, lease: _Lease, limit: int, need: int, now: float) -> int:
         """What the next grant asks for: about `horizon` seconds of this process's use, at most 1/`share` of
