@@ -301,10 +301,10 @@ def timed(conn: http.client.HTTPConnection, token: str, body: bytes, origin: boo
     return took * 1000
 
 
-def latency(stack: Stack, n: int, block: int) -> dict[str, Any]:
+def latency(stack: Stack, n: int, block: int, which: tuple[str, ...] = ()) -> dict[str, Any]:
     rates_only, _ = stack.new_key(name="rate-limits-only", rpm=1_000_000, rpd=100_000_000, tpm=1_000_000_000)
-    keys = (("unrestricted", stack.dev, False), ("every restriction", restricted_key(stack), True),
-            ("rpm + rpd + tpm only", rates_only, False))
+    keys = tuple(k for k in (("unrestricted", stack.dev, False), ("every restriction", restricted_key(stack), True),
+                             ("rpm + rpd + tpm only", rates_only, False)) if not which or k[0] in which)
     body = chat_body()
     conn = http.client.HTTPConnection("127.0.0.1", stack.ports[0], timeout=60)
     for _ in range(50):  # warm: keys cached, leases granted, connections open
@@ -346,13 +346,15 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="latency: requests a key, alternating")
     parser.add_argument("--seconds", type=float, default=None, help="rpm: flood this long (default: until a "
                         "whole UTC minute window was covered, 60-120 s)")
+    parser.add_argument("--latency-keys", nargs="*", default=(), help="latency: only these of 'unrestricted', "
+                        "'every restriction', 'rpm + rpd + tpm only' (default: all three, in turn)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     only = set(args.only or ("latency", "spend", "rpm"))
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="governance-") as tmp, Stack(Path(tmp)) as stack:
         if "latency" in only:
-            results["latency"] = latency(stack, args.requests, 500)
+            results["latency"] = latency(stack, args.requests, 500, tuple(args.latency_keys))
             print(json.dumps({"latency": results["latency"]}, indent=2), flush=True)
         if "spend" in only:
             results["spend"] = asyncio.run(spend_burst(stack, 200))
