@@ -94,8 +94,8 @@ class Stack:
         self.procs.append(moto)
         assert moto.stdout is not None and moto.stdout.readline().strip() == "ready", "moto did not start"
         for port in self.ports:  # one after the other: the first writes the keys the second reuses
-            proc = subprocess.Popen([sys.executable, "-m", "infra.local"], cwd=ROOT, env={**self.env, "PORT": str(port)},
-                                    stdout=log, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen([sys.executable, "-m", "infra.local"], cwd=ROOT,
+                                    env={**self.env, "PORT": str(port)}, stdout=log, stderr=subprocess.STDOUT)
             self.procs.append(proc)
             self._wait(port, proc)
         self.admin = (self.state / "admin-key").read_text().strip()
