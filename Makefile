@@ -101,3 +101,7 @@ build-GatewayFunction build-StreamFunction build-AnalyticsFunction build-UsageEx
 		|| echo "warning: no Python 3.13 to compile bytecode with: the package ships without it (slower cold starts)"
 	@bytes=$$(du -sb "$(ARTIFACTS_DIR)" | cut -f1); if [ "$$bytes" -ge 262144000 ]; then \
 		echo "error: $@: $$((bytes / 1048576)) MB unzipped, past Lambda's 250 MB" >&2; exit 1; fi
+
+.PHONY: bench-governance
+bench-governance: install  # two gateway processes on one local stack: RPM 60 under 500 req/s, a $1 limit under 200 calls, what every restriction adds (~3 min)
+	$(UV) run --frozen --no-sync python -m benchmarks.governance

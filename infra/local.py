@@ -8,6 +8,13 @@ still pending), then the usage exporter (infra/lake_export.py, a child process) 
 holds to the lake, and only then is moto stopped, which saves on the way out. The moto child ignores SIGINT and
 SIGTERM, so that a signal to our group (Ctrl-C, `kill -- -PGID`) cannot stop it before the meter is drained:
 it stops when we close its stdin. So does the exporter.
+
+Several gateway processes can share one stack (tests/test_rate_limits_e2e.py, benchmarks/governance.py): with
+SWITCHYARD_MOTO_ENDPOINT set to a running moto (e.g. `python -m infra.moto_process PORT STATE_DIR`, which
+creates the template's resources), a process starts no moto of its own, nor an exporter or flows (one
+process of the stack runs those, or none), and uses the tables there. Give the processes one
+SWITCHYARD_STATE_DIR (the pepper and keys are read from it) and start them one after another: the first
+writes the keys the next ones reuse. `make run` sets none of this and is unchanged.
 """
 
 from __future__ import annotations
@@ -45,12 +52,15 @@ class LocalStack:
     def start(self) -> "LocalStack":
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.state_dir.chmod(0o700)  # keys, pepper and usage: the owner's only
-        port = free_port()
-        # moto ignores SIGINT and SIGTERM (a signal to our process group is the gateway's to handle) and stops
-        # when its stdin closes: stop(), once the meter is drained. If the gateway dies, moto notices and saves.
-        self._moto = _spawn("infra.moto_process", str(port), str(self.state_dir), ready="the moto server")
+        attached = os.environ.get("SWITCHYARD_MOTO_ENDPOINT")  # another process's moto (see the docstring)
+        endpoint = attached.rstrip("/") if attached else f"http://127.0.0.1:{free_port()}"
+        if not attached:
+            # moto ignores SIGINT and SIGTERM (a signal to our process group is the gateway's to handle) and stops
+            # when its stdin closes: stop(), once the meter is drained. If the gateway dies, moto notices and saves.
+            self._moto = _spawn("infra.moto_process", endpoint.rsplit(":", 1)[1], str(self.state_dir),
+                                ready="the moto server")
         os.environ.update({
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_ENDPOINT_URL": endpoint,
             "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_SESSION_TOKEN": "local",
             "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
         })
@@ -61,10 +71,10 @@ class LocalStack:
         os.environ["SWITCHYARD_PEPPER"] = local_pepper(self.state_dir)
         _reset_caches()
         self._ensure_keys()
-        if os.environ.get("SWITCHYARD_LAKE_EXPORT", "1") != "0":
+        if not attached and os.environ.get("SWITCHYARD_LAKE_EXPORT", "1") != "0":
             # the usage table's stream into the lake (infra/lake_export.py), like moto in a process of its own
             self._export = _spawn("infra.lake_export", str(self.state_dir), ready="the usage export")
-        if os.environ.get("SWITCHYARD_FLOWS", "1") != "0":
+        if not attached and os.environ.get("SWITCHYARD_FLOWS", "1") != "0":
             # the Prefect flows on their schedule (pipelines/serve.py); it needs nothing from us to start
             self._flows = _spawn("pipelines.serve", str(self.state_dir), ready=None)
         return self

@@ -24,6 +24,8 @@ domain code raises these and never builds HTTP responses itself.
     ├── ConflictError                    409  conflict                  not in this state (e.g. a review of a running job)
     ├── PayloadTooLargeError             413  payload_too_large         request fault (another endpoint may take it)
     ├── RateLimitedError                 429  rate_limit_exceeded       retryable (Retry-After passed on)
+    │   └── KeyRateLimitedError          429  rate_limit_exceeded       the key's own rpm/rpd/tpm: request fault, never
+    │                                                                   retried; metadata.reason, X-RateLimit-* headers
     ├── UpstreamError                    502  provider_error            retryable: the provider answered badly
     │   ├── ProviderOverloadedError      502  provider_overloaded       retryable (503/529 upstream)
     │   ├── ProviderUnreachableError     502  provider_unavailable      retryable (could not connect)
@@ -111,6 +113,15 @@ class PayloadTooLargeError(SwitchyardError):
 class RateLimitedError(SwitchyardError):
     status, error_type = 429, "rate_limit_exceeded"
     retryable = True
+
+
+class KeyRateLimitedError(RateLimitedError):
+    """The caller's key is over its own rate limit (shared/keys/rates.py), not the provider: routing must not
+    retry it or count it against an endpoint's breaker. Same wire name as OpenAI's; `metadata.reason` says
+    which limit ("rpm", "rpd" or "tpm")."""
+
+    retryable = False
+    request_fault = every_endpoint = True
 
 
 class UpstreamError(SwitchyardError):

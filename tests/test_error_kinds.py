@@ -242,13 +242,19 @@ def test_a_key_that_cannot_afford_a_candidate_does_not_count_against_its_breaker
     assert outcome(plan, InsufficientCreditsError("spent")) == (False, False, False)
 
 
+def test_a_keys_own_rate_limit_is_never_retried_nor_held_against_the_breaker(plan):
+    """Raised before any attempt (shared/keys/rates.py); were it ever to reach the plan, it must not act as an
+    upstream 429 does, although it shares the wire name."""
+    assert outcome(plan, errors.KeyRateLimitedError("rpm")) == (False, False, True)
+
+
 def test_an_upstream_413_does_not_count_against_the_breaker(plan):
     """One caller's oversized bodies must not open the breaker for every caller; another endpoint may take it."""
     assert outcome(plan, upstream_error(413, "too big", provider="sim-a")) == (False, False, False)
 
 
 # What the plan did by name before kinds were classes (RETRYABLE, REQUEST_FAULTS, and the two kinds that skip a
-# model's other endpoints): unchanged for every class but the two above.
+# model's other endpoints): unchanged for every class but the three above.
 RETRYABLE = {"rate_limit_exceeded", "provider_overloaded", "provider_error", "timeout", "provider_unavailable"}
 REQUEST_FAULTS = {"invalid_request", "context_length_exceeded", "content_policy_violation"}
 SKIPS = {"invalid_request", "content_policy_violation"}
@@ -256,7 +262,8 @@ SKIPS = {"invalid_request", "content_policy_violation"}
 
 @pytest.mark.parametrize("cls", [c for _, c in inspect.getmembers(errors, inspect.isclass)
                                  if issubclass(c, SwitchyardError)
-                                 and c not in (InsufficientCreditsError, PayloadTooLargeError)])
+                                 and c not in (InsufficientCreditsError, PayloadTooLargeError,
+                                               errors.KeyRateLimitedError)])
 def test_every_other_class_is_decided_as_its_name_was(plan, cls):
     name = cls.error_type
     assert outcome(plan, cls("x")) == (name not in REQUEST_FAULTS, name in RETRYABLE, name in SKIPS)

@@ -2,8 +2,8 @@
 
 The one place that chooses where state lives: routes and services see the stores through their interfaces
 (`KeyStore`, `UsageStore`, `CatalogStore`) and only this module builds their DynamoDB implementations, as it
-builds the DynamoDB parts that have no interface yet: spend holds (`SpendGuard`), `DeadLetters` and the
-`AuditLog`."""
+builds the DynamoDB parts that have no interface yet: spend holds (`SpendGuard`), rate-limit leases
+(`RateLimiter`), `DeadLetters` and the `AuditLog`."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from shared.governance.store import DynamoGovernanceStore
 from shared.keys import Authenticator, DynamoKeyStore, KeyStore
 from shared.keys.origins import OriginIndex
 from shared.keys.restrictions import network
+from shared.keys.rates import RateLimiter
 from shared.keys.spend import SpendGuard
 from shared.metering import DeadLetters, DynamoUsageStore, Meter, UsageStore
 from shared.metering.fingerprint import PromptFingerprint
@@ -65,5 +66,5 @@ def gateway() -> Gateway:
     governance = GovernanceSource(DynamoGovernanceStore(settings.catalog_table), ttl=catalogs.ttl)
     return Gateway(settings, catalogs, keys, auth, usage, meter, EndpointStats(usage),
                    ChatService(catalogs, meter, settings, spend, fingerprint=PromptFingerprint(pepper),
-                               governance=governance),
+                               governance=governance, rates=RateLimiter(settings.counters_table)),
                    keys.origins, proxies, AuditLog(settings.audit_table, pepper), governance)

@@ -14,7 +14,12 @@ __all__ = ["ConditionFailedError", "Table", "TransactionConflictError", "batch_g
 
 
 class ConditionFailedError(Exception):
-    """A conditional write found its condition false (e.g. the item exists already)."""
+    """A conditional write found its condition false (e.g. the item exists already); `item`: the item as it was,
+    when the write asked for it (`update(..., old_on_failure=True)`), else None."""
+
+    def __init__(self, what: str, item: dict[str, Any] | None = None) -> None:
+        super().__init__(what)
+        self.item = item
 
 
 class TransactionConflictError(Exception):
@@ -29,7 +34,8 @@ def _translate(e: Exception, what: str) -> Exception:
     if isinstance(e, ClientError):
         code = e.response.get("Error", {}).get("Code", "")
         if code == "ConditionalCheckFailedException":
-            return ConditionFailedError(what)
+            old = e.response.get("Item")
+            return ConditionFailedError(what, from_item(old) if old else None)
         if code == "TransactionCanceledException":
             reasons = [r.get("Code", "None") for r in e.response.get("CancellationReasons", [])]
             return TransactionConflictError(reasons)
@@ -64,9 +70,14 @@ class Table:
             raise _translate(e, f"put {self.name}") from e
 
     def update(self, key: dict[str, Any], expression: str, *, names: dict[str, str] | None = None,
-               values: dict[str, Any] | None = None, condition: str | None = None) -> dict[str, Any]:
+               values: dict[str, Any] | None = None, condition: str | None = None,
+               old_on_failure: bool = False) -> dict[str, Any]:
+        """The item after the update; `old_on_failure`: a failed condition carries the item as it was
+        (ConditionFailedError.item), in the same round trip."""
         kwargs: dict[str, Any] = {"TableName": self.name, "Key": to_item(key), "UpdateExpression": expression,
                                   "ReturnValues": "ALL_NEW"}
+        if old_on_failure:
+            kwargs["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
         if names:
             kwargs["ExpressionAttributeNames"] = names
         if values:

@@ -1,7 +1,7 @@
 """What a call may cost at most on one endpoint, and the output bound that makes that true.
 
-Output: `max_tokens` is capped at the model's `max_output`. For a key with a spend limit, a request that gives no
-bound gets one (the model's `max_output`, else `DEFAULT_MAX_TOKENS`), so that the vendor can never generate more
+Output: `max_tokens` is capped at the model's `max_output`. For a key with a spend limit or a tokens-per-minute
+limit, a request that gives no bound gets one (the model's `max_output`, else `DEFAULT_MAX_TOKENS`), so that the vendor can never generate more
 than was held. Prompt: an upper bound of what the endpoint will bill, not an estimate. Where the tokenizer is
 known it is counted: the `sim` vendor's own count, or tiktoken for OpenAI-family models (plus `MARGIN` for the
 chat format's overhead). Elsewhere: UTF-8 bytes of every text (a byte-level BPE token is at least one byte).

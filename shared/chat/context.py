@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 
 def new_request_id() -> str:
@@ -30,6 +31,8 @@ class CallContext:
     residency: tuple[str, ...] | None = None  # regions the call may be served from
     zero_log: bool = False  # the usage record keeps no IP, user agent, app or fingerprint
     prompt_bounds: dict[str, int] | None = None  # a limited key's prompt bound per tokenizer, computed once each
+    tpm: int | None = None  # the key's tokens-per-minute limit (shared/keys/rates.py); None: not counted
+    tokens_taken: list[Any] | None = None  # what the call took of its tpm windows (rates.Taken), settled at its end
     created: float = field(default_factory=time.time)
     started: float = field(default_factory=time.perf_counter)
 

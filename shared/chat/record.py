@@ -15,6 +15,7 @@ from shared.routing.providers import Candidate
 from shared.tokenizer import count_messages, count_text
 
 if TYPE_CHECKING:
+    from shared.keys.rates import RateLimiter
     from shared.routing.plan import Plan
     from shared.routing.state import RoutingState
 
@@ -85,8 +86,8 @@ def usage_block(route: Candidate, usage: Usage) -> dict[str, Any]:
 class Recorder:
     """Finishes records and hands them to the meter; feeds the endpoints' throughput averages on the way."""
 
-    def __init__(self, meter: Meter, routing: "RoutingState") -> None:
-        self.meter, self.routing = meter, routing
+    def __init__(self, meter: Meter, routing: "RoutingState", rates: "RateLimiter | None" = None) -> None:
+        self.meter, self.routing, self.rates = meter, routing, rates
 
     def finish(self, event: UsageEvent, route: Candidate | None, ctx: CallContext, usage: Usage | None) -> None:
         if usage is not None and route is not None:
@@ -96,6 +97,8 @@ class Recorder:
             event.cost = cost_of(route.endpoint.pricing, usage.prompt_tokens, usage.completion_tokens,
                                  usage.cached_tokens)
         event.latency_ms = ctx.elapsed_ms()
+        if ctx.tokens_taken:
+            self._settle_tokens(ctx, usage)
         if route is not None and event.status == "completed" and event.ttft_ms is not None:
             # streamed: tokens over the generation time; unstreamed: over the whole call (no first-token time)
             seconds = ((event.latency_ms - event.ttft_ms) if event.streamed else event.latency_ms) / 1000
@@ -103,6 +106,17 @@ class Recorder:
                 self.routing.observed_throughput((route.endpoint.provider.id, route.model.id),
                                                  event.completion_tokens / seconds)
         self.meter.record(event)
+
+    def _settle_tokens(self, ctx: CallContext, usage: Usage | None) -> None:
+        """Give back what the call took of its tpm windows and did not use (latest window first)."""
+        assert self.rates is not None
+        unused = sum(t.amount for t in ctx.tokens_taken or ()) - \
+            (usage.prompt_tokens + usage.completion_tokens if usage is not None else 0)
+        for taken in reversed(ctx.tokens_taken or ()):
+            back = min(taken.amount, unused)
+            self.rates.give_back(taken, back)
+            unused -= back
+        ctx.tokens_taken = None
 
     def rejected(self, ctx: CallContext, request: ChatRequest | None, error: SwitchyardError) -> None:
         """A call refused before any provider was chosen (bad body, unknown model…)."""

@@ -2,7 +2,8 @@
 
 A call moves through its plan one candidate at a time (`begin`, then `advance` after each failure: one step
 for both the answered and the streamed path). Before each candidate, the request is bounded for it and, for a
-key with a spend limit, its worst case is held (shared/keys/spend.py). Streams are relayed by
+key with a spend limit, its worst case is held (shared/keys/spend.py); for a key with a tokens-per-minute
+limit, its worst case in tokens is taken (shared/keys/rates.py) and settled when the call is metered. Streams are relayed by
 shared/chat/stream.py; the usage record is assembled by shared/chat/record.py.
 """
 
@@ -20,9 +21,10 @@ from shared.chat.record import Recorder, counted_usage
 from shared.chat.schema import ChatRequest
 from shared.chat.stream import DONE, KEEPALIVE, StreamRelay
 from shared.config import Settings
-from shared.errors import InsufficientCreditsError, SwitchyardError, UpstreamTimeoutError
+from shared.errors import InsufficientCreditsError, KeyRateLimitedError, SwitchyardError, UpstreamTimeoutError
 from shared.governance.source import GovernanceSource
 from shared.healing.completion import heal_completion
+from shared.keys.rates import RateLimiter
 from shared.keys.spend import SpendGuard
 from shared.metering import Meter, UsageEvent
 from shared.providers import Usage
@@ -39,11 +41,12 @@ Route = Candidate  # one model served by one endpoint through one adapter
 class ChatService:
     def __init__(self, catalog: Catalog | CatalogSource, meter: Meter, settings: Settings,
                  spend: SpendGuard | None = None, fingerprint: Callable[[ChatRequest], str | None] | None = None,
-                 governance: GovernanceSource | None = None) -> None:
+                 governance: GovernanceSource | None = None, rates: RateLimiter | None = None) -> None:
         self.fingerprint = fingerprint  # the prompt's salted fingerprint for the usage record (never the prompt)
         self.routing = RoutingState(catalog, settings, governance)
-        self.recorder = Recorder(meter, self.routing)
+        self.recorder = Recorder(meter, self.routing, rates)
         self.spend = spend
+        self.rates = rates  # per-key rpm, rpd (counted by the route) and tpm (taken here)
         self.settings = settings
 
     @property
@@ -80,16 +83,18 @@ class ChatService:
         record.label(event, following)
         try:
             return following, await self._bounded(ctx, event, following, request)
-        except InsufficientCreditsError as e:
+        except (InsufficientCreditsError, KeyRateLimitedError) as e:
             plan.errors = [*plan.errors, e]
             return None
 
     async def _bounded(self, ctx: CallContext, event: UsageEvent, route: Route, request: ChatRequest) -> ChatRequest:
         """The request as this candidate gets it: output capped at the model's max. For a key with a limit, the
-        call's worst case on this candidate is held first (raised from an earlier candidate's hold if higher)."""
-        if ctx.limit is None:
+        call's worst case on this candidate is held first (raised from an earlier candidate's hold if higher);
+        for a key with a tpm limit, its worst case in tokens is taken likewise."""
+        if ctx.limit is None and ctx.tpm is None:
             return capped(request, route.endpoint)
-        if ctx.usage >= ctx.limit and ctx.limit_period == "total":  # (a period's spend may be from the last one)
+        if ctx.limit is not None and ctx.usage >= ctx.limit and ctx.limit_period == "total":
+            # (a period limit is left to the hold: the cached spend may be the last period's)
             raise InsufficientCreditsError("This key's credit limit is spent", metadata={
                 "limit": ctx.limit, "limit_remaining": 0.0, "usage": round(ctx.usage, 9)})
         holding = asyncio.ensure_future(asyncio.to_thread(self._hold, ctx, event, route, request))
@@ -108,6 +113,10 @@ class ChatService:
         if tokenizer not in bounds:
             bounds[tokenizer] = prompt_bound(request, tokenizer)
         b = budget(request, route.endpoint, bounds[tokenizer])
+        if ctx.tpm is not None:
+            self._take_tokens(ctx, b.prompt_tokens + b.max_tokens * request.n)
+        if ctx.limit is None:
+            return b.request
         held = event.reserved or 0.0
         if b.worst_case <= held:
             return b.request
@@ -124,6 +133,17 @@ class ChatService:
         if ctx.limit_period != "total":
             event.reserved_on = ctx.limit_period
         return b.request
+
+    def _take_tokens(self, ctx: CallContext, tokens: int) -> None:
+        """Take the call's worst case in tokens from the key's minute (what an earlier candidate took is raised
+        to it), or raise the 429 (reason "tpm"). Settled to the real count by the recorder."""
+        assert self.rates is not None, "a tpm key needs the rate limiter"
+        taken = ctx.tokens_taken or []
+        extra = tokens - sum(t.amount for t in taken)
+        if extra > 0:
+            got = self.rates.take_local(ctx.key_id, "tpm", ctx.tpm, extra) or \
+                self.rates.take(ctx.key_id, "tpm", ctx.tpm, extra)
+            ctx.tokens_taken = [*taken, got]
 
     async def _attempt(self, plan: Plan, route: Route, request: ChatRequest):
         """One upstream call. Adapters enforce the connect, first-byte and idle timeouts; every attempt, the

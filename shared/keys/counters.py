@@ -6,6 +6,7 @@
                         period "week#YYYY-MM-DD"  ... a UTC week, Monday to Sunday, named by its Monday
                         period "day#YYYY-MM-DD"   ... and a UTC day (week and day rows expire after the retention)
     pk "dead-letter"    period "<time>#<request>" a usage record DynamoDB would not take (shared/metering)
+    pk "rate#<key id>"  period "rpm#…" "rpd#…" "tpm#…"  rate-limit windows (shared/keys/rates.py)
 
 `committed` is spend plus what is held for calls in flight, on every row: a limit is enforced on the row of the
 period it applies to (`total`, or the current day, week or month for a key with `limit_reset`), atomically, by

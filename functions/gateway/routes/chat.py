@@ -13,8 +13,8 @@ from functions.gateway.deps import admit, client_address, inference_key
 from functions.gateway.event_stream import EventStream
 from functions.gateway.state import gateway
 from shared.chat.schema import ChatRequest, parse_chat_request
-from shared.chat.service import CallContext
-from shared.errors import BadRequestError, ForbiddenError
+from shared.chat.service import CallContext, ChatService
+from shared.errors import BadRequestError, ForbiddenError, KeyRateLimitedError
 from shared.keys import ApiKey
 from shared.keys.counters import limit_period
 
@@ -91,6 +91,8 @@ def _context(request: Request, key: ApiKey) -> CallContext:
     )
     if key.restricted:  # the unrestricted hot path sets none of these
         ctx.allowed_models, ctx.residency, ctx.zero_log = key.allowed_models, key.residency, key.zero_log
+    if key.tpm is not None:
+        ctx.tpm = key.tpm  # taken and settled by the service (shared/keys/rates.py)
     if key.limit_reset is not None:
         ctx.usage = key.limit_usage
         ctx.limit_period = limit_period(key.limit_reset, datetime.fromtimestamp(ctx.created, timezone.utc))
@@ -117,18 +119,31 @@ async def chat_completions(request: Request) -> Response:
         except ForbiddenError as e:  # a key used from where it may not be: on its record, for its owner's audit
             service.meter_rejected(ctx, None, e)
             raise
+    headers = {"X-Generation-Id": ctx.request_id}
+    if key.rpm is not None or key.rpd is not None:
+        headers.update(await admitted(service, ctx, key))
     try:
         chat = parse_chat_request(await request.body())
     except BadRequestError as e:
         service.meter_rejected(ctx, None, e)
         raise
     if chat.stream:
-        return EventStream(await service.open_stream(chat, ctx),
-                           headers={**_SSE_HEADERS, "X-Generation-Id": ctx.request_id})
+        return EventStream(await service.open_stream(chat, ctx), headers={**_SSE_HEADERS, **headers})
     body = await _unless_client_leaves(request, service.complete(chat, ctx))
     if body is None:
         return Response(status_code=499)  # nobody is listening: what matters is that the call was metered
-    return Response(orjson.dumps(body), media_type="application/json", headers={"X-Generation-Id": ctx.request_id})
+    return Response(orjson.dumps(body), media_type="application/json", headers=headers)
+
+
+async def admitted(service: ChatService, ctx: CallContext, key: ApiKey) -> dict[str, str]:
+    """Count the request against the key's rpm and rpd (before its body is read: a flood of refusals costs
+    little), or meter it as a failed call and raise the 429. Returns the X-RateLimit headers for the answer.
+    Any inference route counts its requests through here."""
+    try:
+        return await service.rates.admit(key.key_id, rpm=key.rpm, rpd=key.rpd)
+    except KeyRateLimitedError as e:
+        service.meter_rejected(ctx, None, e)
+        raise
 
 
 _WATCH_AFTER = 0.25  # seconds: a call that ends sooner never starts a watcher
