@@ -31,7 +31,7 @@ import urllib.request
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAT = "/api/v1/chat/completions"
@@ -336,12 +336,53 @@ def latency(stack: Stack, n: int, block: int, which: tuple[str, ...] = ()) -> di
     return {"requests_each": n, "counted_block": block, **out}
 
 
+def lifecycle(stack: Stack, grace: float = 5.0, poll: float = 0.05) -> dict[str, Any]:
+    """Revocation and rotation bounds across processes: a change made through process 0, watched from process 1
+    (whose key cache holds the key from before it)."""
+    from tests.support import api
+
+    def status(token: str, i: int = 1) -> int:
+        code, _ = api(stack.url(i), "POST", "/api/v1/chat/completions", token,
+                      {"model": "sim/fast", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4})
+        return code
+
+    def until(predicate: Callable[[], bool], limit: float = 60.0) -> float:
+        start = time.monotonic()
+        while not predicate():
+            if time.monotonic() - start > limit:
+                return float("inf")
+            time.sleep(poll)
+        return round(time.monotonic() - start, 3)
+
+    out: dict[str, Any] = {"key_cache_seconds": 10.0, "poll_seconds": poll}
+    token, key_hash = stack.new_key()
+    assert status(token) == 200  # process 1 caches it
+    code, _ = stack.api("PATCH", f"/api/v1/keys/{key_hash}", {"disabled": True})
+    assert code == 200
+    assert status(token, 0) == 401  # the process that disabled it: at once
+    out["disabled_refused_on_the_other_process_after_s"] = until(lambda: status(token) == 401)
+
+    token, key_hash = stack.new_key()
+    assert status(token) == 200
+    code, rotated = stack.api("POST", f"/api/v1/keys/{key_hash}/rotate", {"grace_seconds": grace})
+    assert code == 200, rotated
+    rotated_at = time.monotonic()
+    new = rotated["key"]
+    out["rotation_grace_seconds"] = grace
+    out["stated_bound_seconds"] = rotated["old_secret_refused_within_seconds"]
+    out["new_secret_accepted_on_the_other_process_after_s"] = until(lambda: status(new) == 200)
+    out["old_secret_still_accepted_within_grace"] = status(token) == 200
+    until(lambda: status(token) == 401)
+    out["old_secret_refused_on_the_other_process_after_s"] = round(time.monotonic() - rotated_at, 3)
+    return out
+
+
 def main() -> None:
     if sys.argv[1:2] == ["moto"]:
         sys.argv = [sys.argv[0], *sys.argv[2:]]
         return counting_moto()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", nargs="*", choices=("rpm", "spend", "latency"), default=None)
+    parser.add_argument("--only", nargs="*", choices=("rpm", "spend", "latency", "lifecycle"), default=None)
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--requests", type=int, default=2000, help="latency: requests a key, alternating")
     parser.add_argument("--seconds", type=float, default=None, help="rpm: flood this long (default: until a "
@@ -350,9 +391,12 @@ def main() -> None:
                         "'every restriction', 'rpm + rpd + tpm only' (default: all three, in turn)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    only = set(args.only or ("latency", "spend", "rpm"))
+    only = set(args.only or ("lifecycle", "latency", "spend", "rpm"))
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="governance-") as tmp, Stack(Path(tmp)) as stack:
+        if "lifecycle" in only:
+            results["lifecycle"] = lifecycle(stack)
+            print(json.dumps({"lifecycle": results["lifecycle"]}, indent=2), flush=True)
         if "latency" in only:
             results["latency"] = latency(stack, args.requests, 500, tuple(args.latency_keys))
             print(json.dumps({"latency": results["latency"]}, indent=2), flush=True)
