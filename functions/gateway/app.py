@@ -18,8 +18,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from functions.gateway.deps import CORS_ORIGIN
 from functions.gateway.event_stream import SERVER_SEND
-from functions.gateway.routes import (analytics, catalog, chat, generation, health, keys, models, policies,
-                                     rankings, synthetic)
+from functions.gateway.routes import (analytics, catalog, chat, completions, embeddings, generation, health, keys,
+                                     messages, models, policies, providers, rankings, synthetic)
 from functions.gateway.state import gateway
 from shared.chat.service import new_request_id
 from shared.errors import BadRequestError, ForbiddenError, PayloadTooLargeError, SwitchyardError
@@ -93,7 +93,8 @@ _ALLOWED_HEADERS = frozenset(("authorization", "content-type", "http-referer", "
                               "x-openrouter-categories", "accept", "x-stainless-lang", "x-stainless-package-version",
                               "x-stainless-os", "x-stainless-arch", "x-stainless-runtime",
                               "x-stainless-runtime-version", "x-stainless-retry-count", "x-stainless-timeout",
-                              "x-stainless-async", "openai-organization", "openai-project", "user-agent"))
+                              "x-stainless-async", "openai-organization", "openai-project", "user-agent",
+                              "x-api-key", "anthropic-version", "anthropic-beta"))
 
 
 def cors_headers(origin: str) -> list[tuple[bytes, bytes]]:
@@ -189,7 +190,8 @@ def create_app() -> FastAPI:
                   telemetry={"tracing": False, "metrics": False, "logs": False},
                   description="An OpenAI-compatible LLM gateway: keys, routing, metering and healing.")
     for router in (health.router, chat.router, models.router, generation.router, keys.router, catalog.router,
-                   policies.router, analytics.router, rankings.router, synthetic.router):
+                   policies.router, analytics.router, rankings.router, synthetic.router, messages.router,
+                   completions.router, embeddings.router, providers.router):
         app.include_router(router)
 
     def openapi() -> dict[str, Any]:

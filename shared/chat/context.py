@@ -30,6 +30,7 @@ class CallContext:
     residency: tuple[str, ...] | None = None  # regions the call may be served from
     zero_log: bool = False  # the usage record keeps no IP, user agent, app or fingerprint
     prompt_bounds: dict[str, int] | None = None  # a limited key's prompt bound per tokenizer, computed once each
+    transforms: list[dict] | None = None  # what middle-out did to the prompt for the candidate tried last
     created: float = field(default_factory=time.time)
     started: float = field(default_factory=time.perf_counter)
 

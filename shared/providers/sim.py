@@ -8,10 +8,12 @@ its catalog entry's `sim:` block (latency, speed, length, error/timeout/malforme
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import math
 import random
 import re
+import struct
 import time
 from typing import Any, AsyncIterator
 
@@ -312,6 +314,27 @@ class _Answer:
 class SimProvider:
     """The `sim` kind."""
 
+    async def embed(self, request: Any, endpoint: Endpoint) -> Completion:
+        """Sim embeddings: one vector an input; prompt tokens counted by the sim's tokenizer (token ids: one each)."""
+        b = self._behaviour(endpoint)
+        if b.error_rate and _CHAOS.random() < b.error_rate:
+            retry = str(b.retry_after_seconds) if b.retry_after_seconds is not None else None
+            raise upstream_error(b.error_status, "simulated upstream failure", provider=endpoint.provider.id,
+                                 code="sim_injected", retry_after=retry)
+        if b.latency_ms:
+            await asyncio.sleep(b.latency_ms / 1000)
+        dimensions = request.dimensions or EMBEDDING_DIMENSIONS
+        inputs = request.inputs
+        counts = [count_tokens(t) if isinstance(t, str) else len(t) for t in inputs]
+        if max(counts) > endpoint.config.context_length:
+            raise upstream_error(400, f"This model's maximum context length is {endpoint.config.context_length} "
+                                      f"tokens an input; an input has {max(counts)}", provider=endpoint.provider.id,
+                                 code="context_length_exceeded")
+        data = [{"object": "embedding", "index": i,
+                 "embedding": encoded(embedding(t, dimensions), request.encoding_format)} for i, t in enumerate(inputs)]
+        return Completion({"object": "list", "data": data, "model": endpoint.upstream_model}, Usage(sum(counts), 0),
+                          None, f"sim-{time.time_ns():x}")
+
     def _behaviour(self, endpoint: Endpoint) -> SimBehaviour:
         return endpoint.config.sim or _DEFAULT_BEHAVIOUR
 
@@ -376,3 +399,26 @@ class SimProvider:
                  "total_tokens": prompt_tokens(request.messages) + completion_tokens}
         yield {"id": upstream_id, "object": "chat.completion.chunk", "created": created,
                "model": endpoint.upstream_model, "choices": [], "usage": usage}
+
+
+# -- embeddings -------------------------------------------------------------------------------------------------
+EMBEDDING_DIMENSIONS = 256  # a sim embeddings model's default; a request's `dimensions` overrides
+
+
+def embedding(text: str | list[int], dimensions: int) -> list[float]:
+    """Hashed bag of words (token ids for a token-id input), unit length: deterministic, and texts that share
+    words are near (cosine), which is what an embeddings demo or test needs of a model."""
+    vector = [0.0] * dimensions
+    words = [str(t) for t in text] if isinstance(text, list) else [w.lower() for w in _WORDS.findall(text)]
+    for word in words or [""]:
+        digest = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
+        vector[digest % dimensions] += 1.0 if digest >> 63 else -1.0
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [round(v / norm, 6) for v in vector]
+
+
+def encoded(vector: list[float], encoding_format: str | None) -> list[float] | str:
+    """OpenAI's `encoding_format: base64`: little-endian float32s, base64 (what the openai SDK asks for)."""
+    if encoding_format != "base64":
+        return vector
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()

@@ -123,12 +123,19 @@ async def chat_completions(request: Request) -> Response:
         service.meter_rejected(ctx, None, e)
         raise
     if chat.stream:
-        return EventStream(await service.open_stream(chat, ctx),
-                           headers={**_SSE_HEADERS, "X-Generation-Id": ctx.request_id})
+        frames = await service.open_stream(chat, ctx)
+        return EventStream(frames, headers={**_SSE_HEADERS, "X-Generation-Id": ctx.request_id,
+                                            **transform_headers(ctx)})
     body = await _unless_client_leaves(request, service.complete(chat, ctx))
     if body is None:
         return Response(status_code=499)  # nobody is listening: what matters is that the call was metered
-    return Response(orjson.dumps(body), media_type="application/json", headers={"X-Generation-Id": ctx.request_id})
+    return Response(orjson.dumps(body), media_type="application/json",
+                    headers={"X-Generation-Id": ctx.request_id, **transform_headers(ctx)})
+
+
+def transform_headers(ctx: CallContext) -> dict[str, str]:
+    """`X-Switchyard-Transforms: middle-out` when the prompt was compressed to fit (shared/chat/middle_out.py)."""
+    return {"X-Switchyard-Transforms": ",".join(t["id"] for t in ctx.transforms)} if ctx.transforms else {}
 
 
 _WATCH_AFTER = 0.25  # seconds: a call that ends sooner never starts a watcher

@@ -1,10 +1,13 @@
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from starlette.responses import Response
 
+from functions.gateway.deps import inference_key
 from functions.gateway.state import gateway
+from shared.keys import ApiKey
+from shared.keys.restrictions import model_allowed
 from shared.metering.stats import WINDOW_SECONDS
 
 router = APIRouter(prefix="/api/v1", tags=["models"])
@@ -53,3 +56,28 @@ async def model_endpoints(author: str, slug: str) -> dict:
         })
     return {"data": {k: listed[k] for k in ("id", "name", "created", "description", "architecture")}
             | {"endpoints": endpoints}}
+
+
+@router.get("/models/count", summary="How many models /models lists (OpenRouter's shape)")
+async def count_models() -> dict:
+    g = gateway()
+    g.catalogs.maybe_refresh()
+    return {"data": {"count": len(g.catalog)}}
+
+
+@router.get("/models/user", summary="The models the calling key may call (its allowed_models applied)")
+async def user_models(key: Annotated[ApiKey, Depends(inference_key)]) -> Response:
+    g = gateway()
+    g.catalogs.maybe_refresh()
+    if key.allowed_models is None:
+        return Response(g.catalog.models_json, media_type="application/json")
+    models = [m.to_openrouter() for m in g.catalog if model_allowed(key.allowed_models, m.id)]
+    return Response(orjson.dumps({"data": models}), media_type="application/json")
+
+
+@router.get("/embeddings/models", summary="The embeddings models (OpenRouter's route; each as /models lists it)")
+async def embeddings_models() -> Response:
+    g = gateway()
+    g.catalogs.maybe_refresh()
+    models = [m.to_openrouter() for m in g.catalog if "embeddings" in m.config.output_modalities]
+    return Response(orjson.dumps({"data": models}), media_type="application/json")
