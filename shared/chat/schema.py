@@ -201,6 +201,7 @@ class ChatRequest(_Model):
     provider: ProviderPreferences | None = None
     heal_json: StrictBool | None = None  # None: heal when the request asks for JSON
     plugins: Annotated[list[Plugin], Field(max_length=16)] | None = None
+    transforms: Annotated[list[Literal["middle-out"]], Field(max_length=4)] | None = None  # shared/chat/middle_out.py
     frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
     presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
 
