@@ -287,3 +287,58 @@ def test_model_count_providers_and_embeddings_models(app_client, dev):
     everything = app_client.get("/api/v1/models/user", headers={"Authorization": f"Bearer {dev}"}).json()["data"]
     assert len(everything) == len(every)
     assert app_client.get("/api/v1/models/user").status_code == 401
+
+
+# -- POST /responses ---------------------------------------------------------------------------------------------
+FN = [{"type": "function", "name": "get_weather", "parameters": WEATHER["input_schema"]}]
+
+
+def test_responses_text_tools_and_their_round_trip(app_client, dev, recorded):
+    client = gpt(app_client, dev)
+    text = client.responses.create(model="sim/fast", instructions="Be brief.", input="Say hello")
+    assert text.status == "completed" and text.output_text.startswith('On "Say hello"')
+    assert text.usage.output_tokens == recorded[-1].completion_tokens and text.id == recorded[-1].id
+    first = client.responses.create(model="sim/fast", input="Weather?", tools=FN)
+    call = first.output[0]
+    assert call.type == "function_call" and call.name == "get_weather" and json.loads(call.arguments)["city"]
+    done = client.responses.create(model="sim/fast", tools=FN, input=[
+        {"role": "user", "content": "Weather?"}, call.model_dump(exclude_none=True),
+        {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}])
+    assert done.output_text.startswith("The tool returned sunny.")
+    cut = client.responses.create(model="sim/fast", input="Say hello", max_output_tokens=5)
+    assert cut.status == "incomplete" and cut.incomplete_details.reason == "max_output_tokens"
+    assert len(recorded) == 4
+
+
+def test_responses_stream_events_in_order(app_client, dev):
+    client = gpt(app_client, dev)
+    whole = client.responses.create(model="sim/fast", input="Say hello")
+    events = list(client.responses.create(model="sim/fast", input="Say hello", stream=True))
+    kinds = [e.type for e in events]
+    assert kinds[:4] == ["response.created", "response.in_progress", "response.output_item.added",
+                         "response.content_part.added"]
+    assert kinds[-4:] == ["response.output_text.done", "response.content_part.done", "response.output_item.done",
+                          "response.completed"]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == whole.output_text
+    assert events[-1].response.output_text == whole.output_text and events[-1].response.usage.output_tokens > 0
+    with client.responses.stream(model="sim/fast", input="Weather?", tools=FN) as stream:
+        final = stream.get_final_response()
+    assert final.output[0].type == "function_call" and json.loads(final.output[0].arguments)
+
+
+def test_responses_json_format_reaches_the_model_and_state_is_refused(app_client, dev, fake_upstream):
+    client = gpt(app_client, dev)
+    client.responses.create(model="fake/ok", input="x", text={"format": {
+        "type": "json_schema", "name": "answer", "schema": {"type": "object"}}}, truncation="auto")
+    sent = fake_upstream.requests[-1]["body"]
+    assert sent["response_format"] == {"type": "json_schema", "json_schema": {"name": "answer",
+                                                                              "schema": {"type": "object"}}}
+    assert "transforms" not in sent  # (a gateway field: middle-out, not forwarded)
+    for extra, field in (({"previous_response_id": "resp_1"}, "previous_response_id"), ({"store": True}, "store"),
+                         ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
+                         ({"input": [{"type": "file_search_call", "id": "x"}]}, "input[0].type"),
+                         ({"include": ["reasoning.encrypted_content"]}, "include")):
+        r = app_client.post("/api/v1/responses", headers={"Authorization": f"Bearer {dev}"},
+                            json={"model": "sim/fast", "input": "x", **extra})
+        assert r.status_code == 400 and r.json()["error"]["metadata"]["field"] == field, r.text

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from functions.gateway.deps import CORS_ORIGIN
 from functions.gateway.event_stream import SERVER_SEND
 from functions.gateway.routes import (analytics, catalog, chat, completions, embeddings, generation, health, keys,
-                                     messages, models, policies, providers, rankings, synthetic)
+                                     messages, models, policies, providers, rankings, responses, synthetic)
 from functions.gateway.state import gateway
 from shared.chat.service import new_request_id
 from shared.errors import BadRequestError, ForbiddenError, PayloadTooLargeError, SwitchyardError
@@ -191,7 +191,7 @@ def create_app() -> FastAPI:
                   description="An OpenAI-compatible LLM gateway: keys, routing, metering and healing.")
     for router in (health.router, chat.router, models.router, generation.router, keys.router, catalog.router,
                    policies.router, analytics.router, rankings.router, synthetic.router, messages.router,
-                   completions.router, embeddings.router, providers.router):
+                   completions.router, embeddings.router, responses.router, providers.router):
         app.include_router(router)
 
     def openapi() -> dict[str, Any]:
