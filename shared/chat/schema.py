@@ -138,6 +138,12 @@ class StreamOptions(_Model):
     include_usage: bool | None = None
 
 
+class UsageOptions(_Closed):
+    """OpenRouter's usage accounting: answers always carry usage with its cost here, so `include` only confirms."""
+
+    include: StrictBool | None = None
+
+
 class MaxPrice(_Model):
     """The most the caller will pay, in USD per 1M tokens (OpenRouter's `provider.max_price`)."""
 
@@ -148,8 +154,9 @@ class MaxPrice(_Model):
 ProviderSlug = Annotated[str, Field(min_length=1, max_length=64)]
 
 
-class ProviderPreferences(_Model):
-    """OpenRouter's `provider` object: which endpoints may serve the call, and in what order."""
+class ProviderPreferences(_Closed):
+    """OpenRouter's `provider` object: which endpoints may serve the call, and in what order. Closed: a field we
+    do not serve (OpenRouter's `quantizations`, `zdr`…) is a 400 naming it, not a preference silently ignored."""
 
     order: Annotated[list[ProviderSlug], Field(max_length=32)] | None = None
     allow_fallbacks: StrictBool = True
@@ -202,6 +209,7 @@ class ChatRequest(_Model):
     heal_json: StrictBool | None = None  # None: heal when the request asks for JSON
     plugins: Annotated[list[Plugin], Field(max_length=16)] | None = None
     transforms: Annotated[list[Literal["middle-out"]], Field(max_length=4)] | None = None  # shared/chat/middle_out.py
+    usage: UsageOptions | None = None
     frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
     presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
 

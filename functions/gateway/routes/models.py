@@ -1,11 +1,12 @@
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from functions.gateway.deps import inference_key
 from functions.gateway.state import gateway
+from shared.errors import BadRequestError
 from shared.keys import ApiKey
 from shared.keys.restrictions import model_allowed
 from shared.metering.stats import WINDOW_SECONDS
@@ -17,20 +18,32 @@ def _split(value: str | None) -> set[str]:
     return {v.strip() for v in (value or "").split(",") if v.strip()}
 
 
+_FILTERS = frozenset({"supported_parameters", "output_modalities", "input_modalities"})
+
+
 @router.get("/models", summary="The model catalog in OpenRouter's shape")
 async def list_models(
+    request: Request,
     supported_parameters: Annotated[str | None, Query(description="comma-separated: models supporting all")] = None,
     output_modalities: Annotated[str | None, Query(description="comma-separated, or 'all'")] = None,
+    input_modalities: Annotated[str | None, Query(description="comma-separated: models taking all of them")] = None,
 ) -> Response:
+    """A filter this gateway does not know (OpenRouter's `category`, say) is a 400, not a listing that ignores it."""
+    unknown = sorted(set(request.query_params) - _FILTERS)
+    if unknown:
+        raise BadRequestError(f"Invalid request: {unknown[0]}: not a filter of /models (filters: "
+                              f"{', '.join(sorted(_FILTERS))})", metadata={"field": unknown[0]})
     g = gateway()
     g.catalogs.maybe_refresh()
     catalog = g.catalog
     params, modalities = _split(supported_parameters), _split(output_modalities) - {"all"}
-    if not params and not modalities:
+    inputs = _split(input_modalities) - {"all"}
+    if not params and not modalities and not inputs:
         return Response(catalog.models_json, media_type="application/json")
     models = [m.to_openrouter() for m in catalog
               if params <= set(m.config.supported_parameters)
-              and (not modalities or modalities & set(m.config.output_modalities))]
+              and (not modalities or modalities & set(m.config.output_modalities))
+              and inputs <= set(m.config.input_modalities)]
     return Response(orjson.dumps({"data": models}), media_type="application/json")
 
 
