@@ -68,3 +68,15 @@ def test_cache_discount_is_what_cached_tokens_saved_at_the_endpoints_prices(gate
     assert cache_discount(record) == pytest.approx(1000 * (2.5 - 1.25) / 1e6)
     assert cache_discount({**record, "model": "gone/model"}) is None
     assert cache_discount({**record, "cached_tokens": 0}) == 0.0
+
+
+def test_routing_policies_are_listed_in_models_like_openrouter_auto(client):
+    listed = {m["id"]: m for m in client.get("/api/v1/models").json()["data"]}
+    auto = listed["switchyard/auto"]
+    assert auto["routing_policy"] is True and auto["pricing"]["prompt"] == "-1"
+    assert set(auto["models"]) == {"sim/fast", "sim/chat", "sim/long-context"}
+    assert auto["context_length"] == 1_000_000 and "Long prompts" in auto["description"]
+    assert auto["architecture"]["input_modalities"] == ["text"] and "tools" in auto["supported_parameters"]
+    assert client.get("/api/v1/models/count").json()["data"]["count"] == len(listed)
+    tools = {m["id"] for m in client.get("/api/v1/models?supported_parameters=tools").json()["data"]}
+    assert "switchyard/auto" in tools

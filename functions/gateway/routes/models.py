@@ -40,10 +40,10 @@ async def list_models(
     inputs = _split(input_modalities) - {"all"}
     if not params and not modalities and not inputs:
         return Response(catalog.models_json, media_type="application/json")
-    models = [m.to_openrouter() for m in catalog
-              if params <= set(m.config.supported_parameters)
-              and (not modalities or modalities & set(m.config.output_modalities))
-              and inputs <= set(m.config.input_modalities)]
+    models = [m for m in catalog.listing()
+              if params <= set(m["supported_parameters"])
+              and (not modalities or modalities & set(m["architecture"]["output_modalities"]))
+              and inputs <= set(m["architecture"]["input_modalities"])]
     return Response(orjson.dumps({"data": models}), media_type="application/json")
 
 
@@ -75,7 +75,7 @@ async def model_endpoints(author: str, slug: str) -> dict:
 async def count_models() -> dict:
     g = gateway()
     g.catalogs.maybe_refresh()
-    return {"data": {"count": len(g.catalog)}}
+    return {"data": {"count": len(g.catalog) + len(g.catalog.policies)}}  # (routing policies are listed too)
 
 
 @router.get("/models/user", summary="The models the calling key may call (its allowed_models applied)")
@@ -84,7 +84,9 @@ async def user_models(key: Annotated[ApiKey, Depends(inference_key)]) -> Respons
     g.catalogs.maybe_refresh()
     if key.allowed_models is None:
         return Response(g.catalog.models_json, media_type="application/json")
-    models = [m.to_openrouter() for m in g.catalog if model_allowed(key.allowed_models, m.id)]
+    allowed = key.allowed_models
+    models = [m for m in g.catalog.listing()  # a policy: when the key may call one of its models
+              if model_allowed(allowed, m["id"]) or any(model_allowed(allowed, t) for t in m.get("models", ()))]
     return Response(orjson.dumps({"data": models}), media_type="application/json")
 
 
