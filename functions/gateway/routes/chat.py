@@ -12,7 +12,7 @@ from starlette.responses import Response
 from functions.gateway.deps import admit, client_address, inference_key
 from functions.gateway.event_stream import EventStream
 from functions.gateway.state import gateway
-from shared.chat.schema import ChatRequest, parse_chat_request
+from shared.chat.schema import parse_chat_request
 from shared.chat.service import CallContext
 from shared.errors import BadRequestError, ForbiddenError
 from shared.keys import ApiKey
@@ -95,15 +95,6 @@ def _context(request: Request, key: ApiKey) -> CallContext:
         ctx.usage = key.limit_usage
         ctx.limit_period = limit_period(key.limit_reset, datetime.fromtimestamp(ctx.created, timezone.utc))
     return ctx
-
-
-def openapi_request_body(components: dict[str, Any]) -> dict[str, Any]:
-    """The documented body of this route (RawRoute reads the body itself, so FastAPI cannot infer it). Built when
-    the OpenAPI document is first asked for, not at import (~8 ms of the Lambda cold start)."""
-    schema = ChatRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-    components.update(schema.pop("$defs", {}))
-    components["ChatRequest"] = schema
-    return {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChatRequest"}}}}
 
 
 @router.post("/chat/completions", summary="OpenAI-compatible chat completions (JSON or SSE)")
