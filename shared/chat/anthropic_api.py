@@ -9,9 +9,10 @@ tools, tool_choice (`any` → required, `disable_parallel_tool_use` → parallel
 temperature, top_p, top_k, metadata.user_id and the gateway's own fields (`models`, `provider`, `transforms`…).
 `thinking` is passed on as the chat request's `reasoning` budget. Server tools (web search, code execution…) and
 fields the API does not define are refused with a 400 naming them, never ignored.
-Out: content becomes a text block, tool calls `tool_use` blocks; finish reasons map to stop reasons; usage is
-Anthropic's (input tokens exclude cache reads, which are `cache_read_input_tokens`), with our `cost` beside it.
-Streams: message_start, content_block_start/delta/stop (text_delta, input_json_delta), message_delta (stop reason
+Out: reasoning becomes a thinking block, content a text block, tool calls `tool_use` blocks; finish reasons map to
+stop reasons; usage is Anthropic's (input tokens exclude cache reads, which are `cache_read_input_tokens`), with
+our `cost` beside it. Streams: message_start, content_block_start/delta/stop (thinking_delta, text_delta,
+input_json_delta), message_delta (stop reason
 and the whole usage), message_stop; a failure after the first event is an `error` event.
 """
 
@@ -320,6 +321,8 @@ def message(body: dict[str, Any]) -> dict[str, Any]:
     choice = (body.get("choices") or [{}])[0]
     said = choice.get("message") or {}
     content: list[dict[str, Any]] = []
+    if said.get("reasoning"):  # (no signature: it cannot be sent back to Anthropic itself as a thinking block)
+        content.append({"type": "thinking", "thinking": said["reasoning"], "signature": ""})
     if said.get("content"):
         content.append({"type": "text", "text": said["content"]})
     for call in said.get("tool_calls") or ():
@@ -388,6 +391,10 @@ def _translate(state: _StreamState, chunk: dict[str, Any]) -> list[bytes]:
         if choice.get("index", 0) != 0:
             continue  # (a Messages request has no `n`)
         delta = choice.get("delta") or {}
+        if delta.get("reasoning"):
+            if state.block != ("thinking", -1):
+                out += state.open(("thinking", -1), {"type": "thinking", "thinking": "", "signature": ""})
+            out.append(state.delta({"type": "thinking_delta", "thinking": delta["reasoning"]}))
         if delta.get("content"):
             if state.block != ("text", -1):
                 out += state.open(("text", -1), {"type": "text", "text": ""})

@@ -238,9 +238,12 @@ def to_chat(request: ResponsesRequest, data: dict[str, Any]) -> dict[str, Any]:
         body["model"] = request.model
     if request.max_output_tokens is not None:
         body["max_tokens"] = request.max_output_tokens
-    for name in ("temperature", "top_p", "parallel_tool_calls", "user", "reasoning"):
+    for name in ("temperature", "top_p", "parallel_tool_calls", "user"):
         if (value := getattr(request, name)) is not None:
             body[name] = value
+    if request.reasoning is not None:  # (its `summary`: the whole reasoning text comes back, or none)
+        effort = request.reasoning.get("effort")
+        body["reasoning"] = {"enabled": False} if effort == "none" else {"effort": effort} if effort else {"enabled": True}
     if request.tools:
         body["tools"] = [_tool(i, t) for i, t in enumerate(request.tools)]
     choice = request.tool_choice

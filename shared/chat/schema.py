@@ -138,6 +138,15 @@ class StreamOptions(_Model):
     include_usage: bool | None = None
 
 
+class Reasoning(_Closed):
+    """OpenRouter's `reasoning`: how much the model may think (shared/chat/reasoning.py)."""
+
+    effort: Literal["minimal", "low", "medium", "high"] | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    exclude: StrictBool = False
+    enabled: StrictBool | None = None
+
+
 class UsageOptions(_Closed):
     """OpenRouter's usage accounting: answers always carry usage with its cost here, so `include` only confirms."""
 
@@ -210,6 +219,7 @@ class ChatRequest(_Model):
     plugins: Annotated[list[Plugin], Field(max_length=16)] | None = None
     transforms: Annotated[list[Literal["middle-out"]], Field(max_length=4)] | None = None  # shared/chat/middle_out.py
     usage: UsageOptions | None = None
+    reasoning: Reasoning | None = None
     frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
     presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
 

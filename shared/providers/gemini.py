@@ -9,7 +9,8 @@ application/json (+ `responseJsonSchema`). `finishReason` maps to `finish_reason
 other blocking reasons → content_filter; the original kept as `native_finish_reason`). Usage from
 `usageMetadata`: prompt = promptTokenCount, completion = candidates + thoughts, cached = cachedContentTokenCount,
 reasoning = thoughtsTokenCount; the final chunk of a stream carries the full counts, so streamed and
-unstreamed usage agree. Not translated (knowingly): logprobs, presence/frequency penalties (dropped).
+unstreamed usage agree. `reasoning` → `thinkingConfig` (a budget: shared/chat/reasoning.py; 0 when disabled), thought
+parts → `reasoning`. Not translated (knowingly): logprobs, presence/frequency penalties (dropped).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import orjson
 
 from shared.aws.secrets import vendor_key
 from shared.catalog import Endpoint
+from shared.chat import reasoning
 from shared.chat.schema import ChatRequest, ImagePart, Message, TextPart, ToolChoiceFunction
 from shared.errors import SwitchyardError, UpstreamError
 from shared.providers.base import (Completion, Marker, Usage, alternating_turns, call_arguments, post, read_ok, sse_data,
@@ -83,6 +85,11 @@ def build_request(request: ChatRequest, endpoint: Endpoint) -> dict[str, Any]:
             config[theirs] = getattr(request, ours)
     if request.output_limit:
         config["maxOutputTokens"] = request.output_limit
+    if (asked := request.reasoning) is not None:
+        thinking = reasoning.budget(request, request.output_limit or endpoint.config.max_output or 65_536)
+        config["thinkingConfig"] = {"includeThoughts": asked.enabled is not False and reasoning.shown(request)}
+        if thinking is not None or asked.enabled is False:
+            config["thinkingConfig"]["thinkingBudget"] = thinking or 0  # (0: no thinking)
     if request.stop:
         config["stopSequences"] = [request.stop] if isinstance(request.stop, str) else request.stop
     if request.n > 1:
@@ -175,6 +182,7 @@ class GeminiProvider:
             index = candidate.get("index", position)
             parts = (candidate.get("content") or {}).get("parts") or ()
             text = "".join(p.get("text", "") for p in parts if "text" in p and not p.get("thought"))
+            thought = "".join(p.get("text", "") for p in parts if "text" in p and p.get("thought"))
             tool_calls = [calls.convert(index, p) for p in parts if "functionCall" in p]
             native = candidate.get("finishReason")
             finish = _finish(native, bool(tool_calls) or bool(calls.count.get(index)))
@@ -182,6 +190,8 @@ class GeminiProvider:
             if tool_calls:
                 message["tool_calls"] = tool_calls if stream else [{k: v for k, v in c.items() if k != "index"}
                                                                    for c in tool_calls]
+            if thought:
+                message["reasoning"] = thought  # (Gemini sends thoughts only when includeThoughts is set)
             key = "delta" if stream else "message"
             if stream and not text:
                 message.pop("content")

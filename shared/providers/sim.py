@@ -20,6 +20,7 @@ from typing import Any, AsyncIterator
 import orjson
 
 from shared.catalog import Endpoint, SimBehaviour
+from shared.chat import reasoning
 from shared.chat.schema import ChatRequest, Message, TextPart, ToolChoiceFunction
 from shared.errors import UpstreamTimeoutError
 from shared.providers.base import Completion, Usage, first_byte_timeout, upstream_error
@@ -241,6 +242,14 @@ class _Answer:
         self.finish_reason = "stop"
         # What a real model stops at: the request's limit, within the model's own.
         limit = min(request.output_limit or _NO_LIMIT, endpoint.config.max_output or DEFAULT_MAX_OUTPUT)
+        # Reasoning asked for: a few sentences of thought first, billed as output, shown unless excluded.
+        self.reasoning: str | None = None
+        self.reasoning_tokens = 0
+        if (thinking := reasoning.budget(request, limit)) is not None:
+            thought, _, self.reasoning_tokens = _cut("Let me think this through. " + _prose(rng, request, 24),
+                                                     min(thinking, 40))
+            limit = max(limit - self.reasoning_tokens, 1)
+            self.reasoning = thought if reasoning.shown(request) else None
         tool = self._tool_to_call(request)
         if tool is not None:
             budget = _Budget(limit)
@@ -252,7 +261,7 @@ class _Answer:
             self.tool_call = {"id": f"call_{rng.getrandbits(64):016x}", "type": "function",
                               "function": {"name": tool.function.name, "arguments": args}}
             self.finish_reason = "length" if cut else "tool_calls"
-            self.tokens = count_tokens(args) + 3
+            self.tokens = count_tokens(args) + 3 + self.reasoning_tokens
             return
         budget = _Budget(limit)
         if request.wants_json:
@@ -274,7 +283,7 @@ class _Answer:
             self.finish_reason = "stop"
             tokens = count_tokens(text)
         self.content = text
-        self.tokens = tokens
+        self.tokens = tokens + self.reasoning_tokens
 
     @staticmethod
     def _tool_to_call(request: ChatRequest):
@@ -286,12 +295,17 @@ class _Answer:
         return request.tools[0]
 
     def message(self) -> dict[str, Any]:
+        thought = {"reasoning": self.reasoning} if self.reasoning else {}
         if self.tool_call:
-            return {"role": "assistant", "content": None, "tool_calls": [self.tool_call]}
-        return {"role": "assistant", "content": self.content}
+            return {"role": "assistant", "content": None, "tool_calls": [self.tool_call], **thought}
+        return {"role": "assistant", "content": self.content, **thought}
 
     def deltas(self) -> list[tuple[dict[str, Any], int]]:
-        """The answer as stream deltas, each with its token count (for pacing)."""
+        """The answer as stream deltas, each with its token count (for pacing); its reasoning first."""
+        thought = [({"reasoning": piece}, count_tokens(piece)) for piece in _CHUNK.findall(self.reasoning or "")]
+        return thought + self._answer_deltas()
+
+    def _answer_deltas(self) -> list[tuple[dict[str, Any], int]]:
         if self.tool_call:
             fn = self.tool_call["function"]
             head = {"tool_calls": [{"index": 0, "id": self.tool_call["id"], "type": "function",
@@ -362,7 +376,8 @@ class SimProvider:
         completion_tokens = sum(a.tokens for a in answers)
         if b.tokens_per_second:
             await asyncio.sleep(completion_tokens / b.tokens_per_second)
-        usage = Usage(prompt_tokens(request.messages), completion_tokens)
+        usage = Usage(prompt_tokens(request.messages), completion_tokens,
+                      reasoning_tokens=sum(a.reasoning_tokens for a in answers))
         upstream_id = f"sim-{time.time_ns():x}"
         body = {
             "id": upstream_id, "object": "chat.completion", "created": int(time.time()),
@@ -385,9 +400,10 @@ class SimProvider:
                     "choices": [{"index": index, "delta": delta, "finish_reason": finish,
                                  "native_finish_reason": finish, "logprobs": None}]}
 
-        completion_tokens = 0
+        completion_tokens = reasoning_tokens = 0
         for index in range(request.n):
             answer = _Answer(request, endpoint, index, b)
+            reasoning_tokens += answer.reasoning_tokens
             yield chunk(index, {"role": "assistant", "content": ""})
             for delta, tokens in answer.deltas():
                 if b.tokens_per_second:
@@ -396,7 +412,8 @@ class SimProvider:
             completion_tokens += answer.tokens  # the same count as the unstreamed answer
             yield chunk(index, {}, answer.finish_reason)
         usage = {"prompt_tokens": prompt_tokens(request.messages), "completion_tokens": completion_tokens,
-                 "total_tokens": prompt_tokens(request.messages) + completion_tokens}
+                 "total_tokens": prompt_tokens(request.messages) + completion_tokens,
+                 "completion_tokens_details": {"reasoning_tokens": reasoning_tokens}}
         yield {"id": upstream_id, "object": "chat.completion.chunk", "created": created,
                "model": endpoint.upstream_model, "choices": [], "usage": usage}
 

@@ -19,7 +19,7 @@ VARIANTS = ("free", "floor", "nitro")
 # OpenRouter's variants this gateway cannot honour: refused with why, never served as the plain model
 UNSERVED_VARIANTS = {
     "online": "web search (:online) needs a search provider, and none is configured",
-    "thinking": "reasoning (:thinking) is not translated for this model's providers yet: call the model itself",
+    "thinking": ":thinking is not served: call the model itself with `reasoning: {\"effort\": \"medium\"}`",
     "exacto": ":exacto routes by tool-calling quality measurements this gateway does not keep",
 }
 _SMOOTHING = 0.2  # weight of the newest measurement in the moving averages
