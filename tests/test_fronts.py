@@ -215,6 +215,9 @@ def test_completions_pass_logprobs_on_and_refuse_what_they_cannot_do(app_client,
         client.completions.create(model="sim/fast", prompt="x", temperature=7)
     assert e.value.body["metadata"]["field"] == "temperature"
     assert len(recorded) == 6 and all(r.error_code == 400 for r in recorded[1:])
+    scored = client.completions.create(model="sim/fast", prompt="x", logprobs=2, max_tokens=10).choices[0]
+    assert "".join(scored.logprobs.tokens) == scored.text and len(scored.logprobs.top_logprobs[0]) == 2
+    assert scored.logprobs.text_offset[0] == 0 and all(lp <= 0 for lp in scored.logprobs.token_logprobs)
 
 
 # -- POST /embeddings --------------------------------------------------------------------------------------------

@@ -127,3 +127,25 @@ def test_anthropic_sdk_thinking_through_messages(app_client):
         final = stream.get_final_message()
     assert [b.type for b in final.content] == ["thinking", "text"]
     assert final.content[0].thinking == message.content[0].thinking
+
+
+# -- logprobs (here too: the same fakes) ---------------------------------------------------------------------------
+def test_logprobs_from_the_sim_and_gemini_and_a_400_where_the_vendor_has_none(app_client, fake_gemini):
+    sim = post(app_client, model="sim/fast", logprobs=True, top_logprobs=2)
+    scored = sim["choices"][0]["logprobs"]["content"]
+    assert "".join(t["token"] for t in scored) == sim["choices"][0]["message"]["content"]
+    assert all(t["logprob"] <= 0 and len(t["top_logprobs"]) == 2 for t in scored)
+    assert post(app_client, model="sim/fast")["choices"][0]["logprobs"] is None
+    chunks = streamed(app_client, model="sim/fast", logprobs=True)
+    assert any(c["choices"] and c["choices"][0]["logprobs"] for c in chunks)
+    gemini = post(app_client, model="gemini-fake/gemini-ok", logprobs=True, top_logprobs=2)
+    config = fake_gemini.requests[-1]["body"]["generationConfig"]
+    assert (config["responseLogprobs"], config["logprobs"]) == (True, 2)
+    content = gemini["choices"][0]["logprobs"]["content"]
+    assert [t["token"] for t in content] == ["Hello", " from", " Gemini."]
+    assert content[0]["top_logprobs"][1] == {"token": " Hi", "logprob": -2.5, "bytes": list(b" Hi")}
+    r = app_client.post("/api/v1/chat/completions", json={"model": "anthropic-fake/claude-ok", "messages": HI,
+                                                          "logprobs": True})
+    assert r.status_code == 400 and r.json()["error"]["metadata"]["field"] == "logprobs"
+    r = app_client.post("/api/v1/chat/completions", json={"model": "sim/fast", "messages": HI, "top_logprobs": 3})
+    assert r.status_code == 400 and r.json()["error"]["metadata"]["field"] == "top_logprobs"

@@ -58,8 +58,22 @@ def parse(raw: bytes) -> ChatRequest:
     return parse_chat_request(orjson.dumps(data))
 
 
+def _legacy_logprobs(scored: Any, offset: int = 0) -> dict[str, Any] | None:
+    """The chat shape's logprobs (`content`: a list of tokens) in the legacy one (parallel lists)."""
+    if not isinstance(scored, dict) or not isinstance(scored.get("content"), list):
+        return None
+    tokens = [t.get("token", "") for t in scored["content"]]
+    offsets, at = [], offset
+    for token in tokens:
+        offsets.append(at)
+        at += len(token)
+    return {"tokens": tokens, "token_logprobs": [t.get("logprob") for t in scored["content"]],
+            "top_logprobs": [{o.get("token", ""): o.get("logprob") for o in t.get("top_logprobs") or ()}
+                             for t in scored["content"]], "text_offset": offsets}
+
+
 def _choice(choice: dict[str, Any], text: str) -> dict[str, Any]:
-    return {"index": choice.get("index", 0), "text": text, "logprobs": choice.get("logprobs"),
+    return {"index": choice.get("index", 0), "text": text, "logprobs": _legacy_logprobs(choice.get("logprobs")),
             "finish_reason": choice.get("finish_reason"),
             **({"native_finish_reason": choice["native_finish_reason"]} if "native_finish_reason" in choice else {})}
 

@@ -220,6 +220,8 @@ class ChatRequest(_Model):
     transforms: Annotated[list[Literal["middle-out"]], Field(max_length=4)] | None = None  # shared/chat/middle_out.py
     usage: UsageOptions | None = None
     reasoning: Reasoning | None = None
+    logprobs: StrictBool | None = None  # passed on where the vendor has them (openai kinds, Gemini, the sim)
+    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
     frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
     presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
 
@@ -349,6 +351,8 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
         raise _invalid(_where(first["loc"]), first["msg"].removeprefix("Value error, ")) from None
     if not request.model_ids:
         raise _invalid("model", "is required")
+    if request.top_logprobs is not None and not request.logprobs:
+        raise _invalid("top_logprobs", "needs logprobs: true")
     if request.tool_choice is not None and not isinstance(request.tool_choice, str) and not request.tools:
         raise _invalid("tool_choice", "names a function but no tools were given")
     if request.tools or request.json_schema is not None:

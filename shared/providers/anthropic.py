@@ -11,7 +11,7 @@ become OpenAI chunks, tool input deltas included. Usage: prompt tokens are input
 (cached_tokens = cache reads), exactly the same streamed or not.
 `reasoning` becomes `thinking` with a budget (shared/chat/reasoning.py; temperature and top_p are then left to the
 API, which allows no others), and thinking blocks come back as `reasoning` (unless excluded).
-Not translated (knowingly): n > 1 (the API has no such parameter: 400), logprobs, seed, presence and
+Not translated (knowingly): n > 1 and logprobs (the API has neither: 400), seed, presence and
 frequency penalties (dropped), earlier turns' thinking (not sent back).
 """
 
@@ -74,6 +74,9 @@ def _blocks(message: Message) -> list[dict[str, Any]]:
 
 
 def build_request(request: ChatRequest, endpoint: Endpoint, *, stream: bool) -> dict[str, Any]:
+    if request.logprobs:
+        raise BadRequestError("logprobs are not available from Anthropic models",
+                              metadata={"field": "logprobs", "provider_name": endpoint.provider.id})
     if request.n > 1:
         raise BadRequestError("n > 1 is not supported by Anthropic models",
                               metadata={"field": "n", "provider_name": endpoint.provider.id})

@@ -10,7 +10,8 @@ other blocking reasons → content_filter; the original kept as `native_finish_r
 `usageMetadata`: prompt = promptTokenCount, completion = candidates + thoughts, cached = cachedContentTokenCount,
 reasoning = thoughtsTokenCount; the final chunk of a stream carries the full counts, so streamed and
 unstreamed usage agree. `reasoning` → `thinkingConfig` (a budget: shared/chat/reasoning.py; 0 when disabled), thought
-parts → `reasoning`. Not translated (knowingly): logprobs, presence/frequency penalties (dropped).
+parts → `reasoning`. logprobs / top_logprobs → `responseLogprobs` / `logprobs`, `logprobsResult` back in OpenAI's shape.
+Not translated (knowingly): presence/frequency penalties (dropped).
 """
 
 from __future__ import annotations
@@ -74,6 +75,21 @@ def _parts(message: Message, call_names: dict[str, str]) -> list[dict[str, Any]]
     return parts
 
 
+def _logprobs(result: Any) -> dict[str, Any] | None:
+    """Gemini's logprobsResult (chosen candidates, and the top candidates at each step) in OpenAI's shape."""
+    if not isinstance(result, dict) or not result.get("chosenCandidates"):
+        return None
+    tops = result.get("topCandidates") or []
+    content = []
+    for i, chosen in enumerate(result["chosenCandidates"]):
+        token = str(chosen.get("token", ""))
+        alternatives = (tops[i].get("candidates") or []) if i < len(tops) and isinstance(tops[i], dict) else []
+        content.append({"token": token, "logprob": chosen.get("logProbability"), "bytes": list(token.encode()),
+                        "top_logprobs": [{"token": str(c.get("token", "")), "logprob": c.get("logProbability"),
+                                          "bytes": list(str(c.get("token", "")).encode())} for c in alternatives]})
+    return {"content": content, "refusal": None}
+
+
 def build_request(request: ChatRequest, endpoint: Endpoint) -> dict[str, Any]:
     call_names: dict[str, str] = {}
     texts, contents = alternating_turns(request.messages, lambda m: _parts(m, call_names), assistant="model",
@@ -94,6 +110,10 @@ def build_request(request: ChatRequest, endpoint: Endpoint) -> dict[str, Any]:
         config["stopSequences"] = [request.stop] if isinstance(request.stop, str) else request.stop
     if request.n > 1:
         config["candidateCount"] = request.n
+    if request.logprobs:
+        config["responseLogprobs"] = True
+        if request.top_logprobs:
+            config["logprobs"] = request.top_logprobs
     if request.wants_json:
         config["responseMimeType"] = "application/json"
         if request.json_schema is not None:
@@ -196,7 +216,7 @@ class GeminiProvider:
             if stream and not text:
                 message.pop("content")
             choices.append({"index": index, key: message, "finish_reason": finish, "native_finish_reason": native,
-                            "logprobs": None})
+                            "logprobs": _logprobs(candidate.get("logprobsResult"))})
         return choices
 
     async def complete(self, request: ChatRequest, endpoint: Endpoint) -> Completion:

@@ -325,6 +325,19 @@ class _Answer:
         return out
 
 
+def logprobs(text: str, top: int) -> dict[str, Any]:
+    """Made-up log-probabilities in OpenAI's shape, one a word as streamed (deterministic for the text)."""
+    content = []
+    for token in _CHUNK.findall(text):
+        rng = random.Random(token)
+        chosen = round(-rng.random() * 0.7, 4)
+        others = [(" " + w, round(chosen - 0.5 - rng.random() * 3, 4)) for w in rng.sample(_BANK, top)] if top else []
+        content.append({"token": token, "logprob": chosen, "bytes": list(token.encode()),
+                        "top_logprobs": [{"token": t, "logprob": lp, "bytes": list(t.encode())}
+                                         for t, lp in [(token, chosen), *others][:top]]})
+    return {"content": content, "refusal": None}
+
+
 class SimProvider:
     """The `sim` kind."""
 
@@ -383,7 +396,9 @@ class SimProvider:
             "id": upstream_id, "object": "chat.completion", "created": int(time.time()),
             "model": endpoint.upstream_model,
             "choices": [{"index": i, "message": a.message(), "finish_reason": a.finish_reason,
-                         "native_finish_reason": a.finish_reason, "logprobs": None}
+                         "native_finish_reason": a.finish_reason,
+                         "logprobs": logprobs(a.content or "", request.top_logprobs or 0) if request.logprobs and
+                         a.content is not None else None}
                         for i, a in enumerate(answers)],
         }
         return Completion(body, usage, answers[0].finish_reason, upstream_id)
@@ -395,10 +410,12 @@ class SimProvider:
         created = int(time.time())
 
         def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            scored = logprobs(delta["content"], request.top_logprobs or 0) if request.logprobs and \
+                delta.get("content") else None
             return {"id": upstream_id, "object": "chat.completion.chunk", "created": created,
                     "model": endpoint.upstream_model,
                     "choices": [{"index": index, "delta": delta, "finish_reason": finish,
-                                 "native_finish_reason": finish, "logprobs": None}]}
+                                 "native_finish_reason": finish, "logprobs": scored}]}
 
         completion_tokens = reasoning_tokens = 0
         for index in range(request.n):

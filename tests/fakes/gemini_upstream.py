@@ -4,6 +4,7 @@ scripted by model name:
   gemini-ok      "Hello from Gemini." (3 chunks when streamed; cumulative usageMetadata, full in the last)
   gemini-tool    a functionCall (or, once a functionResponse came back, a text answer)
   gemini-json    JSON text when generationConfig.responseMimeType is application/json
+  (any)          with generationConfig.responseLogprobs: a logprobsResult for "Hello from Gemini." (unstreamed)
   gemini-think   with thinkingConfig.includeThoughts: a thought part ("Weighing it.") before "Hello from Gemini."
   gemini-safety  finishReason SAFETY with no content;  gemini-429: RESOURCE_EXHAUSTED;  gemini-long: 400 token limit
   and the hostile answers of tests/fakes/hostile.py under their own names (huge, json-to-stream…)
@@ -71,6 +72,13 @@ class FakeGemini(FakeServer):
         base = {"modelVersion": model, "responseId": "resp-fake01"}
         if action == "generateContent":
             candidate = {"content": {"role": "model", "parts": parts}, "finishReason": finish, "index": 0}
+            if body.get("generationConfig", {}).get("responseLogprobs"):
+                top = body["generationConfig"].get("logprobs", 0)
+                candidate["logprobsResult"] = {
+                    "chosenCandidates": [{"token": t, "logProbability": -0.1} for t in ("Hello", " from", " Gemini.")],
+                    "topCandidates": [{"candidates": [{"token": t, "logProbability": -0.1},
+                                                      {"token": " Hi", "logProbability": -2.5}][:top]}
+                                      for t in ("Hello", " from", " Gemini.")]}
             return web.json_response({**base, "candidates": [candidate], "usageMetadata": USAGE})
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
