@@ -57,3 +57,24 @@ def test_openai_sdk_embeddings_and_legacy_completions(local_stack):
     streamed = list(client.completions.create(model="fake/ok", prompt="Say hello", stream=True))
     assert "".join(c.choices[0].text for c in streamed if c.choices) == "Hello from the fake upstream."
     assert json.loads(streamed[-1].model_dump_json())["usage"]["completion_tokens"] == 7
+
+
+def test_a_200k_token_prompt_with_middle_out_is_answered_by_a_128k_model_and_says_so(local_stack):
+    huge = " ".join(f"word{i}" for i in range(200_000))  # 200,000 sim tokens; sim/chat's context is 131,072
+    client = sdk(local_stack)
+    raw = client.chat.completions.with_raw_response.create(
+        model="sim/chat", messages=[{"role": "user", "content": huge}], max_tokens=16,
+        extra_body={"transforms": ["middle-out"]})
+    answer = raw.parse()
+    assert answer.choices[0].message.content and raw.headers["x-switchyard-transforms"] == "middle-out"
+    report = answer.model_extra["transforms"][0]
+    assert report["id"] == "middle-out" and report["compressed"] is True
+    assert report["prompt_tokens_before"] > 200_000 and answer.usage.prompt_tokens <= 131_072
+
+
+def test_the_responses_api_through_the_openai_sdk(local_stack):
+    client = sdk(local_stack)
+    answer = client.responses.create(model="sim/fast", input="Say hello", instructions="Be brief.")
+    assert answer.output_text and generation(local_stack, answer.id)["status"] == "completed"
+    events = [e.type for e in client.responses.create(model="sim/fast", input="Say hello", stream=True)]
+    assert events[0] == "response.created" and events[-1] == "response.completed"

@@ -16,11 +16,12 @@ from starlette.responses import Response
 
 from functions.gateway.deps import admit, inference_key
 from functions.gateway.event_stream import EventStream
+# chat.py's own parts, reused so that every inference front builds its call exactly as chat does
 from functions.gateway.routes.chat import _SSE_HEADERS, _context, _unless_client_leaves, transform_headers
 from functions.gateway.state import gateway
 from shared.chat.context import CallContext
 from shared.chat.schema import ChatRequest
-from shared.errors import BadRequestError, ForbiddenError, SwitchyardError
+from shared.errors import ForbiddenError, SwitchyardError
 
 T = TypeVar("T")
 
@@ -46,12 +47,6 @@ def parsed(ctx: CallContext, parse: Callable[[bytes], T], raw: bytes) -> T:
     except SwitchyardError as e:
         gateway().chat.meter_rejected(ctx, None, e)
         raise
-
-
-def refuse(ctx: CallContext, error: BadRequestError) -> BadRequestError:
-    """A refusal found after parsing, metered (raise what this returns)."""
-    gateway().chat.meter_rejected(ctx, None, error)
-    return error
 
 
 def json_response(body: dict[str, Any], ctx: CallContext, headers: dict[str, str] | None = None) -> Response:

@@ -190,7 +190,7 @@ def _image(block: ImageBlock) -> dict[str, Any]:
     return {"type": "image_url", "image_url": {"url": url}}
 
 
-def _part(block: Any, field: str) -> dict[str, Any]:
+def _part(block: Any) -> dict[str, Any]:
     """A user or tool content block as a chat content part."""
     extra = block.model_extra or {}
     if isinstance(block, TextBlock):
@@ -230,7 +230,7 @@ def _turn(i: int, message: MessageParam) -> list[dict[str, Any]]:
     for j, block in enumerate(message.content):
         if isinstance(block, ToolResultBlock):
             content = block.content if isinstance(block.content, str) else \
-                [_part(b, f"{field}[{j}].content") for b in block.content]
+                [_part(b) for b in block.content]
             if block.is_error:  # the chat shape has no flag for it: the model is told in words
                 content = "Error: " + content if isinstance(content, str) else \
                     [{"type": "text", "text": "Error:"}, *content]
@@ -238,7 +238,7 @@ def _turn(i: int, message: MessageParam) -> list[dict[str, Any]]:
         elif isinstance(block, (ToolUseBlock, ThinkingBlock)):
             raise _invalid(f"{field}[{j}]", f"a user turn cannot hold a {block.type} block")
         else:
-            parts.append(_part(block, f"{field}[{j}]"))
+            parts.append(_part(block))
     return results + ([{"role": "user", "content": parts}] if parts else [])
 
 

@@ -7,7 +7,6 @@ from starlette.responses import Response
 
 from functions.gateway.inference import answer, call_context, parsed
 from functions.gateway.routes.chat import RawRoute
-from shared.chat import anthropic_api
 
 router = APIRouter(prefix="/api/v1", tags=["messages"], route_class=RawRoute)
 
@@ -19,6 +18,8 @@ def _x_api_key(request: Request) -> str | None:
 
 @router.post("/messages", summary="Anthropic Messages API (JSON or SSE) in front of every model")
 async def messages(request: Request) -> Response:
+    from shared.chat import anthropic_api  # (on first use, not at import: off the Lambda cold start)
+
     ctx = await call_context(request, authorization=_x_api_key(request))
     chat = parsed(ctx, anthropic_api.parse, await request.body())
     return await answer(request, ctx, chat, anthropic_api.message, anthropic_api.events)
