@@ -383,3 +383,19 @@ def test_rotation_bodies(client, admin, body, status):
     kwargs = {} if body is None else {"json": body}
     response = client.post(f"/api/v1/keys/{data['hash']}/rotate", headers=admin, **kwargs)
     assert response.status_code == status, response.text
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/api/v1/messages", {"model": "sim/fast", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}),
+    ("/api/v1/completions", {"model": "sim/fast", "prompt": "hi", "max_tokens": 8}),
+    ("/api/v1/embeddings", {"model": "sim/embed", "input": "hi"}),
+])
+def test_every_inference_front_keeps_the_keys_restrictions(client, admin, path, body):
+    limited, _ = new_key(client, admin, rpm=1)
+    assert client.post(path, headers=bearer(limited), json=body).status_code == 200
+    refused = client.post(path, headers=bearer(limited), json=body)
+    assert refused.status_code == 429 and refused.json()["error"]["metadata"]["reason"] == "rpm"
+    only_chat, _ = new_key(client, admin, allowed_models=["sim/chat"])
+    assert client.post(path, headers=bearer(only_chat), json=body).status_code == 403
+    browser, _ = new_key(client, admin, allowed_origins=["https://your-app.com"])
+    assert client.post(path, headers=bearer(browser, Origin="https://evil.example"), json=body).status_code == 403

@@ -13,7 +13,12 @@ from shared.keys import scopes as sc
 # Routes any caller may use, or an inference key about itself (each answers its own way; none manages anything).
 PUBLIC = {("GET", "/health"), ("POST", "/api/v1/chat/completions"), ("GET", "/api/v1/models"),
           ("GET", "/api/v1/models/{author}/{slug}/endpoints"), ("GET", "/api/v1/key"), ("GET", "/api/v1/rankings"),
-          ("GET", "/api/v1/datasets/rankings-daily")}
+          ("GET", "/api/v1/datasets/rankings-daily"),
+          # the other inference fronts (an inference key each), the catalog's listings and the offline docs
+          ("POST", "/api/v1/completions"), ("POST", "/api/v1/embeddings"), ("POST", "/api/v1/messages"),
+          ("POST", "/api/v1/responses"), ("GET", "/api/v1/embeddings/models"), ("GET", "/api/v1/models/count"),
+          ("GET", "/api/v1/models/user"), ("GET", "/api/v1/providers"), ("GET", "/docs"),
+          ("GET", "/docs/assets/{name}"), ("GET", "/redoc")}
 FILLERS = {"key_hash": "0123456789ab", "run_id": "run-0123456789abcdef"}
 
 

@@ -61,9 +61,18 @@ def test_variants_through_the_gateway_record_throughput(client, keys, gateway):
     assert 0 < gateway.chat.routing.throughput[("sim", "sim/chat")] < 120
 
 
-def test_a_variant_on_a_routing_policy_is_refused_naming_the_policy(client, keys):
-    resp = client.post("/api/v1/chat/completions", headers={"Authorization": f"Bearer {keys['dev']}"},
-                       json={"model": "switchyard/auto:floor", "messages": [{"role": "user", "content": "hi"}]})
-    error = resp.json()["error"]
-    assert resp.status_code == 400 and "'switchyard/auto' is a routing policy" in error["message"]
-    assert error["metadata"]["field"] == "model"
+def test_a_variant_on_a_routing_policy_applies_to_the_models_it_routes_to(client, keys, gateway):
+    auth = {"Authorization": f"Bearer {keys['dev']}"}
+    resp = client.post("/api/v1/chat/completions", headers=auth,
+                       json={"model": "switchyard/fallback-demo:floor", "messages": [{"role": "user", "content": "hi"}]})
+    assert resp.status_code == 200 and resp.json()["model"] == "sim/fast"
+    gateway.meter.flush()
+    record = gateway.usage.get(resp.json()["id"])
+    assert record["route"] == "switchyard/fallback-demo"
+    assert [a["model"] for a in record["attempts"]] == ["sim/down", "sim/fast"]
+    free = client.post("/api/v1/chat/completions", headers=auth,
+                       json={"model": "switchyard/fallback-demo:free", "messages": [{"role": "user", "content": "hi"}]})
+    assert free.status_code == 503 and free.json()["error"]["metadata"]["variant"] == "free"  # no free endpoint
+    online = client.post("/api/v1/chat/completions", headers=auth,
+                         json={"model": "switchyard/auto:online", "messages": [{"role": "user", "content": "hi"}]})
+    assert online.status_code == 400 and online.json()["error"]["metadata"]["variant"] == "online"

@@ -11,15 +11,15 @@ from typing import Any, AsyncIterator
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from functions.gateway.deps import CORS_ORIGIN
 from functions.gateway.event_stream import SERVER_SEND
-from functions.gateway.routes import (analytics, audit, catalog, chat, generation, governance, health, keys,
-                                     models, policies, rankings, synthetic)
+from functions.gateway.routes import (analytics, audit, catalog, chat, completions, docs, embeddings, generation,
+                                     governance, health, keys, messages, models, policies, providers, rankings,
+                                     responses, synthetic)
 from functions.gateway.state import gateway
 from shared.chat.service import new_request_id
 from shared.errors import BadRequestError, ForbiddenError, PayloadTooLargeError, SwitchyardError
@@ -93,7 +93,8 @@ _ALLOWED_HEADERS = frozenset(("authorization", "content-type", "http-referer", "
                               "x-openrouter-categories", "accept", "x-stainless-lang", "x-stainless-package-version",
                               "x-stainless-os", "x-stainless-arch", "x-stainless-runtime",
                               "x-stainless-runtime-version", "x-stainless-retry-count", "x-stainless-timeout",
-                              "x-stainless-async", "openai-organization", "openai-project", "user-agent"))
+                              "x-stainless-async", "openai-organization", "openai-project", "user-agent",
+                              "x-api-key", "anthropic-version", "anthropic-beta"))
 
 
 def cors_headers(origin: str) -> list[tuple[bytes, bytes]]:
@@ -185,20 +186,20 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app() -> FastAPI:
     settings = gateway().settings
     # FastAPI's native OpenTelemetry probes the global providers on every request; tracing is Powertools' job.
-    app = FastAPI(title="Switchyard", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="Switchyard", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,  # routes/docs.py
                   telemetry={"tracing": False, "metrics": False, "logs": False},
                   description="An OpenAI-compatible LLM gateway: keys, routing, metering and healing.")
     for router in (health.router, chat.router, models.router, generation.router, keys.router, catalog.router,
                    policies.router, analytics.router, rankings.router, synthetic.router, audit.router,
-                   governance.router):
+                   governance.router, messages.router, completions.router, embeddings.router, responses.router,
+                   providers.router, docs.router):
         app.include_router(router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            schema["paths"]["/api/v1/chat/completions"]["post"]["requestBody"] = chat.openapi_request_body(components)
-            app.openapi_schema = schema
+            from functions.gateway.openapi import document  # (built when first asked for: functions/gateway/openapi.py)
+
+            app.openapi_schema = document(app)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -35,11 +35,12 @@ def client_address(scope: dict[str, Any]) -> str | None:
     return hops[0] if hops else address
 
 
-async def inference_key(request: Request, *, admitted: bool = True) -> ApiKey:
+async def inference_key(request: Request, *, admitted: bool = True, authorization: str | None = None) -> ApiKey:
     """The calling inference key; with `admitted` (the default) its address and origin restrictions checked too
-    (the chat route checks them itself, to meter a refusal)."""
-    key = await gateway().auth.authenticate(request.headers.get("authorization"), kind="inference",
-                                            source=client_address(request.scope))
+    (the chat route checks them itself, to meter a refusal). `authorization` stands in for a missing
+    Authorization header (Anthropic's clients send the key as `x-api-key`: functions/gateway/inference.py)."""
+    key = await gateway().auth.authenticate(request.headers.get("authorization") or authorization,
+                                            kind="inference", source=client_address(request.scope))
     if admitted and (key.allowed_ips is not None or key.allowed_origins is not None):
         admit(key, request.scope)
     return key

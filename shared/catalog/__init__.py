@@ -14,7 +14,7 @@ import orjson
 import yaml
 from pydantic import ValidationError
 
-from shared.catalog.schema import CatalogFile, ModelConfig, Pricing, ProviderConfig, SimBehaviour
+from shared.catalog.schema import DEFAULT_PARAMETERS, CatalogFile, ModelConfig, Pricing, ProviderConfig, SimBehaviour
 from shared.errors import ModelNotFoundError
 from shared.governance.regions import bedrock_regions
 from shared.routing.policy import Policies, RoutePolicy
@@ -169,9 +169,39 @@ class Catalog:
     def __len__(self) -> int:
         return len(self._models)
 
+    def policy_listing(self, spec: RoutePolicy) -> dict:
+        """A routing policy as `/models` lists it, as OpenRouter lists `openrouter/auto`: a virtual model whose
+        price depends on where a call goes ("-1"), its context the longest of its models, its parameters those
+        every one of them supports; `models` names them."""
+        targets = [self._models[m] for m in sorted(spec.models()) if m in self._models]
+        configs = [t.config for t in targets]
+        params = set.intersection(*(set(c.supported_parameters) for c in configs)) if configs else set()
+        inputs = sorted(set.intersection(*(set(c.input_modalities) for c in configs))) if configs else ["text"]
+        outputs = sorted(set.union(*(set(c.output_modalities) for c in configs))) if configs else ["text"]
+        context = max((c.context_length for c in configs), default=0)
+        return {
+            "id": spec.id, "canonical_slug": spec.id, "name": spec.id, "created": 0, "description": spec.description,
+            "context_length": context,
+            "architecture": {"modality": "+".join(inputs) + "->" + "+".join(outputs), "input_modalities": inputs,
+                             "output_modalities": outputs, "tokenizer": "Router", "instruct_type": None},
+            "pricing": {"prompt": "-1", "completion": "-1", "request": "0", "image": "0"},
+            "top_provider": {"context_length": context, "max_completion_tokens": None, "is_moderated": False},
+            "per_request_limits": None,
+            "supported_parameters": [p for p in DEFAULT_PARAMETERS if p in params] + sorted(params - set(
+                DEFAULT_PARAMETERS)),
+            "providers": sorted({e.provider.id for t in targets for e in t.endpoints}),
+            "available": any(e.has_credentials for t in targets for e in t.endpoints),
+            "routing_policy": True, "models": [t.id for t in targets],
+        }
+
+    def listing(self) -> list[dict]:
+        """Every model, then every routing policy, in `/models`' shape."""
+        return [m.to_openrouter() for m in self._models.values()] + \
+            [self.policy_listing(p.spec) for p in self.policies.by_id.values()]
+
     @cached_property
     def models_json(self) -> bytes:
-        return orjson.dumps({"data": [m.to_openrouter() for m in self._models.values()]})
+        return orjson.dumps({"data": self.listing()})
 
 
 def _read(path: Path) -> CatalogFile:

@@ -12,7 +12,7 @@ from shared.governance import regions as _regions
 from shared.routing.policy import RoutePolicy
 
 ProviderKind = Literal["openai", "anthropic", "gemini", "bedrock", "azure", "sim"]
-Modality = Literal["text", "image", "audio", "file", "video"]
+Modality = Literal["text", "image", "audio", "file", "video", "embeddings"]  # embeddings: an output only (OpenRouter's)
 NonNegative = Annotated[float, Field(ge=0)]
 Rate = Annotated[float, Field(ge=0, le=1)]
 

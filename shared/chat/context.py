@@ -33,6 +33,7 @@ class CallContext:
     prompt_bounds: dict[str, int] | None = None  # a limited key's prompt bound per tokenizer, computed once each
     tpm: int | None = None  # the key's tokens-per-minute limit (shared/keys/rates.py); None: not counted
     tokens_taken: list[Any] | None = None  # what the call took of its tpm windows (rates.Taken), settled at its end
+    transforms: list[dict] | None = None  # what middle-out did to the prompt for the candidate tried last
     created: float = field(default_factory=time.time)
     started: float = field(default_factory=time.perf_counter)
 

@@ -138,6 +138,21 @@ class StreamOptions(_Model):
     include_usage: bool | None = None
 
 
+class Reasoning(_Closed):
+    """OpenRouter's `reasoning`: how much the model may think (shared/chat/reasoning.py)."""
+
+    effort: Literal["minimal", "low", "medium", "high"] | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    exclude: StrictBool = False
+    enabled: StrictBool | None = None
+
+
+class UsageOptions(_Closed):
+    """OpenRouter's usage accounting: answers always carry usage with its cost here, so `include` only confirms."""
+
+    include: StrictBool | None = None
+
+
 class MaxPrice(_Model):
     """The most the caller will pay, in USD per 1M tokens (OpenRouter's `provider.max_price`)."""
 
@@ -148,8 +163,9 @@ class MaxPrice(_Model):
 ProviderSlug = Annotated[str, Field(min_length=1, max_length=64)]
 
 
-class ProviderPreferences(_Model):
-    """OpenRouter's `provider` object: which endpoints may serve the call, and in what order."""
+class ProviderPreferences(_Closed):
+    """OpenRouter's `provider` object: which endpoints may serve the call, and in what order. Closed: a field we
+    do not serve (OpenRouter's `quantizations`, `zdr`…) is a 400 naming it, not a preference silently ignored."""
 
     order: Annotated[list[ProviderSlug], Field(max_length=32)] | None = None
     allow_fallbacks: StrictBool = True
@@ -201,6 +217,11 @@ class ChatRequest(_Model):
     provider: ProviderPreferences | None = None
     heal_json: StrictBool | None = None  # None: heal when the request asks for JSON
     plugins: Annotated[list[Plugin], Field(max_length=16)] | None = None
+    transforms: Annotated[list[Literal["middle-out"]], Field(max_length=4)] | None = None  # shared/chat/middle_out.py
+    usage: UsageOptions | None = None
+    reasoning: Reasoning | None = None
+    logprobs: StrictBool | None = None  # passed on where the vendor has them (openai kinds, Gemini, the sim)
+    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
     frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
     presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
 
@@ -330,6 +351,8 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
         raise _invalid(_where(first["loc"]), first["msg"].removeprefix("Value error, ")) from None
     if not request.model_ids:
         raise _invalid("model", "is required")
+    if request.top_logprobs is not None and not request.logprobs:
+        raise _invalid("top_logprobs", "needs logprobs: true")
     if request.tool_choice is not None and not isinstance(request.tool_choice, str) and not request.tools:
         raise _invalid("tool_choice", "names a function but no tools were given")
     if request.tools or request.json_schema is not None:

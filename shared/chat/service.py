@@ -14,7 +14,7 @@ from typing import Any, AsyncIterator, Callable
 
 from shared.catalog import Catalog
 from shared.catalog.source import CatalogSource
-from shared.chat import record
+from shared.chat import middle_out, record
 from shared.chat.budget import affordable_tokens, budget, capped, prompt_bound, tokenizer_of
 from shared.chat.context import CallContext, new_request_id
 from shared.chat.record import Recorder, counted_usage
@@ -90,7 +90,10 @@ class ChatService:
     async def _bounded(self, ctx: CallContext, event: UsageEvent, route: Route, request: ChatRequest) -> ChatRequest:
         """The request as this candidate gets it: output capped at the model's max. For a key with a limit, the
         call's worst case on this candidate is held first (raised from an earlier candidate's hold if higher);
-        for a key with a tpm limit, its worst case in tokens is taken likewise."""
+        for a key with a tpm limit, its worst case in tokens is taken likewise. With middle-out asked for, the
+        prompt is first fitted to this candidate's context."""
+        if (request.transforms or request.plugins) and middle_out.wanted(request):
+            request = await asyncio.to_thread(middle_out.fitted, request, route.endpoint, ctx)  # (~0.1 s at 200k)
         if ctx.limit is None and ctx.tpm is None:
             return capped(request, route.endpoint)
         if ctx.limit is not None and ctx.usage >= ctx.limit and ctx.limit_period == "total":
@@ -193,6 +196,8 @@ class ChatService:
             body = done.body
             body.update(id=ctx.request_id, model=route.model.id, provider=route.endpoint.provider.id,
                         object="chat.completion", usage=record.usage_block(route, usage))
+            if ctx.transforms:
+                body["transforms"] = ctx.transforms
             if request.heal_content or request.heal_tool_arguments:
                 report = heal_completion(body, content=request.heal_content,
                                          tool_arguments=request.heal_tool_arguments, schema=request.json_schema)

@@ -9,8 +9,10 @@ user. `stop_reason` maps to `finish_reason` (the original kept as `native_finish
 instruction. Streams: message_start / content_block_* / message_delta / message_stop / ping / error events
 become OpenAI chunks, tool input deltas included. Usage: prompt tokens are input + cache read + cache write
 (cached_tokens = cache reads), exactly the same streamed or not.
-Not translated (knowingly): n > 1 (the API has no such parameter: 400), logprobs, seed, presence and
-frequency penalties (dropped), thinking blocks (not surfaced yet).
+`reasoning` becomes `thinking` with a budget (shared/chat/reasoning.py; temperature and top_p are then left to the
+API, which allows no others), and thinking blocks come back as `reasoning` (unless excluded).
+Not translated (knowingly): n > 1 and logprobs (the API has neither: 400), seed, presence and
+frequency penalties (dropped), earlier turns' thinking (not sent back).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import orjson
 
 from shared.aws.secrets import vendor_key
 from shared.catalog import Endpoint
+from shared.chat import reasoning
 from shared.chat.schema import ChatRequest, ImagePart, Message, TextPart, ToolChoiceFunction
 from shared.errors import BadRequestError, SwitchyardError, UpstreamError
 from shared.providers.base import (JSON_INSTRUCTION, Completion, Marker, Usage, alternating_turns, assistant_choice,
@@ -71,6 +74,9 @@ def _blocks(message: Message) -> list[dict[str, Any]]:
 
 
 def build_request(request: ChatRequest, endpoint: Endpoint, *, stream: bool) -> dict[str, Any]:
+    if request.logprobs:
+        raise BadRequestError("logprobs are not available from Anthropic models",
+                              metadata={"field": "logprobs", "provider_name": endpoint.provider.id})
     if request.n > 1:
         raise BadRequestError("n > 1 is not supported by Anthropic models",
                               metadata={"field": "n", "provider_name": endpoint.provider.id})
@@ -79,10 +85,18 @@ def build_request(request: ChatRequest, endpoint: Endpoint, *, stream: bool) -> 
         "model": endpoint.upstream_model, "messages": messages,
         "max_tokens": request.output_limit or endpoint.config.max_output or 4096,
     }
-    if request.temperature is not None:
-        body["temperature"] = min(request.temperature, 1.0)
-    if request.top_p is not None:
-        body["top_p"] = request.top_p
+    thinking = reasoning.budget(request, body["max_tokens"])
+    if thinking is not None:
+        if thinking < reasoning.FLOOR:
+            raise BadRequestError(f"reasoning on Anthropic models needs a budget of at least {reasoning.FLOOR} "
+                                  "tokens, under max_tokens", metadata={"field": "reasoning",
+                                                                         "provider_name": endpoint.provider.id})
+        body["thinking"] = {"type": "enabled", "budget_tokens": thinking}  # (sampling is the API's own then)
+    else:
+        if request.temperature is not None:
+            body["temperature"] = min(request.temperature, 1.0)
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
     if request.stop:
         body["stop_sequences"] = [request.stop] if isinstance(request.stop, str) else request.stop
     if request.user:
@@ -158,9 +172,11 @@ class AnthropicProvider:
         except (orjson.JSONDecodeError, KeyError, TypeError):
             raise UpstreamError(f"{endpoint.provider.id} returned a body that is not a message",
                                 metadata={"provider_name": endpoint.provider.id}) from None
-        text, calls = [], []
+        text, calls, thought = [], [], []
         for block in blocks:
-            if block.get("type") == "text":
+            if block.get("type") == "thinking":
+                thought.append(block.get("thinking", ""))
+            elif block.get("type") == "text":
                 text.append(block.get("text", ""))
             elif block.get("type") == "tool_use":
                 if block.get("name") == JSON_TOOL and request.json_schema is not None:
@@ -169,6 +185,8 @@ class AnthropicProvider:
                     calls.append(tool_call(block.get("id"), block.get("name"), block.get("input", {})))
         native = data.get("stop_reason")
         choice = assistant_choice(text, calls, FINISH.get(native or "", "stop"), native)
+        if thought and reasoning.shown(request):
+            choice["message"]["reasoning"] = "".join(thought)
         body = {"id": data.get("id"), "object": "chat.completion", "created": int(time.time()),
                 "model": data.get("model", endpoint.upstream_model), "choices": [choice]}
         return Completion(body, usage_of(data.get("usage")) or Usage(estimated=True), choice["finish_reason"],
@@ -199,6 +217,7 @@ class _StreamTranslator:
     def __init__(self, request: ChatRequest, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
         self.json_tool = request.json_schema is not None
+        self.show_reasoning = reasoning.shown(request)
         self.id = ""
         self.model = endpoint.upstream_model
         self.usage: dict[str, Any] = {}
@@ -240,6 +259,8 @@ class _StreamTranslator:
             delta, index = event.get("delta") or {}, event.get("index", 0)
             if delta.get("type") == "text_delta":
                 return [self._chunk({"content": delta.get("text", "")})]
+            if delta.get("type") == "thinking_delta":
+                return [self._chunk({"reasoning": delta.get("thinking", "")})] if self.show_reasoning else []
             if delta.get("type") == "input_json_delta":
                 partial = delta.get("partial_json", "")
                 if index in self.answer_blocks:

@@ -10,8 +10,8 @@ original kept as `native_finish_reason`). Streams: messageStart / contentBlockSt
 contentBlockStop / messageStop / metadata events → OpenAI chunks (tool input deltas included); usage from
 the `metadata` event, so streamed and unstreamed counts agree (cache reads/writes included).
 JSON mode: json_schema is a forced tool whose input is the answer; json_object a system instruction.
-Not translated (knowingly): n > 1 (400), image URLs that are not data URLs (Converse takes bytes or S3 only:
-400), seed, logprobs, penalties (dropped).
+Not translated (knowingly): n > 1 and logprobs (400), image URLs that are not data URLs (Converse takes bytes or S3
+only: 400), seed, penalties (dropped).
 """
 
 from __future__ import annotations
@@ -98,6 +98,9 @@ def _blocks(message: Message) -> list[dict[str, Any]]:
 
 
 def build_request(request: ChatRequest, endpoint: Endpoint) -> dict[str, Any]:
+    if request.logprobs:
+        raise BadRequestError("logprobs are not available from Bedrock models",
+                              metadata={"field": "logprobs", "provider_name": endpoint.provider.id})
     if request.n > 1:
         raise BadRequestError("n > 1 is not supported by Bedrock models",
                               metadata={"field": "n", "provider_name": endpoint.provider.id})

@@ -9,7 +9,9 @@ application/json (+ `responseJsonSchema`). `finishReason` maps to `finish_reason
 other blocking reasons → content_filter; the original kept as `native_finish_reason`). Usage from
 `usageMetadata`: prompt = promptTokenCount, completion = candidates + thoughts, cached = cachedContentTokenCount,
 reasoning = thoughtsTokenCount; the final chunk of a stream carries the full counts, so streamed and
-unstreamed usage agree. Not translated (knowingly): logprobs, presence/frequency penalties (dropped).
+unstreamed usage agree. `reasoning` → `thinkingConfig` (a budget: shared/chat/reasoning.py; 0 when disabled), thought
+parts → `reasoning`. logprobs / top_logprobs → `responseLogprobs` / `logprobs`, `logprobsResult` back in OpenAI's shape.
+Not translated (knowingly): presence/frequency penalties (dropped).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import orjson
 
 from shared.aws.secrets import vendor_key
 from shared.catalog import Endpoint
+from shared.chat import reasoning
 from shared.chat.schema import ChatRequest, ImagePart, Message, TextPart, ToolChoiceFunction
 from shared.errors import SwitchyardError, UpstreamError
 from shared.providers.base import (Completion, Marker, Usage, alternating_turns, call_arguments, post, read_ok, sse_data,
@@ -72,6 +75,21 @@ def _parts(message: Message, call_names: dict[str, str]) -> list[dict[str, Any]]
     return parts
 
 
+def _logprobs(result: Any) -> dict[str, Any] | None:
+    """Gemini's logprobsResult (chosen candidates, and the top candidates at each step) in OpenAI's shape."""
+    if not isinstance(result, dict) or not result.get("chosenCandidates"):
+        return None
+    tops = result.get("topCandidates") or []
+    content = []
+    for i, chosen in enumerate(result["chosenCandidates"]):
+        token = str(chosen.get("token", ""))
+        alternatives = (tops[i].get("candidates") or []) if i < len(tops) and isinstance(tops[i], dict) else []
+        content.append({"token": token, "logprob": chosen.get("logProbability"), "bytes": list(token.encode()),
+                        "top_logprobs": [{"token": str(c.get("token", "")), "logprob": c.get("logProbability"),
+                                          "bytes": list(str(c.get("token", "")).encode())} for c in alternatives]})
+    return {"content": content, "refusal": None}
+
+
 def build_request(request: ChatRequest, endpoint: Endpoint) -> dict[str, Any]:
     call_names: dict[str, str] = {}
     texts, contents = alternating_turns(request.messages, lambda m: _parts(m, call_names), assistant="model",
@@ -83,10 +101,19 @@ def build_request(request: ChatRequest, endpoint: Endpoint) -> dict[str, Any]:
             config[theirs] = getattr(request, ours)
     if request.output_limit:
         config["maxOutputTokens"] = request.output_limit
+    if (asked := request.reasoning) is not None:
+        thinking = reasoning.budget(request, request.output_limit or endpoint.config.max_output or 65_536)
+        config["thinkingConfig"] = {"includeThoughts": asked.enabled is not False and reasoning.shown(request)}
+        if thinking is not None or asked.enabled is False:
+            config["thinkingConfig"]["thinkingBudget"] = thinking or 0  # (0: no thinking)
     if request.stop:
         config["stopSequences"] = [request.stop] if isinstance(request.stop, str) else request.stop
     if request.n > 1:
         config["candidateCount"] = request.n
+    if request.logprobs:
+        config["responseLogprobs"] = True
+        if request.top_logprobs:
+            config["logprobs"] = request.top_logprobs
     if request.wants_json:
         config["responseMimeType"] = "application/json"
         if request.json_schema is not None:
@@ -175,6 +202,7 @@ class GeminiProvider:
             index = candidate.get("index", position)
             parts = (candidate.get("content") or {}).get("parts") or ()
             text = "".join(p.get("text", "") for p in parts if "text" in p and not p.get("thought"))
+            thought = "".join(p.get("text", "") for p in parts if "text" in p and p.get("thought"))
             tool_calls = [calls.convert(index, p) for p in parts if "functionCall" in p]
             native = candidate.get("finishReason")
             finish = _finish(native, bool(tool_calls) or bool(calls.count.get(index)))
@@ -182,11 +210,13 @@ class GeminiProvider:
             if tool_calls:
                 message["tool_calls"] = tool_calls if stream else [{k: v for k, v in c.items() if k != "index"}
                                                                    for c in tool_calls]
+            if thought:
+                message["reasoning"] = thought  # (Gemini sends thoughts only when includeThoughts is set)
             key = "delta" if stream else "message"
             if stream and not text:
                 message.pop("content")
             choices.append({"index": index, key: message, "finish_reason": finish, "native_finish_reason": native,
-                            "logprobs": None})
+                            "logprobs": _logprobs(candidate.get("logprobsResult"))})
         return choices
 
     async def complete(self, request: ChatRequest, endpoint: Endpoint) -> Completion:

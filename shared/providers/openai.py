@@ -34,6 +34,11 @@ def _chat_url(base_url: str) -> str:
     return base_url.rstrip("/") + "/chat/completions"
 
 
+@lru_cache(maxsize=1024)
+def _embeddings_url(base_url: str) -> str:
+    return base_url.rstrip("/") + "/embeddings"
+
+
 def _error_from(status: int, raw: bytes, headers: dict[str, str], endpoint: Endpoint) -> SwitchyardError:
     provider = endpoint.provider.id
     message, code = raw[:500].decode("utf-8", "replace"), None
@@ -66,6 +71,9 @@ class OpenAIProvider:
     def url(self, endpoint: Endpoint) -> str:
         return _chat_url(endpoint.provider.base_url)  # type: ignore[arg-type]
 
+    def embeddings_url(self, endpoint: Endpoint) -> str:
+        return _embeddings_url(endpoint.provider.base_url)  # type: ignore[arg-type]
+
     def headers(self, endpoint: Endpoint) -> dict[str, str]:
         p = endpoint.provider
         cached = _headers_cache.get(p.id)
@@ -95,6 +103,22 @@ class OpenAIProvider:
         usage = Usage.from_openai(data.get("usage")) or Usage(estimated=True)
         finish = choices[0].get("finish_reason") if choices else None
         return Completion(data, usage, finish, data.get("id"))
+
+    async def embed(self, request: Any, endpoint: Endpoint) -> Completion:
+        """Embeddings (shared/chat/embeddings.py): the client's body with the upstream model, the answer as sent."""
+        body = orjson.dumps(request.upstream_body(endpoint.upstream_model))
+        provider = endpoint.provider.id
+        resp = await post(endpoint, self.embeddings_url(endpoint), self.headers(endpoint), body)
+        raw = await read_ok(resp, endpoint, _error_from)
+        try:
+            data = orjson.loads(raw)
+            if not isinstance(data["data"], list):
+                raise TypeError
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            raise UpstreamError(f"{provider} returned a body that is not a list of embeddings",
+                                metadata={"provider_name": provider}) from None
+        usage = Usage.from_openai(data.get("usage")) or Usage(estimated=True)
+        return Completion(data, usage, None, data.get("id"))
 
     async def stream(self, request: ChatRequest, endpoint: Endpoint) -> AsyncIterator[list[dict[str, Any]] | Marker]:
         body = request.upstream_body(endpoint.upstream_model)
@@ -147,3 +171,6 @@ class AzureProvider(OpenAIProvider):
         if (p.api_version or "v1") == "v1":
             return f"{base}/openai/v1/chat/completions"
         return f"{base}/openai/deployments/{endpoint.upstream_model}/chat/completions?api-version={p.api_version}"
+
+    def embeddings_url(self, endpoint: Endpoint) -> str:
+        return self.url(endpoint).replace("/chat/completions", "/embeddings", 1)

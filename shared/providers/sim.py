@@ -8,16 +8,19 @@ its catalog entry's `sim:` block (latency, speed, length, error/timeout/malforme
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import math
 import random
 import re
+import struct
 import time
 from typing import Any, AsyncIterator
 
 import orjson
 
 from shared.catalog import Endpoint, SimBehaviour
+from shared.chat import reasoning
 from shared.chat.schema import ChatRequest, Message, TextPart, ToolChoiceFunction
 from shared.errors import UpstreamTimeoutError
 from shared.providers.base import Completion, Usage, first_byte_timeout, upstream_error
@@ -239,6 +242,14 @@ class _Answer:
         self.finish_reason = "stop"
         # What a real model stops at: the request's limit, within the model's own.
         limit = min(request.output_limit or _NO_LIMIT, endpoint.config.max_output or DEFAULT_MAX_OUTPUT)
+        # Reasoning asked for: a few sentences of thought first, billed as output, shown unless excluded.
+        self.reasoning: str | None = None
+        self.reasoning_tokens = 0
+        if (thinking := reasoning.budget(request, limit)) is not None:
+            thought, _, self.reasoning_tokens = _cut("Let me think this through. " + _prose(rng, request, 24),
+                                                     min(thinking, 40))
+            limit = max(limit - self.reasoning_tokens, 1)
+            self.reasoning = thought if reasoning.shown(request) else None
         tool = self._tool_to_call(request)
         if tool is not None:
             budget = _Budget(limit)
@@ -250,7 +261,7 @@ class _Answer:
             self.tool_call = {"id": f"call_{rng.getrandbits(64):016x}", "type": "function",
                               "function": {"name": tool.function.name, "arguments": args}}
             self.finish_reason = "length" if cut else "tool_calls"
-            self.tokens = count_tokens(args) + 3
+            self.tokens = count_tokens(args) + 3 + self.reasoning_tokens
             return
         budget = _Budget(limit)
         if request.wants_json:
@@ -272,7 +283,7 @@ class _Answer:
             self.finish_reason = "stop"
             tokens = count_tokens(text)
         self.content = text
-        self.tokens = tokens
+        self.tokens = tokens + self.reasoning_tokens
 
     @staticmethod
     def _tool_to_call(request: ChatRequest):
@@ -284,12 +295,17 @@ class _Answer:
         return request.tools[0]
 
     def message(self) -> dict[str, Any]:
+        thought = {"reasoning": self.reasoning} if self.reasoning else {}
         if self.tool_call:
-            return {"role": "assistant", "content": None, "tool_calls": [self.tool_call]}
-        return {"role": "assistant", "content": self.content}
+            return {"role": "assistant", "content": None, "tool_calls": [self.tool_call], **thought}
+        return {"role": "assistant", "content": self.content, **thought}
 
     def deltas(self) -> list[tuple[dict[str, Any], int]]:
-        """The answer as stream deltas, each with its token count (for pacing)."""
+        """The answer as stream deltas, each with its token count (for pacing); its reasoning first."""
+        thought = [({"reasoning": piece}, count_tokens(piece)) for piece in _CHUNK.findall(self.reasoning or "")]
+        return thought + self._answer_deltas()
+
+    def _answer_deltas(self) -> list[tuple[dict[str, Any], int]]:
         if self.tool_call:
             fn = self.tool_call["function"]
             head = {"tool_calls": [{"index": 0, "id": self.tool_call["id"], "type": "function",
@@ -309,8 +325,42 @@ class _Answer:
         return out
 
 
+def logprobs(text: str, top: int) -> dict[str, Any]:
+    """Made-up log-probabilities in OpenAI's shape, one a word as streamed (deterministic for the text)."""
+    content = []
+    for token in _CHUNK.findall(text):
+        rng = random.Random(token)
+        chosen = round(-rng.random() * 0.7, 4)
+        others = [(" " + w, round(chosen - 0.5 - rng.random() * 3, 4)) for w in rng.sample(_BANK, top)] if top else []
+        content.append({"token": token, "logprob": chosen, "bytes": list(token.encode()),
+                        "top_logprobs": [{"token": t, "logprob": lp, "bytes": list(t.encode())}
+                                         for t, lp in [(token, chosen), *others][:top]]})
+    return {"content": content, "refusal": None}
+
+
 class SimProvider:
     """The `sim` kind."""
+
+    async def embed(self, request: Any, endpoint: Endpoint) -> Completion:
+        """Sim embeddings: one vector an input; prompt tokens counted by the sim's tokenizer (token ids: one each)."""
+        b = self._behaviour(endpoint)
+        if b.error_rate and _CHAOS.random() < b.error_rate:
+            retry = str(b.retry_after_seconds) if b.retry_after_seconds is not None else None
+            raise upstream_error(b.error_status, "simulated upstream failure", provider=endpoint.provider.id,
+                                 code="sim_injected", retry_after=retry)
+        if b.latency_ms:
+            await asyncio.sleep(b.latency_ms / 1000)
+        dimensions = request.dimensions or EMBEDDING_DIMENSIONS
+        inputs = request.inputs
+        counts = [count_tokens(t) if isinstance(t, str) else len(t) for t in inputs]
+        if max(counts) > endpoint.config.context_length:
+            raise upstream_error(400, f"This model's maximum context length is {endpoint.config.context_length} "
+                                      f"tokens an input; an input has {max(counts)}", provider=endpoint.provider.id,
+                                 code="context_length_exceeded")
+        data = [{"object": "embedding", "index": i,
+                 "embedding": encoded(embedding(t, dimensions), request.encoding_format)} for i, t in enumerate(inputs)]
+        return Completion({"object": "list", "data": data, "model": endpoint.upstream_model}, Usage(sum(counts), 0),
+                          None, f"sim-{time.time_ns():x}")
 
     def _behaviour(self, endpoint: Endpoint) -> SimBehaviour:
         return endpoint.config.sim or _DEFAULT_BEHAVIOUR
@@ -339,13 +389,16 @@ class SimProvider:
         completion_tokens = sum(a.tokens for a in answers)
         if b.tokens_per_second:
             await asyncio.sleep(completion_tokens / b.tokens_per_second)
-        usage = Usage(prompt_tokens(request.messages), completion_tokens)
+        usage = Usage(prompt_tokens(request.messages), completion_tokens,
+                      reasoning_tokens=sum(a.reasoning_tokens for a in answers))
         upstream_id = f"sim-{time.time_ns():x}"
         body = {
             "id": upstream_id, "object": "chat.completion", "created": int(time.time()),
             "model": endpoint.upstream_model,
             "choices": [{"index": i, "message": a.message(), "finish_reason": a.finish_reason,
-                         "native_finish_reason": a.finish_reason, "logprobs": None}
+                         "native_finish_reason": a.finish_reason,
+                         "logprobs": logprobs(a.content or "", request.top_logprobs or 0) if request.logprobs and
+                         a.content is not None else None}
                         for i, a in enumerate(answers)],
         }
         return Completion(body, usage, answers[0].finish_reason, upstream_id)
@@ -357,14 +410,17 @@ class SimProvider:
         created = int(time.time())
 
         def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            scored = logprobs(delta["content"], request.top_logprobs or 0) if request.logprobs and \
+                delta.get("content") else None
             return {"id": upstream_id, "object": "chat.completion.chunk", "created": created,
                     "model": endpoint.upstream_model,
                     "choices": [{"index": index, "delta": delta, "finish_reason": finish,
-                                 "native_finish_reason": finish, "logprobs": None}]}
+                                 "native_finish_reason": finish, "logprobs": scored}]}
 
-        completion_tokens = 0
+        completion_tokens = reasoning_tokens = 0
         for index in range(request.n):
             answer = _Answer(request, endpoint, index, b)
+            reasoning_tokens += answer.reasoning_tokens
             yield chunk(index, {"role": "assistant", "content": ""})
             for delta, tokens in answer.deltas():
                 if b.tokens_per_second:
@@ -373,6 +429,30 @@ class SimProvider:
             completion_tokens += answer.tokens  # the same count as the unstreamed answer
             yield chunk(index, {}, answer.finish_reason)
         usage = {"prompt_tokens": prompt_tokens(request.messages), "completion_tokens": completion_tokens,
-                 "total_tokens": prompt_tokens(request.messages) + completion_tokens}
+                 "total_tokens": prompt_tokens(request.messages) + completion_tokens,
+                 "completion_tokens_details": {"reasoning_tokens": reasoning_tokens}}
         yield {"id": upstream_id, "object": "chat.completion.chunk", "created": created,
                "model": endpoint.upstream_model, "choices": [], "usage": usage}
+
+
+# -- embeddings -------------------------------------------------------------------------------------------------
+EMBEDDING_DIMENSIONS = 256  # a sim embeddings model's default; a request's `dimensions` overrides
+
+
+def embedding(text: str | list[int], dimensions: int) -> list[float]:
+    """Hashed bag of words (token ids for a token-id input), unit length: deterministic, and texts that share
+    words are near (cosine), which is what an embeddings demo or test needs of a model."""
+    vector = [0.0] * dimensions
+    words = [str(t) for t in text] if isinstance(text, list) else [w.lower() for w in _WORDS.findall(text)]
+    for word in words or [""]:
+        digest = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
+        vector[digest % dimensions] += 1.0 if digest >> 63 else -1.0
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [round(v / norm, 6) for v in vector]
+
+
+def encoded(vector: list[float], encoding_format: str | None) -> list[float] | str:
+    """OpenAI's `encoding_format: base64`: little-endian float32s, base64 (what the openai SDK asks for)."""
+    if encoding_format != "base64":
+        return vector
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()

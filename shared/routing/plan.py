@@ -1,7 +1,7 @@
 """One call's plan: the models and endpoints it may try, in order, and what happened to each attempt.
 
-The chain of models comes from a routing policy (when the requested id names one) followed by the request's own
-`models: [...]` list. Each model's endpoints come from provider routing (shared/routing/providers.py). Moving
+The chain of models comes from a routing policy (when the requested id names one; with a variant, `:floor` say, the
+variant applies to each model it routes to) followed by the request's own `models: [...]` list. Each model's endpoints come from provider routing (shared/routing/providers.py). Moving
 on is immediate: a failed attempt is followed at once by the next candidate, so a fallback costs nothing but
 the failed attempt itself. What moves on (the error's class says: `retryable`, `request_fault` and
 `every_endpoint` in shared/errors.py; its name matters only to `on_error` and the attempt records):
@@ -34,6 +34,7 @@ from shared.errors import NoProviderError, SwitchyardError, UpstreamTimeoutError
 from shared.providers.base import DEADLINE
 from shared.routing.policy import RoutingInput
 from shared.routing.screen import Screen
+from shared.routing.state import VARIANTS
 
 if TYPE_CHECKING:
     from shared.chat.context import CallContext
@@ -92,8 +93,14 @@ class Plan:
         if screen is not None:
             screen.check_requested(catalog, requested)
         self.policy = catalog.policies.find(requested[0]) if len(catalog.policies) else None
+        variant = None
+        if self.policy is None and len(catalog.policies) and ":" in requested[0]:  # a variant on a policy
+            base, _, variant = requested[0].rpartition(":")
+            self.policy = catalog.policies.by_id.get(base) if variant in VARIANTS else None
         if self.policy is not None:
             chain, self.rule = self.policy.decide(self._input(requested[0]))
+            if variant:  # applies to each model it routes to (not to policies, nor to ids that name a variant)
+                chain = [m if ":" in m or m in catalog.policies.by_id else f"{m}:{variant}" for m in chain]
             self.expanded = {self.policy.id}
             self.chain = list(dict.fromkeys(chain + requested[1:]))
         else:

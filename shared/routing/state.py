@@ -17,6 +17,12 @@ from shared.routing.breaker import BreakerPolicy, Breakers
 from shared.routing.providers import Candidate
 
 VARIANTS = ("free", "floor", "nitro")
+# OpenRouter's variants this gateway cannot honour: refused with why, never served as the plain model
+UNSERVED_VARIANTS = {
+    "online": "web search (:online) needs a search provider, and none is configured",
+    "thinking": ":thinking is not served: call the model itself with `reasoning: {\"effort\": \"medium\"}`",
+    "exacto": ":exacto routes by tool-calling quality measurements this gateway does not keep",
+}
 _SMOOTHING = 0.2  # weight of the newest measurement in the moving averages
 
 
@@ -59,6 +65,9 @@ class RoutingState:
             model = catalog.get(model_id)
         except ModelNotFoundError:
             base, _, variant = model_id.rpartition(":")
+            if variant in UNSERVED_VARIANTS and (base in catalog or base in catalog.policies.by_id):
+                raise BadRequestError(f"{model_id[:200]!r}: {UNSERVED_VARIANTS[variant]}",
+                                      metadata={"field": "model", "model": model_id[:200], "variant": variant}) from None
             if variant not in VARIANTS or not base:
                 raise
             if base in catalog.policies.by_id:

@@ -6,6 +6,7 @@
   claude-429     rate_limit_error with Retry-After: 13;  claude-529: overloaded_error
   claude-long    400 "prompt is too long"
   claude-midstream-error   one text delta, then an `error` event
+  claude-think   with `thinking` asked for: a thinking block ("Weighing it.") before "Hello from Claude."
   and the hostile answers of tests/fakes/hostile.py under their own names (huge, json-to-stream…)
 It records every request (headers and body) so tests can assert what the gateway sent.
 """
@@ -42,7 +43,9 @@ class FakeAnthropic(FakeServer):
             "fakeanthropic", f"kind: anthropic, base_url: '{self.base_url}', api_key_env: FAKE_ANTHROPIC_KEY",
             "anthropic-fake", ("claude-ok", "claude-tool", "claude-json", "claude-429", "claude-529", "claude-long",
                                "claude-midstream-error", *hostile.NAMES),
-            "context_length: 200000, max_output: 1024, pricing: {prompt: 3.0, completion: 15.0}")
+            "context_length: 200000, max_output: 1024, pricing: {prompt: 3.0, completion: 15.0}",
+            "  - {id: anthropic-fake/claude-think, provider: fakeanthropic, upstream_model: claude-think, "
+            "context_length: 200000, max_output: 16384, pricing: {prompt: 3.0, completion: 15.0}}\n")
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self._messages)
@@ -58,6 +61,9 @@ class FakeAnthropic(FakeServer):
         if model == "claude-json":
             name = body["tool_choice"]["name"]
             return [{"type": "tool_use", "id": "toolu_02", "name": name, "input": {"name": "Ada", "n": 36}}]
+        if model == "claude-think" and body.get("thinking"):
+            return [{"type": "thinking", "thinking": "Weighing it.", "signature": "sig-fake"},
+                    {"type": "text", "text": "Hello from Claude."}]
         return [{"type": "text", "text": "Hello from Claude."}]
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
@@ -86,7 +92,16 @@ class FakeAnthropic(FakeServer):
                                                             "usage": start_usage}}))
         await resp.write(_sse("ping", {"type": "ping"}))
         for i, block in enumerate(blocks):
-            if block["type"] == "text":
+            if block["type"] == "thinking":
+                await resp.write(_sse("content_block_start", {"type": "content_block_start", "index": i,
+                                                              "content_block": {"type": "thinking", "thinking": ""}}))
+                for piece in ("Weighing", " it."):
+                    await resp.write(_sse("content_block_delta", {"type": "content_block_delta", "index": i,
+                                                                  "delta": {"type": "thinking_delta",
+                                                                            "thinking": piece}}))
+                await resp.write(_sse("content_block_delta", {"type": "content_block_delta", "index": i, "delta": {
+                    "type": "signature_delta", "signature": block["signature"]}}))
+            elif block["type"] == "text":
                 await resp.write(_sse("content_block_start", {"type": "content_block_start", "index": i,
                                                               "content_block": {"type": "text", "text": ""}}))
                 words = block["text"].split(" ")

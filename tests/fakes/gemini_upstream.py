@@ -4,6 +4,8 @@ scripted by model name:
   gemini-ok      "Hello from Gemini." (3 chunks when streamed; cumulative usageMetadata, full in the last)
   gemini-tool    a functionCall (or, once a functionResponse came back, a text answer)
   gemini-json    JSON text when generationConfig.responseMimeType is application/json
+  (any)          with generationConfig.responseLogprobs: a logprobsResult for "Hello from Gemini." (unstreamed)
+  gemini-think   with thinkingConfig.includeThoughts: a thought part ("Weighing it.") before "Hello from Gemini."
   gemini-safety  finishReason SAFETY with no content;  gemini-429: RESOURCE_EXHAUSTED;  gemini-long: 400 token limit
   and the hostile answers of tests/fakes/hostile.py under their own names (huge, json-to-stream…)
 """
@@ -30,7 +32,8 @@ class FakeGemini(FakeServer):
     def catalog_yaml(self) -> str:
         return catalog_text(
             "fakegemini", f"kind: gemini, base_url: '{self.base_url}', api_key_env: FAKE_GEMINI_KEY", "gemini-fake",
-            ("gemini-ok", "gemini-tool", "gemini-json", "gemini-safety", "gemini-429", "gemini-long", *hostile.NAMES),
+            ("gemini-ok", "gemini-tool", "gemini-json", "gemini-safety", "gemini-429", "gemini-long", "gemini-think",
+             *hostile.NAMES),
             "context_length: 1048576, pricing: {prompt: 1.25, completion: 10.0}")
 
     def routes(self, app: web.Application) -> None:
@@ -47,6 +50,8 @@ class FakeGemini(FakeServer):
             return [{"functionCall": {"name": name, "args": {"city": "Paris"}}}], "STOP"
         if model == "gemini-json" and body.get("generationConfig", {}).get("responseMimeType") == "application/json":
             return [{"text": '{"name": "Ada", "n": 36}'}], "STOP"
+        if model == "gemini-think" and body.get("generationConfig", {}).get("thinkingConfig", {}).get("includeThoughts"):
+            return [{"text": "Weighing it.", "thought": True}, {"text": "Hello from Gemini."}], "STOP"
         return [{"text": "Hello from Gemini."}], "STOP"
 
     async def _generate(self, request: web.Request) -> web.StreamResponse:
@@ -67,6 +72,13 @@ class FakeGemini(FakeServer):
         base = {"modelVersion": model, "responseId": "resp-fake01"}
         if action == "generateContent":
             candidate = {"content": {"role": "model", "parts": parts}, "finishReason": finish, "index": 0}
+            if body.get("generationConfig", {}).get("responseLogprobs"):
+                top = body["generationConfig"].get("logprobs", 0)
+                candidate["logprobsResult"] = {
+                    "chosenCandidates": [{"token": t, "logProbability": -0.1} for t in ("Hello", " from", " Gemini.")],
+                    "topCandidates": [{"candidates": [{"token": t, "logProbability": -0.1},
+                                                      {"token": " Hi", "logProbability": -2.5}][:top]}
+                                      for t in ("Hello", " from", " Gemini.")]}
             return web.json_response({**base, "candidates": [candidate], "usageMetadata": USAGE})
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)

@@ -17,13 +17,18 @@ it is scripted per upstream model name:
   error-503     503 with Retry-After: 9;  error-503-date: 503 with Retry-After as an HTTP date 30 s ahead
   error-429-forever   429 with Retry-After: 999999
   drip          a valid answer whose first 40 bytes trickle in a byte every 50 ms (JSON or SSE)
+and on /v1/embeddings (models with `output_modalities: [embeddings]`):
+  embed         one vector an input ([index + 1, 0.5, -0.5, 0.25], or `dimensions` long), base64 when asked, usage
+                5 tokens an input;  embed-no-usage: the same without usage;  embed-error-500: 500
 and the hostile answers of tests/fakes/hostile.py (huge bodies, JSON or garbage to a stream request).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import struct
 import time
 from email.utils import formatdate
 from typing import Any
@@ -58,12 +63,35 @@ class FakeUpstream(FakeServer):
              "error-429-forever", "drip", *hostile.NAMES),
             "context_length: 8192, pricing: {prompt: 1.0, completion: 2.0}",
             "  - {id: fake/hang, provider: fakevendor, upstream_model: hang, context_length: 8192, "
-            "timeout_seconds: 0.3, pricing: {prompt: 1.0, completion: 2.0}}\n")
+            "timeout_seconds: 0.3, pricing: {prompt: 1.0, completion: 2.0}}\n"
+            + "".join(f"  - {{id: fake/{name}, provider: fakevendor, upstream_model: {name}, context_length: 8192, "
+                      "output_modalities: [embeddings], pricing: {prompt: 0.1, completion: 0}}\n"
+                      for name in ("embed", "embed-no-usage", "embed-error-500")))
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/openai/v1/chat/completions", self._chat)  # Azure OpenAI, version-less
         app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._chat)  # Azure OpenAI
+        app.router.add_post("/v1/embeddings", self._embeddings)
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body,
+                              "query": dict(request.query), "at": time.time()})
+        if body["model"] == "embed-error-500":
+            return web.json_response({"error": {"message": "boom", "type": "server_error"}}, status=500)
+        inputs = body["input"] if isinstance(body["input"], list) and isinstance(body["input"][0], str) else \
+            [body["input"]]
+        data = []
+        for i, _ in enumerate(inputs):
+            vector = ([float(i + 1), 0.5, -0.5, 0.25] * 64)[:body.get("dimensions", 4)]
+            value = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode() \
+                if body.get("encoding_format") == "base64" else vector
+            data.append({"object": "embedding", "index": i, "embedding": value})
+        answer = {"object": "list", "data": data, "model": body["model"]}
+        if body["model"] != "embed-no-usage":
+            answer["usage"] = {"prompt_tokens": 5 * len(inputs), "total_tokens": 5 * len(inputs)}
+        return web.json_response(answer)
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from functions.gateway.deps import admit, client_address, inference_key
 from functions.gateway.event_stream import EventStream
 from functions.gateway.state import gateway
-from shared.chat.schema import ChatRequest, parse_chat_request
+from shared.chat.schema import parse_chat_request
 from shared.chat.service import CallContext, ChatService
 from shared.errors import BadRequestError, ForbiddenError, KeyRateLimitedError
 from shared.keys import ApiKey
@@ -99,15 +99,6 @@ def _context(request: Request, key: ApiKey) -> CallContext:
     return ctx
 
 
-def openapi_request_body(components: dict[str, Any]) -> dict[str, Any]:
-    """The documented body of this route (RawRoute reads the body itself, so FastAPI cannot infer it). Built when
-    the OpenAPI document is first asked for, not at import (~8 ms of the Lambda cold start)."""
-    schema = ChatRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-    components.update(schema.pop("$defs", {}))
-    components["ChatRequest"] = schema
-    return {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChatRequest"}}}}
-
-
 @router.post("/chat/completions", summary="OpenAI-compatible chat completions (JSON or SSE)")
 async def chat_completions(request: Request) -> Response:
     key = await inference_key(request, admitted=False)  # called directly: RawRoute solves no dependencies
@@ -128,10 +119,13 @@ async def chat_completions(request: Request) -> Response:
         service.meter_rejected(ctx, None, e)
         raise
     if chat.stream:
-        return EventStream(await service.open_stream(chat, ctx), headers={**_SSE_HEADERS, **headers})
+        frames = await service.open_stream(chat, ctx)
+        return EventStream(frames, headers={**_SSE_HEADERS, **headers, **transform_headers(ctx)})
     body = await _unless_client_leaves(request, service.complete(chat, ctx))
     if body is None:
         return Response(status_code=499)  # nobody is listening: what matters is that the call was metered
+    if ctx.transforms:
+        headers.update(transform_headers(ctx))
     return Response(orjson.dumps(body), media_type="application/json", headers=headers)
 
 
@@ -144,6 +138,11 @@ async def admitted(service: ChatService, ctx: CallContext, key: ApiKey) -> dict[
     except KeyRateLimitedError as e:
         service.meter_rejected(ctx, None, e)
         raise
+
+
+def transform_headers(ctx: CallContext) -> dict[str, str]:
+    """`X-Switchyard-Transforms: middle-out` when the prompt was compressed to fit (shared/chat/middle_out.py)."""
+    return {"X-Switchyard-Transforms": ",".join(t["id"] for t in ctx.transforms)} if ctx.transforms else {}
 
 
 _WATCH_AFTER = 0.25  # seconds: a call that ends sooner never starts a watcher

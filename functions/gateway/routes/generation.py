@@ -1,4 +1,5 @@
 import asyncio
+from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -15,7 +16,11 @@ def _stats(r: dict[str, Any]) -> dict[str, Any]:
     """A usage record in OpenRouter's generation shape, plus our own fields."""
     return {
         "id": r["id"], "model": r.get("model"), "provider_name": r.get("provider"), "upstream_id": r.get("upstream_id"),
-        "created_at": r["created_at"], "total_cost": r.get("cost", 0), "usage": r.get("cost", 0),
+        "created_at": datetime.fromtimestamp(float(r["created_at"]), timezone.utc).isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z"), "total_cost": r.get("cost", 0), "usage": r.get("cost", 0),
+        "upstream_inference_cost": r.get("cost", 0), "cache_discount": cache_discount(r),
+        "num_media_prompt": None, "num_media_completion": None, "num_search_results": None,  # not recorded
+        "moderation_latency": None,
         "tokens_prompt": r.get("prompt_tokens", 0), "tokens_completion": r.get("completion_tokens", 0),
         "native_tokens_prompt": r.get("prompt_tokens", 0), "native_tokens_completion": r.get("completion_tokens", 0),
         "native_tokens_cached": r.get("cached_tokens", 0), "native_tokens_reasoning": r.get("reasoning_tokens", 0),
@@ -37,6 +42,23 @@ def _stats(r: dict[str, Any]) -> dict[str, Any]:
              **{flag: True for flag in ("mid_stream", "skipped") if a.get(flag)}}
             for a in r.get("attempts") or _single_attempt(r)],
     }
+
+
+def cache_discount(r: dict[str, Any]) -> float | None:
+    """What the cached prompt tokens saved at the serving endpoint's current prices (USD): their prompt price less
+    their cache-read price; None when the endpoint is gone from the catalog."""
+    cached = r.get("cached_tokens") or 0
+    if not cached:
+        return 0.0
+    try:
+        model = gateway().catalog.get(r.get("model") or "")
+    except NotFoundError:
+        return None
+    endpoint = next((e for e in model.endpoints if e.provider.id == r.get("provider")), None)
+    if endpoint is None:
+        return None
+    p = endpoint.pricing
+    return round(cached * (p.prompt - (p.cache_read if p.cache_read is not None else p.prompt)) / 1_000_000, 12)
 
 
 def _single_attempt(r: dict[str, Any]) -> list[dict[str, Any]]:

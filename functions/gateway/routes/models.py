@@ -1,10 +1,14 @@
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
+from functions.gateway.deps import inference_key
 from functions.gateway.state import gateway
+from shared.errors import BadRequestError
+from shared.keys import ApiKey
+from shared.keys.restrictions import model_allowed
 from shared.metering.stats import WINDOW_SECONDS
 
 router = APIRouter(prefix="/api/v1", tags=["models"])
@@ -14,20 +18,32 @@ def _split(value: str | None) -> set[str]:
     return {v.strip() for v in (value or "").split(",") if v.strip()}
 
 
+_FILTERS = frozenset({"supported_parameters", "output_modalities", "input_modalities"})
+
+
 @router.get("/models", summary="The model catalog in OpenRouter's shape")
 async def list_models(
+    request: Request,
     supported_parameters: Annotated[str | None, Query(description="comma-separated: models supporting all")] = None,
     output_modalities: Annotated[str | None, Query(description="comma-separated, or 'all'")] = None,
+    input_modalities: Annotated[str | None, Query(description="comma-separated: models taking all of them")] = None,
 ) -> Response:
+    """A filter this gateway does not know (OpenRouter's `category`, say) is a 400, not a listing that ignores it."""
+    unknown = sorted(set(request.query_params) - _FILTERS)
+    if unknown:
+        raise BadRequestError(f"Invalid request: {unknown[0]}: not a filter of /models (filters: "
+                              f"{', '.join(sorted(_FILTERS))})", metadata={"field": unknown[0]})
     g = gateway()
     g.catalogs.maybe_refresh()
     catalog = g.catalog
     params, modalities = _split(supported_parameters), _split(output_modalities) - {"all"}
-    if not params and not modalities:
+    inputs = _split(input_modalities) - {"all"}
+    if not params and not modalities and not inputs:
         return Response(catalog.models_json, media_type="application/json")
-    models = [m.to_openrouter() for m in catalog
-              if params <= set(m.config.supported_parameters)
-              and (not modalities or modalities & set(m.config.output_modalities))]
+    models = [m for m in catalog.listing()
+              if params <= set(m["supported_parameters"])
+              and (not modalities or modalities & set(m["architecture"]["output_modalities"]))
+              and inputs <= set(m["architecture"]["input_modalities"])]
     return Response(orjson.dumps({"data": models}), media_type="application/json")
 
 
@@ -53,3 +69,30 @@ async def model_endpoints(author: str, slug: str) -> dict:
         })
     return {"data": {k: listed[k] for k in ("id", "name", "created", "description", "architecture")}
             | {"endpoints": endpoints}}
+
+
+@router.get("/models/count", summary="How many models /models lists (OpenRouter's shape)")
+async def count_models() -> dict:
+    g = gateway()
+    g.catalogs.maybe_refresh()
+    return {"data": {"count": len(g.catalog) + len(g.catalog.policies)}}  # (routing policies are listed too)
+
+
+@router.get("/models/user", summary="The models the calling key may call (its allowed_models applied)")
+async def user_models(key: Annotated[ApiKey, Depends(inference_key)]) -> Response:
+    g = gateway()
+    g.catalogs.maybe_refresh()
+    if key.allowed_models is None:
+        return Response(g.catalog.models_json, media_type="application/json")
+    allowed = key.allowed_models
+    models = [m for m in g.catalog.listing()  # a policy: when the key may call one of its models
+              if model_allowed(allowed, m["id"]) or any(model_allowed(allowed, t) for t in m.get("models", ()))]
+    return Response(orjson.dumps({"data": models}), media_type="application/json")
+
+
+@router.get("/embeddings/models", summary="The embeddings models (OpenRouter's route; each as /models lists it)")
+async def embeddings_models() -> Response:
+    g = gateway()
+    g.catalogs.maybe_refresh()
+    models = [m.to_openrouter() for m in g.catalog if "embeddings" in m.config.output_modalities]
+    return Response(orjson.dumps({"data": models}), media_type="application/json")
