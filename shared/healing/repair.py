@@ -9,8 +9,16 @@ items; missing, extra and mismatched closing brackets; truncation anywhere (open
 closed, a key left without a value is dropped and said so).
 
 What it never does: change the digits of a number or the characters of a string (escapes are only ever made
-valid, never decoded), invent a key, or drop anything without a repair entry. A number cut by the end of the
-input is dropped rather than kept (15 may have been 1500); a cut string is kept as the prefix it is.
+valid, never decoded), invent a key, or drop anything without a repair entry. Whitespace inside the document is
+kept as written, so a repair is the input with the listed edits.
+
+The truncation rule (`heal(text, truncated=...)`, from the call's `finish_reason`): when the input is known to
+be cut (`"length"`), a number or bare word at the very end is dropped with its key (15 may have been 1500), and
+the repair says `truncated_number_removed` / `truncated_value_removed`. When it is not (the default; `"stop"`),
+the model finished and only closers are missing: a complete-looking value at the end is kept. A cut string is
+kept as the prefix it is either way. A value the model wrote that has to go without known truncation (a second
+document after the first, `1e` with no exponent) fails the healing: the original text comes back, and the
+repairs name the `value_removed` / `document_removed` that healing would have needed.
 """
 
 from __future__ import annotations
@@ -57,15 +65,21 @@ _LITERALS = {"true": "true", "false": "false", "null": "null", "True": "true", "
 _OPEN_QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d", "\u2018": "\u2019", "\u201d": "\u201d", "\u2019": "\u2019"}
 _ESCAPES = set('"\\/bfnrtu')
 _HEX = set("0123456789abcdefABCDEF")
-_WS = " \t\r\n\ufeff"
+_WS = " \t\r\n"
+_WS_RUN = re.compile(r"[ \t\r\n]+")
+# After a closer that would end the document: a key of the object that must still be open ({"a": 1}, "b": 2}).
+_KEY_FOLLOWS = re.compile(r'[ \t\r\n]*,?[ \t\r\n]*"(?:[^"\\\n]|\\.)*"[ \t]*:')
+_DOUBLE_ESCAPED = re.compile(r'[{\[]\s*\\"')
+_CONTROL_CHARS = frozenset(chr(c) for c in range(32)) - set(_WS)
 # Where JSON starts after prose: a brace that opens a member or closes at once, or a bracket that opens a value.
 _JSON_START = re.compile(r"\{\s*[\"'\u201c}]|\[\s*[\"'\u201c{\[\]\-0-9tfn]")
 _ANY_START = re.compile(r"[{\[]")
 MAX_DEPTH = 512  # deeper input fails: no client's JSON parser would take the result anyway
 
 
-def heal(text: str) -> HealResult:
-    """Repair `text` into valid JSON if it is not valid already; never raises."""
+def heal(text: str, *, truncated: bool = False) -> HealResult:
+    """Repair `text` into valid JSON if it is not valid already; never raises. `truncated`: the input is known
+    to be cut (the call stopped for length), so a number or word at its very end may be incomplete."""
     try:
         orjson.loads(text)
         return HealResult(text, "skipped")
@@ -73,30 +87,25 @@ def heal(text: str) -> HealResult:
         pass
     except TypeError:
         return HealResult(text, "failed")
+    repairer = _Repairer(text, truncated)
     try:
-        out, repairs = _Repairer(text).run()
+        out, repairs = repairer.run()
     except _Hopeless:
-        return HealResult(text, "failed")
+        return HealResult(text, "failed", repairer.repairs)
     except Exception:  # a bug here must cost a healing, never the response  # pragma: no cover
         log.exception("healing failed unexpectedly")
         return HealResult(text, "failed")
-    if not repairs:  # valid JSON that orjson refuses (a lone surrogate escape): nothing to heal
-        return HealResult(text, "skipped") if _valid(text) else HealResult(text, "failed")
-    if not _valid(out):
+    if repairer.lost or not repairs or not _valid(out):
         return HealResult(text, "failed", repairs)
     return HealResult(out, "healed", repairs)
 
 
 def _valid(text: str) -> bool:
+    """Strict JSON (orjson: RFC 8259 in UTF-8, so no lone surrogate escape, NaN or Infinity)."""
     try:
         orjson.loads(text)
         return True
     except orjson.JSONDecodeError:
-        pass
-    try:  # what orjson refuses but JSON allows: a lone surrogate escape (never NaN or Infinity)
-        json.loads(text, parse_constant=_reject)
-        return True
-    except (ValueError, RecursionError):
         return False
 
 
@@ -105,10 +114,6 @@ def _decode(string_token: str) -> str:
         return orjson.loads(string_token)
     except orjson.JSONDecodeError:
         return json.loads(string_token)
-
-
-def _reject(name: str) -> None:
-    raise ValueError(name)
 
 
 class _Hopeless(Exception):
@@ -126,18 +131,33 @@ class _Frame:
 
 
 class _Repairer:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, truncated: bool) -> None:
         self.src = text
         self.n = len(text)
         self.i = 0
         self.out: list[str] = []
         self.repairs: list[Repair] = []
         self.stack: list[_Frame] = []
+        self.truncated = truncated
+        self.lost = False  # a value the model wrote had to go, and truncation is not known: the healing fails
 
     # -- bookkeeping --------------------------------------------------------------------------------------
     def note(self, kind: str, offset: int, *, inserted: str | None = None, removed: str | None = None) -> None:
         path = self._path()
         self.repairs.append(Repair(kind, offset, path, inserted, removed))
+
+    def lose(self, kind: str, offset: int, removed: str) -> None:
+        """A value the model wrote cannot be kept: reported, and the healing fails (the original comes back)."""
+        self.note(kind, offset, removed=removed)
+        self.lost = True
+
+    def _last(self) -> int:
+        """The index in `out` of the last token that is not whitespace (-1 if none)."""
+        out = self.out
+        k = len(out) - 1
+        while k >= 0 and out[k][0] in _WS:
+            k -= 1
+        return k
 
     def _path(self) -> str:
         if not self.stack:
@@ -160,21 +180,46 @@ class _Repairer:
 
     def _extract(self) -> None:
         """Skip fences and prose before the JSON; narrow the input to a fence's body if there is one."""
-        fence = _FENCE.search(self.src)
+        fence = _FENCE.search(self.src) if "`" in self.src else None
         if fence and any(c in fence.group(1) for c in "{["):
             body_start, body_end = fence.start(1), fence.end(1)
             self.note("fence_removed", fence.start(), removed=self.src[:body_start])
             if body_end < self.n:
-                self.note("fence_removed", body_end, removed=self.src[body_end:])
+                self._trailing(body_end, self.src[body_end:], "fence_removed")
             self.src, self.n = self.src[:body_end], body_end
             self.i = body_start
+        if self.src.startswith("\ufeff", self.i):
+            self.note("bom_removed", self.i, removed="\ufeff")
+            self.i += 1
         self._skip_ws_and_comments()
+        self._unwrap_double_escaped()
         start = self.i
         if self.i < self.n and self.src[self.i] not in "{[" and not self._scalar_ahead():
             found = _JSON_START.search(self.src, self.i) or _ANY_START.search(self.src, self.i)
             if found:
                 self.i = found.start()
                 self.note("prose_removed", start, removed=self.src[start:self.i])
+
+    def _unwrap_double_escaped(self) -> None:
+        """A whole document escaped once more ({\\"a\\": 1}, JSON pasted into a string): unescape it, if that
+        is all it takes to read it as a string body."""
+        if not _DOUBLE_ESCAPED.match(self.src, self.i):
+            return
+        body = self.src[self.i:].rstrip()
+        try:
+            inner = orjson.loads('"' + body + '"')
+        except orjson.JSONDecodeError:
+            return
+        self.note("double_escape_removed", self.i, removed=body, inserted=inner)
+        self.src, self.n, self.i = inner, len(inner), 0
+
+    def _trailing(self, at: int, rest: str, kind: str) -> None:
+        """Text after the document: prose or a fence goes; another JSON document is a value lost."""
+        found = _JSON_START.search(rest)
+        if found:
+            self.lose("document_removed", at + found.start(), rest)
+        else:
+            self.note(kind, at, removed=rest)
 
     def _scalar_ahead(self) -> bool:
         """Does the text start with a JSON scalar of its own (then it is the value, not prose)?"""
@@ -189,6 +234,13 @@ class _Repairer:
         while self.i < n:
             c = src[self.i]
             if c in _WS:
+                run = _WS_RUN.match(src, self.i)
+                assert run is not None
+                if self.stack:  # whitespace inside the document is kept as written
+                    self.out.append(run.group())
+                self.i = run.end()
+            elif c in _CONTROL_CHARS or c == "\ufeff":
+                self.note("character_removed", self.i, removed=c)
                 self.i += 1
             elif c == "/" and self.i + 1 < n and src[self.i + 1] in "/*":
                 start = self.i
@@ -238,6 +290,9 @@ class _Repairer:
     def _closer(self, c: str) -> None:
         want = "{" if c == "}" else "["
         match = next((k for k in range(len(self.stack) - 1, -1, -1) if self.stack[k].kind == want), None)
+        if match == 0 and _KEY_FOLLOWS.match(self.src, self.i + 1):
+            self._closer_before_key(c)
+            return
         if match is None:
             self.note("extra_closer_removed", self.i, removed=c)
             self.i += 1
@@ -245,6 +300,20 @@ class _Repairer:
         while len(self.stack) - 1 > match:  # close what was left open inside: {"a":[{...}} → {"a":[{...}]}
             self._finish_top(self.i, "closer_inserted")
         self._finish_top(self.i, None)
+        self.i += 1
+
+    def _closer_before_key(self, c: str) -> None:
+        """A closer that would end the document, but a key follows: the object that key belongs to stays open.
+        {"a": [1}, "b": 2} → {"a": [1], "b": 2};  {"a": 1}, "b": 2} → {"a": 1, "b": 2}."""
+        keep = max((k for k, f in enumerate(self.stack) if f.kind == "{"), default=-1)
+        if keep < 0 or keep == len(self.stack) - 1:
+            self.note("extra_closer_removed", self.i, removed=c)
+            self.i += 1
+            return
+        own = "}" if self.stack[-1].kind == "{" else "]"
+        self._finish_top(self.i, None if own == c else "closer_replaced")
+        while len(self.stack) - 1 > keep:
+            self._finish_top(self.i, "closer_inserted")
         self.i += 1
 
     def _finish_top(self, offset: int, repair: str | None) -> None:
@@ -266,8 +335,9 @@ class _Repairer:
             top.state = "after" if top.count else "start"
 
     def _drop_trailing_comma(self, offset: int) -> None:
-        if self.out and self.out[-1] == ",":
-            self.out.pop()
+        last = self._last()
+        if last >= 0 and self.out[last] == ",":
+            del self.out[last]
             self.note("trailing_comma_removed", offset, removed=",")
 
     def _close_at_eof(self) -> None:
@@ -303,11 +373,15 @@ class _Repairer:
 
     def _need_comma(self, top: _Frame) -> None:
         if top.state == "after":
-            self.out.append(",")
+            self.out.insert(self._last() + 1, ",")
             self.note("comma_inserted", self.i, inserted=",")
             top.state = "key" if top.kind == "{" else "value"
 
     def _object_token(self, top: _Frame) -> None:
+        if top.state in ("start", "key") and self.src[self.i] in "{[" and len(self.stack) > 1 \
+                and self.stack[-2].kind == "[":
+            self._finish_top(self.i, "closer_inserted")  # [{"a": 1, {"b": 2}]: a value cannot be a key
+            return
         self._need_comma(top)
         if top.state in ("start", "key"):
             top.key_at = len(self.out)
@@ -400,7 +474,7 @@ class _Repairer:
         if end_char and (end_char.isalnum() or end_char in "_."):
             return False  # 12abc, 1.2.3: a bare word, not a number
         raw = loose.group()
-        if loose.end() >= self.n:
+        if loose.end() >= self.n and self.truncated:
             # Cut by the end of the input: 15 may have been 1500, 1.01e+1 may have been 1.01e+16. A number is
             # kept only when known to be whole, so this one goes (with its key), and the repair says so.
             self.i = loose.end()
@@ -413,8 +487,8 @@ class _Repairer:
             return True
         self.i = loose.end()
         fixed = _fix_number(raw)
-        if fixed is None:
-            self.note("value_removed", loose.start(), removed=raw)
+        if fixed is None:  # 1e, 1e+: not a number, and no reading of it is sure
+            self.lose("value_removed", loose.start(), raw)
             self._drop_current_member()
             return False
         self.out.append(fixed)
@@ -431,8 +505,9 @@ class _Repairer:
             self._drop_dangling(top, self.i)
         else:
             top.state = "after" if top.count else "start"
-            if self.out and self.out[-1] == ",":
-                self.out.pop()
+            last = self._last()
+            if last >= 0 and self.out[last] == ",":
+                del self.out[last:]
 
     def _literal(self) -> bool:
         word = _WORD.match(self.src, self.i)
@@ -469,7 +544,7 @@ class _Repairer:
         while end < self.n and src[end] not in ",}]\n\r":
             end += 1
         raw = src[start:end].rstrip()
-        if end >= self.n:  # cut by the end of the input: what it would have been is unknown, so it goes
+        if end >= self.n and self.truncated:  # cut by the end of the input: what it would have been is unknown
             self.i = self.n
             self.note("truncated_value_removed", start, removed=src[start:])
             self._drop_current_member()
@@ -565,8 +640,10 @@ class _Repairer:
         if e == "u":
             digits = src[i + 2:i + 6]
             if len(digits) == 4 and all(ch in _HEX for ch in digits):
-                parts.append(src[i:i + 6])
-                return i + 6
+                if digits[0] not in "dD" or digits[1] in "01234567":
+                    parts.append(src[i:i + 6])
+                    return i + 6
+                return self._surrogate(parts, i)
             if i + 2 + len(digits) >= n and all(ch in _HEX for ch in digits):
                 return n  # cut inside \uXXXX: trimmed at the end
             parts.append("\\\\u")
@@ -582,14 +659,28 @@ class _Repairer:
         self.note("escape_fixed", i, inserted="\\")
         return i + 1
 
+    def _surrogate(self, parts: list[str], i: int) -> int:
+        """\\uD800-\\uDFFF: valid only as a high-low pair. A lone one has no character to keep (no UTF-8 text can
+        hold it, and strict parsers refuse it), so it becomes U+FFFD, as a UTF-8 decoder does with a broken
+        sequence; the repair names what it replaced."""
+        src, n = self.src, self.n
+        high = src[i + 3] in "89abAB"
+        pair = _LOW_SURROGATE.match(src, i + 6) if high else None
+        if pair:
+            parts.append(src[i:i + 12])
+            return i + 12
+        if high and _PARTIAL_LOW.fullmatch(src, i + 6) and i + 12 > n:
+            return n  # cut inside the pair: trimmed with the truncation
+        parts.append("\\ufffd")
+        self.note("lone_surrogate_replaced", i, removed=src[i:i + 6], inserted="\\ufffd")
+        return i + 6
+
     def _after_document(self) -> None:
         self._skip_ws_and_comments()
-        if self.i < self.n:
-            rest = self.src[self.i:]
-            if self.out or rest.strip():
-                self.note("trailing_text_removed", self.i, removed=rest)
         if not self.out:
             raise _Hopeless
+        if self.i < self.n:
+            self._trailing(self.i, self.src[self.i:], "trailing_text_removed")
 
 
 @lru_cache(maxsize=8)
@@ -599,6 +690,8 @@ def _special(close_q: str) -> re.Pattern[str]:
     return re.compile("[" + re.escape(close_q + '"') + "\\\\\\x00-\\x1f]")
 
 
+_LOW_SURROGATE = re.compile(r"\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+_PARTIAL_LOW = re.compile(r"\\?(?:u(?:[dD](?:[c-fC-F][0-9a-fA-F]{0,2})?)?)?")
 _CONTROL = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
 _PARTIAL_ESCAPE = re.compile(r"(?:\\u[dD][89abAB][0-9a-fA-F]{2}|\\u[0-9a-fA-F]{0,3}|\\)$")
 
