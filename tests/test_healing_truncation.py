@@ -1,4 +1,5 @@
-"""The truncation rule: nothing the model wrote is dropped unless the call is known to have been cut."""
+"""The truncation rule (nothing the model wrote is dropped unless the call is known to have been cut) and
+closers placed by what follows them."""
 
 import json
 
@@ -8,6 +9,7 @@ from hypothesis import strategies as st
 
 from shared.healing import heal
 from shared.healing.completion import heal_completion
+from tests.healing_corpus import misplaced_closers
 from tests.test_healing import DUMPS, JSON
 
 LOST = {"value_removed", "document_removed"}
@@ -112,3 +114,26 @@ def test_a_completion_heals_by_its_finish_reason():
     report = heal_completion(cut, content=True, tool_arguments=False)
     assert cut["choices"][0]["message"]["content"] == "{}" and report.status == "healed"
     assert "truncated_number_removed" in {entry["kind"] for entry in report.audit}
+
+
+# -- structure: closers missing or of the wrong kind in the middle, placed by what follows ----------------------
+@pytest.mark.parametrize("text, want", [
+    ('{"a": [1, 2, "b": 3}', {"a": [1, 2], "b": 3}),  # a key after a value: the array had ended
+    ('{"a": [1, 2}, "b": 3}', {"a": [1, 2], "b": 3}),  # the wrong closer, a key after it
+    ('{"a": 1}, "b": 2}', {"a": 1, "b": 2}),  # closed too early: the key after it belongs to it
+    ('[{"a": 1], {"b": 2}]', [{"a": 1}, {"b": 2}]),  # the wrong closer, a value after the comma
+    ('[{"a": ["x"]]}, {"b": 2}]', [{"a": ["x"]}, {"b": 2}]),  # a doubled closer
+    ('[{"a": ["x"]}}, {"b": 2}]', [{"a": ["x"]}, {"b": 2}]),
+    ('[{"a": 1, {"b": 2}]', [{"a": 1}, {"b": 2}]),  # an object cannot hold a value where a key goes
+])
+def test_misplaced_closers_are_placed_by_what_follows(text, want):
+    result = heal(text)
+    assert result.status == "healed" and json.loads(result.text) == want
+
+
+def test_every_misplaced_closer_the_text_determines_is_placed_right():
+    corpus = misplaced_closers()
+    assert len(corpus) >= 50
+    for name, text, want in corpus:
+        result = heal(text)
+        assert result.status == "healed" and json.loads(result.text) == want, (name, text, result.text)

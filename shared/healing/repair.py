@@ -27,7 +27,6 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Literal, Sequence
 
 import orjson
@@ -36,7 +35,7 @@ Status = Literal["healed", "skipped", "failed"]
 log = logging.getLogger("switchyard.healing")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs a third of a small repair
 class Repair:
     kind: str
     offset: int
@@ -60,6 +59,7 @@ _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
 _LOOSE_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d*)?")
 _FENCE = re.compile(r"```[ \t]*(?:json|JSON|jsonc|javascript|js)?[ \t]*\r?\n?(.*?)(?:```|\Z)", re.S)
 _WORD = re.compile(r"[A-Za-z_$][\w$\-]*")
+_BARE_KEY = re.compile(r"[^\s:,{}\[\]\"']+")
 _LITERALS = {"true": "true", "false": "false", "null": "null", "True": "true", "False": "false",
              "None": "null", "undefined": "null", "NaN": "null", "Infinity": "null", "-Infinity": "null"}
 _OPEN_QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d", "\u2018": "\u2019", "\u201d": "\u201d", "\u2019": "\u2019"}
@@ -71,6 +71,22 @@ _WS_RUN = re.compile(r"[ \t\r\n]+")
 _KEY_FOLLOWS = re.compile(r'[ \t\r\n]*,?[ \t\r\n]*"(?:[^"\\\n]|\\.)*"[ \t]*:')
 _DOUBLE_ESCAPED = re.compile(r'[{\[]\s*\\"')
 _CONTROL_CHARS = frozenset(chr(c) for c in range(32)) - set(_WS)
+# The fast lane: tokens that need no care, in the state they are expected in (a string with only valid escapes
+# and no surrogate, a strict number or literal followed by a delimiter, a bracket, a comma, a matching closer).
+_CLEAN_STRING = r'"[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u(?![dD][89a-fA-F])[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*"'
+_FAST_KEY = re.compile(r"([ \t\r\n]*)(" + _CLEAN_STRING + r")([ \t\r\n]*):([ \t\r\n]*)")
+_FAST_VALUE = re.compile(r"([ \t\r\n]*)(?:(" + _CLEAN_STRING + r")(?=[ \t\r\n]*[,}\]])"
+                         r"|(-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?(?=[^\w.])|(?:true|false|null)(?=[^\w$\-]))"
+                         r"|([{\[]))")
+_FAST_AFTER = re.compile(r"([ \t\r\n]*)([,}\]])")
+# A whole member at once: [comma] key colon (a scalar followed by a delimiter | an opening bracket).
+_SCALAR = _CLEAN_STRING + r"|-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null"
+_FAST_MEMBER = re.compile(r"(?:([ \t\r\n]*,))?[ \t\r\n]*(" + _CLEAN_STRING + r")[ \t\r\n]*:[ \t\r\n]*"
+                          r"(?:(" + _SCALAR + r")(?=[ \t\r\n]*[,}\]\"])|([{\[]))")
+_FAST_ITEM = re.compile(r"(?:([ \t\r\n]*,))?[ \t\r\n]*(?:(" + _SCALAR + r")(?=[ \t\r\n]*[,}\]\"])|([{\[]))")
+# How a valid document can start, by how it ends (a cut one mostly cannot: `{"a": [1, 2` is not tried as JSON).
+_CAN_START = {"}": "{", "]": "[", '"': '"', "e": "tf", "l": "n", **dict.fromkeys("0123456789", "-0123456789")}
+_SKIP_START = frozenset(_WS) | _CONTROL_CHARS | {"/", "#", "\ufeff"}  # what _skip_ws_and_comments may skip
 # Where JSON starts after prose: a brace that opens a member or closes at once, or a bracket that opens a value.
 _JSON_START = re.compile(r"\{\s*[\"'\u201c}]|\[\s*[\"'\u201c{\[\]\-0-9tfn]")
 _ANY_START = re.compile(r"[{\[]")
@@ -80,18 +96,23 @@ MAX_DEPTH = 512  # deeper input fails: no client's JSON parser would take the re
 def heal(text: str, *, truncated: bool = False) -> HealResult:
     """Repair `text` into valid JSON if it is not valid already; never raises. `truncated`: the input is known
     to be cut (the call stopped for length), so a number or word at its very end may be incomplete."""
-    try:
-        orjson.loads(text)
-        return HealResult(text, "skipped")
-    except orjson.JSONDecodeError:
-        pass
-    except TypeError:
+    if not isinstance(text, str):
         return HealResult(text, "failed")
+    first, last = text[:1], text[-1:]
+    if first in _WS or last in _WS:
+        ends = text.strip(" \t\r\n")
+        first, last = ends[:1], ends[-1:]
+    if first and first in _CAN_START.get(last, ""):
+        try:  # what can be valid JSON is tried as such first (and nearly always is)
+            orjson.loads(text)
+            return HealResult(text, "skipped")
+        except orjson.JSONDecodeError:
+            pass
     repairer = _Repairer(text, truncated)
     try:
         out, repairs = repairer.run()
     except _Hopeless:
-        return HealResult(text, "failed", repairer.repairs)
+        return HealResult(text, "failed", repairer.repairs())
     except Exception:  # a bug here must cost a healing, never the response  # pragma: no cover
         log.exception("healing failed unexpectedly")
         return HealResult(text, "failed")
@@ -117,55 +138,58 @@ def _decode(string_token: str) -> str:
 
 
 class _Hopeless(Exception):
-    """No JSON value could be found."""
+    """No JSON value could be found, or one the model wrote would be lost: the healing fails."""
 
 
 @dataclass(slots=True)
 class _Frame:
     kind: str  # "{" or "["
-    path: str
+    slot: str | int | None = None  # where it sits in its parent: the key (a JSON string token) or the index
+    parent: _Frame | None = None
     state: str = "start"  # object: start|key|colon|value|after ; array: start|value|after
-    key: str | None = None
+    key: str | None = None  # the current member's key, as a JSON string token
     key_at: int = 0  # output index where the current member started (to drop a dangling key)
     count: int = 0
+    prefix: str | None = None  # its own JSON path, once a repair entry needed it
 
 
 class _Repairer:
+    __slots__ = ("src", "n", "i", "out", "notes", "stack", "truncated", "lost")
+
     def __init__(self, text: str, truncated: bool) -> None:
         self.src = text
         self.n = len(text)
         self.i = 0
         self.out: list[str] = []
-        self.repairs: list[Repair] = []
+        self.notes: list[tuple[str, int, _Frame | None, int, str | None, str | None, str | None]] = []
         self.stack: list[_Frame] = []
         self.truncated = truncated
         self.lost = False  # a value the model wrote had to go, and truncation is not known: the healing fails
 
     # -- bookkeeping --------------------------------------------------------------------------------------
     def note(self, kind: str, offset: int, *, inserted: str | None = None, removed: str | None = None) -> None:
-        path = self._path()
-        self.repairs.append(Repair(kind, offset, path, inserted, removed))
+        """Record a repair (its path is written out at the end, from the frame it was made in)."""
+        top = self.stack[-1] if self.stack else None
+        self.notes.append((kind, offset, top, 0 if top is None else top.count, None if top is None else top.key,
+                           inserted, removed))
+
+    def repairs(self) -> list[Repair]:
+        return [Repair(kind, offset, _path(top, count, key), inserted, removed)
+                for kind, offset, top, count, key, inserted, removed in self.notes]
 
     def lose(self, kind: str, offset: int, removed: str) -> None:
         """A value the model wrote cannot be kept: reported, and the healing fails (the original comes back)."""
         self.note(kind, offset, removed=removed)
         self.lost = True
+        raise _Hopeless  # the healing fails whatever follows: no need to read on
 
     def _last(self) -> int:
         """The index in `out` of the last token that is not whitespace (-1 if none)."""
         out = self.out
         k = len(out) - 1
-        while k >= 0 and out[k][0] in _WS:
+        while k >= 0 and out[k].isspace():
             k -= 1
         return k
-
-    def _path(self) -> str:
-        if not self.stack:
-            return "$"
-        top = self.stack[-1]
-        if top.kind == "[":
-            return f"{top.path}[{top.count}]"
-        return f"{top.path}.{top.key}" if top.key is not None else top.path
 
     # -- the pass -------------------------------------------------------------------------------------------
     def run(self) -> tuple[str, list[Repair]]:
@@ -173,10 +197,9 @@ class _Repairer:
         if self.i >= self.n:
             raise _Hopeless
         self._value_or_container()
-        while self.stack:
-            self._step()
+        self._containers()
         self._after_document()
-        return "".join(self.out), self.repairs
+        return "".join(self.out), self.repairs()
 
     def _extract(self) -> None:
         """Skip fences and prose before the JSON; narrow the input to a fence's body if there is one."""
@@ -188,11 +211,13 @@ class _Repairer:
                 self._trailing(body_end, self.src[body_end:], "fence_removed")
             self.src, self.n = self.src[:body_end], body_end
             self.i = body_start
-        if self.src.startswith("\ufeff", self.i):
+        if self.src[self.i:self.i + 1] == "\ufeff":
             self.note("bom_removed", self.i, removed="\ufeff")
             self.i += 1
-        self._skip_ws_and_comments()
-        self._unwrap_double_escaped()
+        if self.i < self.n and self.src[self.i] in _SKIP_START:
+            self._skip_ws_and_comments()
+        if '\\"' in self.src:
+            self._unwrap_double_escaped()
         start = self.i
         if self.i < self.n and self.src[self.i] not in "{[" and not self._scalar_ahead():
             found = _JSON_START.search(self.src, self.i) or _ANY_START.search(self.src, self.i)
@@ -259,49 +284,164 @@ class _Repairer:
             else:
                 return
 
-    def _step(self) -> None:
-        """Advance the innermost container by one token."""
-        self._skip_ws_and_comments()
-        top = self.stack[-1]
-        if self.i >= self.n:
-            self._close_at_eof()
-            return
-        c = self.src[self.i]
-        if c in "}]":
-            self._closer(c)
-        elif c == ",":
-            self._comma(top)
-        elif c == ":" and top.kind == "{":
-            self._colon(top)
-        elif top.kind == "{":
-            self._object_token(top)
-        else:
-            self._array_token(top)
+    def _containers(self) -> None:
+        """Advance the innermost container by one token, until the document is closed."""
+        stack, src, n = self.stack, self.src, self.n
+        while stack:
+            self._fast()
+            if not stack:
+                break
+            if self.i < n and src[self.i] in _SKIP_START:
+                self._skip_ws_and_comments()
+            if self.i >= n:
+                self._close_at_eof()
+                continue
+            c = src[self.i]
+            top = stack[-1]
+            if c in "}]":
+                self._closer(c)
+            elif c == ",":
+                self._comma(top)
+            elif c == ":" and top.kind == "{":
+                self._colon(top)
+            elif top.kind == "{":
+                self._object_token(top)
+            else:
+                self._array_token(top)
+
+    def _fast(self) -> None:
+        """Copy what needs no care, as long as it comes (most of a broken document does): one regex match a
+        member (its comma, key, colon and a scalar or opening bracket), no repair possible, so none recorded.
+        It stops where the careful pass must look."""
+        src, out, stack = self.src, self.out, self.stack
+        i, top = self.i, stack[-1]
+        while i < self.n:
+            state = top.state
+            obj = top.kind == "{"
+            m = (_FAST_MEMBER if obj else _FAST_ITEM).match(src, i)
+            # no comma where none is due; in an object, not where the key was read already
+            if m is not None and (m.group(1) is None or state == "after") and not (obj and state == "value"):
+                if state == "after" and m.group(1) is None:  # {"a": 1 "b": 2}: the comma is missing
+                    out.insert(len(out) - (1 if out[-1].isspace() else 0), ",")
+                    self.notes.append(("comma_inserted", i, top, top.count, top.key, ",", None))
+                if obj:
+                    _, key, scalar, opener = m.groups()
+                    top.key = key
+                else:
+                    _, scalar, opener = m.groups()
+                out.append(m.group())
+                i = m.end()
+                if opener is None:
+                    top.state, top.count = "after", top.count + 1
+                    if obj:
+                        top.key = None
+                    continue
+                if len(stack) >= MAX_DEPTH:
+                    raise _Hopeless
+                top.state = "value"
+                top = _Frame(opener, key if obj else top.count, top)
+                stack.append(top)
+                continue
+            if state == "after":
+                m = _FAST_AFTER.match(src, i)
+                if m is None:
+                    break
+                ws, c = m.groups()
+                if c == ",":
+                    top.state = "key" if obj else "value"
+                elif (c == "}") != obj or len(stack) == 1:
+                    break  # a closer of the wrong kind, or the last one: the careful pass places it
+                if ws:
+                    out.append(ws)
+                out.append(c)
+                i = m.end()
+                if c != ",":
+                    stack.pop()
+                    top = stack[-1]
+                    top.state, top.count = "after", top.count + 1
+                    if top.kind == "{":
+                        top.key = None
+                continue
+            if not obj or state not in ("start", "key"):
+                break
+            m = _FAST_KEY.match(src, i)  # a key whose value needs care: read the key, leave the value
+            if m is None:
+                break
+            ws, key, ws2, ws3 = m.groups()
+            if ws:
+                out.append(ws)
+            top.key_at, top.key, top.state = len(out), key, "value"
+            out.append(key)
+            if ws2:
+                out.append(ws2)
+            out.append(":")
+            if ws3:
+                out.append(ws3)
+            i = m.end()
+            break
+        self.i = i
 
     # -- containers -----------------------------------------------------------------------------------------
     def _open(self, c: str) -> None:
         if len(self.stack) >= MAX_DEPTH:
             raise _Hopeless
-        path = self._path()
+        top = self.stack[-1] if self.stack else None
         self.out.append(c)
         self.i += 1
-        self.stack.append(_Frame(c, path))
+        self.stack.append(_Frame(c, None if top is None else top.key if top.kind == "{" else top.count, top))
 
     def _closer(self, c: str) -> None:
         want = "{" if c == "}" else "["
-        match = next((k for k in range(len(self.stack) - 1, -1, -1) if self.stack[k].kind == want), None)
-        if match == 0 and _KEY_FOLLOWS.match(self.src, self.i + 1):
-            self._closer_before_key(c)
+        stack = self.stack
+        if stack[-1].kind == want:  # the common case: it closes what is open
+            if len(stack) == 1 and _KEY_FOLLOWS.match(self.src, self.i + 1):
+                self._closer_before_key(c)
+            else:
+                self._finish_top(self.i, None)
+                self.i += 1
             return
-        if match is None:
+        match = next((k for k in range(len(stack) - 2, -1, -1) if stack[k].kind == want), None)
+        placed = self._place(match)
+        if placed == "swap":  # {"a": [1, 2}, "b": 3}: it was the other kind of closer
+            self._finish_top(self.i, "closer_replaced")
+        elif placed == "delete" or match is None:
             self.note("extra_closer_removed", self.i, removed=c)
-            self.i += 1
-            return
-        while len(self.stack) - 1 > match:  # close what was left open inside: {"a":[{...}} → {"a":[{...}]}
-            self._finish_top(self.i, "closer_inserted")
-        self._finish_top(self.i, None)
+        else:
+            while len(stack) - 1 > match:  # close what was left open inside: {"a":[{...}} → {"a":[{...}]}
+                self._finish_top(self.i, "closer_inserted")
+            self._finish_top(self.i, None)
         self.i += 1
 
+    def _place(self, match: int | None) -> str:
+        """A closer of the wrong kind: does it close the frames up to its own kind ("insert"), stand for the
+        innermost frame's closer ("swap"), or not belong at all ("delete")? The first reading under which the
+        closers right after it match and the token after them fits (a key: an object is open; a value after a
+        comma: an array) wins."""
+        src, n = self.src, self.n
+        j = self.i + 1
+        run: list[str] = []
+        while j < n and len(run) < 64 and (src[j] in "}] \t\r\n"):
+            if src[j] in "}]":
+                run.append("{" if src[j] == "}" else "[")
+            j += 1
+        need = ""  # what the token after the run wants open: "{", "[", "end" or "" (anything)
+        if j >= n:
+            need = "end"
+        elif src[j] == ",":
+            need = "{" if _KEY_FOLLOWS.match(src, j) else "["
+        kinds = [f.kind for f in self.stack]
+        options = ([("insert", kinds[:match])] if match is not None else []) + [
+            ("swap", kinds[:-1]), ("delete", kinds)]
+        for name, after in options:
+            after = list(after)
+            for opener in run:
+                if not after or after[-1] != opener:
+                    break
+                after.pop()
+            else:
+                if need == "end" or (after and (not need or after[-1] == need)):
+                    return name
+        return "insert"
     def _closer_before_key(self, c: str) -> None:
         """A closer that would end the document, but a key follows: the object that key belongs to stays open.
         {"a": [1}, "b": 2} → {"a": [1], "b": 2};  {"a": 1}, "b": 2} → {"a": 1, "b": 2}."""
@@ -318,18 +458,25 @@ class _Repairer:
 
     def _finish_top(self, offset: int, repair: str | None) -> None:
         top = self.stack[-1]
-        self._drop_dangling(top, offset)
-        self._drop_trailing_comma(offset)
+        if top.state == "colon" or top.state == "value":
+            self._drop_dangling(top, offset)
+        out = self.out
+        if out and (out[-1] == "," or out[-1].isspace()):
+            self._drop_trailing_comma(offset)
         closer = "}" if top.kind == "{" else "]"
-        self.out.append(closer)
+        out.append(closer)
         if repair:
             self.note(repair, offset, inserted=closer)
         self.stack.pop()
         self._value_done()
 
     def _drop_dangling(self, top: _Frame, offset: int) -> None:
+        """A key with no value goes. At the end of the input that is the cut; before it, when the call is not
+        known to be cut, the key is text the model wrote and meant: lost, so the healing fails."""
         if top.kind == "{" and top.state in ("colon", "value"):
             removed = "".join(self.out[top.key_at:])
+            if self.i < self.n and not self.truncated:
+                self.lose("value_removed", offset, removed)
             del self.out[top.key_at:]
             self.note("dangling_key_removed", offset, removed=removed)
             top.state = "after" if top.count else "start"
@@ -409,11 +556,12 @@ class _Repairer:
         self._value_or_container()
 
     def _ellipsis(self) -> bool:
-        for token in ("...", "\u2026"):
-            if self.src.startswith(token, self.i):
-                self.note("ellipsis_removed", self.i, removed=token)
-                self.i += len(token)
-                return True
+        c = self.src[self.i]
+        if c == "\u2026" or (c == "." and self.src[self.i:self.i + 3] == "..."):
+            token = "..." if c == "." else c
+            self.note("ellipsis_removed", self.i, removed=token)
+            self.i += len(token)
+            return True
         return False
 
     # -- keys and values ------------------------------------------------------------------------------------
@@ -427,10 +575,10 @@ class _Repairer:
                 del self.out[start:]
                 self.note("dangling_key_removed", self.n, removed=removed)
                 return None
-            return _decode(self.out[-1]) if len(self.out) > start else ""
+            return self.out[-1] if len(self.out) > start else '""'
         if self._ellipsis():
             return None
-        word = re.compile(r"[^\s:,{}\[\]\"']+").match(self.src, self.i)
+        word = _BARE_KEY.match(self.src, self.i)
         if word is None:
             self.note("character_removed", self.i, removed=c)
             self.i += 1
@@ -439,10 +587,11 @@ class _Repairer:
         self.i = word.end()
         self.out.append(orjson.dumps(raw).decode())
         self.note("key_quoted", word.start(), inserted='"')
-        return raw
+        return self.out[-1]
 
     def _value_or_container(self) -> None:
-        self._skip_ws_and_comments()
+        if self.i < self.n and self.src[self.i] in _SKIP_START:
+            self._skip_ws_and_comments()
         if self.i >= self.n:
             return
         c = self.src[self.i]
@@ -466,13 +615,12 @@ class _Repairer:
         self._bare_value()
 
     def _number(self) -> bool:
-        m = _NUMBER.match(self.src, self.i)
         loose = _LOOSE_NUMBER.match(self.src, self.i)
         if loose is None:
             return False
         end_char = self.src[loose.end()] if loose.end() < self.n else ""
-        if end_char and (end_char.isalnum() or end_char in "_."):
-            return False  # 12abc, 1.2.3: a bare word, not a number
+        if end_char and (end_char.isalnum() or end_char in "_./-+"):
+            return False  # 12abc, 1.2.3, 1/3, 10-20: a bare word, not a number
         raw = loose.group()
         if loose.end() >= self.n and self.truncated:
             # Cut by the end of the input: 15 may have been 1500, 1.01e+1 may have been 1.01e+16. A number is
@@ -481,9 +629,9 @@ class _Repairer:
             self.note("truncated_number_removed", loose.start(), removed=raw)
             self._drop_current_member()
             return False
-        if m and m.end() == loose.end():
-            self.out.append(m.group())  # verbatim, digits and exponent as written
-            self.i = m.end()
+        if _NUMBER.fullmatch(raw):
+            self.out.append(raw)  # verbatim, digits and exponent as written
+            self.i = loose.end()
             return True
         self.i = loose.end()
         fixed = _fix_number(raw)
@@ -511,7 +659,7 @@ class _Repairer:
 
     def _literal(self) -> bool:
         word = _WORD.match(self.src, self.i)
-        if self.src.startswith("-Infinity", self.i):
+        if self.src[self.i:self.i + 9] == "-Infinity":
             raw = "-Infinity"
         elif word is None:
             return False
@@ -570,7 +718,7 @@ class _Repairer:
         self.i += 1
         parts: list[str] = ['"']
         seg = self.i
-        special = _special(close_q)
+        special = _SPECIALS[close_q]
         while True:
             m = special.search(src, self.i)
             if m is None:
@@ -676,18 +824,46 @@ class _Repairer:
         return i + 6
 
     def _after_document(self) -> None:
-        self._skip_ws_and_comments()
+        if self.i < self.n and self.src[self.i] in _SKIP_START:
+            self._skip_ws_and_comments()
         if not self.out:
             raise _Hopeless
         if self.i < self.n:
             self._trailing(self.i, self.src[self.i:], "trailing_text_removed")
 
 
-@lru_cache(maxsize=8)
+def _path(frame: _Frame | None, count: int, key: str | None) -> str:
+    """The JSON path of a value: in `frame`, at index `count` (an array) or under `key` (an object)."""
+    if frame is None:
+        return "$"
+    chain, f = [], frame
+    while f is not None and f.prefix is None:
+        chain.append(f)
+        f = f.parent
+    prefix = "$" if f is None else f.prefix
+    for g in reversed(chain):
+        g.prefix = prefix = "$" if g.parent is None else prefix + _path_step(g.slot)
+    if frame.kind == "[":
+        return f"{prefix}[{count}]"
+    return prefix if key is None else prefix + _path_step(key)
+
+
+def _path_step(slot: str | int | None) -> str:
+    if isinstance(slot, int):
+        return f"[{slot}]"
+    try:
+        return "." + orjson.loads(slot or '""')
+    except orjson.JSONDecodeError:  # pragma: no cover - keys are written valid
+        return f".{slot}"
+
+
 def _special(close_q: str) -> re.Pattern[str]:
     """What ends a run of plain string characters: the closing quote, a backslash, a double quote (inside
     other quotes) or a control character."""
     return re.compile("[" + re.escape(close_q + '"') + "\\\\\\x00-\\x1f]")
+
+
+_SPECIALS = {close_q: _special(close_q) for close_q in set(_OPEN_QUOTES.values())}
 
 
 _LOW_SURROGATE = re.compile(r"\\u[dD][c-fC-F][0-9a-fA-F]{2}")
