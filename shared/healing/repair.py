@@ -23,7 +23,6 @@ repairs name the `value_removed` / `document_removed` that healing would have ne
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -53,6 +52,35 @@ class HealResult:
     text: str
     status: Status
     repairs: Sequence[Repair] = ()
+
+
+class _Repairs(Sequence[Repair]):
+    """The repair entries, written out (paths and all) when first read: a caller that only wants the text
+    does not pay for the audit."""
+
+    __slots__ = ("_notes", "_entries")
+
+    def __init__(self, notes: list[tuple]) -> None:
+        self._notes = notes
+        self._entries: list[Repair] | None = None
+
+    def _list(self) -> list[Repair]:
+        if self._entries is None:
+            self._entries = [Repair(kind, offset, _path(top, count, key), inserted, removed)
+                             for kind, offset, top, count, key, inserted, removed in self._notes]
+        return self._entries
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return self._list()[index]
+
+    def __len__(self) -> int:
+        return len(self._notes)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return repr(self._list())
 
 
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
@@ -116,25 +144,13 @@ def heal(text: str, *, truncated: bool = False) -> HealResult:
     except Exception:  # a bug here must cost a healing, never the response  # pragma: no cover
         log.exception("healing failed unexpectedly")
         return HealResult(text, "failed")
-    if repairer.lost or not repairs or not _valid(out):
+    if repairer.lost or not repairer.notes:
+        return HealResult(text, "failed", repairs)
+    try:  # what the pass wrote is checked by a strict parser before it is offered
+        orjson.loads(out)
+    except orjson.JSONDecodeError:
         return HealResult(text, "failed", repairs)
     return HealResult(out, "healed", repairs)
-
-
-def _valid(text: str) -> bool:
-    """Strict JSON (orjson: RFC 8259 in UTF-8, so no lone surrogate escape, NaN or Infinity)."""
-    try:
-        orjson.loads(text)
-        return True
-    except orjson.JSONDecodeError:
-        return False
-
-
-def _decode(string_token: str) -> str:
-    try:
-        return orjson.loads(string_token)
-    except orjson.JSONDecodeError:
-        return json.loads(string_token)
 
 
 class _Hopeless(Exception):
@@ -173,9 +189,8 @@ class _Repairer:
         self.notes.append((kind, offset, top, 0 if top is None else top.count, None if top is None else top.key,
                            inserted, removed))
 
-    def repairs(self) -> list[Repair]:
-        return [Repair(kind, offset, _path(top, count, key), inserted, removed)
-                for kind, offset, top, count, key, inserted, removed in self.notes]
+    def repairs(self) -> _Repairs:
+        return _Repairs(self.notes)
 
     def lose(self, kind: str, offset: int, removed: str) -> None:
         """A value the model wrote cannot be kept: reported, and the healing fails (the original comes back)."""
@@ -192,7 +207,7 @@ class _Repairer:
         return k
 
     # -- the pass -------------------------------------------------------------------------------------------
-    def run(self) -> tuple[str, list[Repair]]:
+    def run(self) -> tuple[str, _Repairs]:
         self._extract()
         if self.i >= self.n:
             raise _Hopeless
@@ -318,6 +333,17 @@ class _Repairer:
         while i < self.n:
             state = top.state
             obj = top.kind == "{"
+            if state == "after" and src[i] in "}]":  # a closer right after the value (no regex needed)
+                if (src[i] == "}") != obj or len(stack) == 1:
+                    break  # a closer of the wrong kind, or the last one: the careful pass places it
+                out.append(src[i])
+                i += 1
+                stack.pop()
+                top = stack[-1]
+                top.state, top.count = "after", top.count + 1
+                if top.kind == "{":
+                    top.key = None
+                continue
             m = (_FAST_MEMBER if obj else _FAST_ITEM).match(src, i)
             # no comma where none is due; in an object, not where the key was read already
             if m is not None and (m.group(1) is None or state == "after") and not (obj and state == "value"):
@@ -442,6 +468,7 @@ class _Repairer:
                 if need == "end" or (after and (not need or after[-1] == need)):
                     return name
         return "insert"
+
     def _closer_before_key(self, c: str) -> None:
         """A closer that would end the document, but a key follows: the object that key belongs to stays open.
         {"a": [1}, "b": 2} → {"a": [1], "b": 2};  {"a": 1}, "b": 2} → {"a": 1, "b": 2}."""
