@@ -1,4 +1,5 @@
-"""Healing applied to a chat completion: the assistant's content and tool-call arguments of every choice.
+"""Healing applied to a chat completion: the assistant's content and tool-call arguments of every choice, each
+told by its choice's finish_reason whether it was cut ("length") or finished.
 
 For `json_schema` requests the healed value is also checked against the schema (jsonschema) and the result
 reported on its own: healing never coerces a value to fit a schema.

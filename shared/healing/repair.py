@@ -3,10 +3,14 @@ linear in the input's length.
 
 What it repairs, each recorded as a `Repair` (kind, offset in the input, JSON path, what was inserted or
 removed): markdown fences and prose around the JSON; comments; single, curly and missing quotes around keys
-and values; Python literals (True/False/None); truncated literals; raw control characters and invalid escapes
-inside strings; missing, leading, doubled and trailing commas; missing colons; ellipses standing for elided
-items; missing, extra and mismatched closing brackets; truncation anywhere (open strings and containers are
-closed, a key left without a value is dropped and said so).
+and values; Python literals (True/False/None); truncated literals; raw control characters, invalid escapes and
+lone surrogates inside strings; a BOM; a document escaped twice; missing, leading, doubled and trailing commas;
+missing colons; ellipses standing for elided items; missing, extra and mismatched closing brackets, placed by
+what follows them (`_place`); truncation anywhere (open strings and containers are closed, a key left without
+a value at the end is dropped and said so).
+
+Most of a broken document is not broken: a fast lane (`_fast`) copies whole clean members with one regex each,
+and the careful pass takes over where a token needs a look.
 
 What it never does: change the digits of a number or the characters of a string (escapes are only ever made
 valid, never decoded), invent a key, or drop anything without a repair entry. Whitespace inside the document is
@@ -306,12 +310,14 @@ class _Repairer:
             self._fast()
             if not stack:
                 break
-            if self.i < n and src[self.i] in _SKIP_START:
+            i = self.i
+            if i < n and src[i] in _SKIP_START:
                 self._skip_ws_and_comments()
-            if self.i >= n:
+                i = self.i
+            if i >= n:
                 self._close_at_eof()
                 continue
-            c = src[self.i]
+            c = src[i]
             top = stack[-1]
             if c in "}]":
                 self._closer(c)
@@ -344,17 +350,20 @@ class _Repairer:
                 if top.kind == "{":
                     top.key = None
                 continue
-            m = (_FAST_MEMBER if obj else _FAST_ITEM).match(src, i)
-            # no comma where none is due; in an object, not where the key was read already
-            if m is not None and (m.group(1) is None or state == "after") and not (obj and state == "value"):
-                if state == "after" and m.group(1) is None:  # {"a": 1 "b": 2}: the comma is missing
+            m = (_FAST_MEMBER if obj else _FAST_ITEM).match(src, i) if not (obj and state == "value") else None
+            if m is not None:
+                if obj:
+                    comma, key, _, opener = m.groups()
+                else:
+                    comma, _, opener = m.groups()
+                if comma is not None and state != "after":
+                    m = None  # a comma where none is due: the careful pass drops it
+                elif comma is None and state == "after":  # {"a": 1 "b": 2}: the comma is missing
                     out.insert(len(out) - (1 if out[-1].isspace() else 0), ",")
                     self.notes.append(("comma_inserted", i, top, top.count, top.key, ",", None))
+            if m is not None:
                 if obj:
-                    _, key, scalar, opener = m.groups()
                     top.key = key
-                else:
-                    _, scalar, opener = m.groups()
                 out.append(m.group())
                 i = m.end()
                 if opener is None:
@@ -552,11 +561,13 @@ class _Repairer:
             top.state = "key" if top.kind == "{" else "value"
 
     def _object_token(self, top: _Frame) -> None:
-        if top.state in ("start", "key") and self.src[self.i] in "{[" and len(self.stack) > 1 \
+        state = top.state
+        if (state == "start" or state == "key") and self.src[self.i] in "{[" and len(self.stack) > 1 \
                 and self.stack[-2].kind == "[":
             self._finish_top(self.i, "closer_inserted")  # [{"a": 1, {"b": 2}]: a value cannot be a key
             return
-        self._need_comma(top)
+        if state == "after":
+            self._need_comma(top)
         if top.state in ("start", "key"):
             top.key_at = len(self.out)
             key = self._key()
@@ -579,7 +590,8 @@ class _Repairer:
             while self.stack[-1].kind == "[":
                 self._finish_top(self.i, "closer_inserted")
             return
-        self._need_comma(top)
+        if top.state == "after":
+            self._need_comma(top)
         self._value_or_container()
 
     def _ellipsis(self) -> bool:
@@ -627,7 +639,11 @@ class _Repairer:
             return
         if c in _OPEN_QUOTES:
             self._string()
-            self._value_done()
+            if self.stack:  # _value_done, inline: strings are most values
+                top = self.stack[-1]
+                top.state, top.count = "after", top.count + 1
+                if top.kind == "{":
+                    top.key = None
             return
         if c in "-+.0123456789":
             at = self.i
