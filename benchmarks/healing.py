@@ -3,9 +3,9 @@
     python -m benchmarks.healing [--no-e2e]
 
 1. Per corpus, side by side: the share of cases each engine repairs to the expected value, and MB/s over the
-   broken inputs (median of 5 timed runs, in process CPU time). Corpora: tests/healing_corpus.py's (ours: truncations are judged
-   prefix-consistent, and `heal` is told `truncated=` as the gateway is, from finish_reason; json_repair has no
-   such input); json_repair's own test vectors, fetched from PyPI now (benchmarks/healing_corpora.py: which,
+   broken inputs (median of 5 timed runs, in process CPU time). Corpora: tests/healing_corpus.py's (ours:
+   truncations are judged prefix-consistent, and `heal` is told `truncated=` as the gateway is, from
+   finish_reason; json_repair has no such input); json_repair's own test vectors, fetched from PyPI now (benchmarks/healing_corpora.py: which,
    and why); misplaced closers whose repair the text determines (tests/healing_corpus.py).
 2. Valid input: MB/s (ours is one orjson parse).
 3. Streams: the share of each corpus a `StreamHealer` heals when the text comes in deltas of 1-9 characters,

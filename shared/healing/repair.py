@@ -38,7 +38,7 @@ Status = Literal["healed", "skipped", "failed"]
 log = logging.getLogger("switchyard.healing")
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs a third of a small repair
+@dataclass(slots=True, unsafe_hash=True)  # not frozen: its __init__ would cost a third of a small repair
 class Repair:
     kind: str
     offset: int

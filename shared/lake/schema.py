@@ -1,10 +1,10 @@
 """The usage lake's one schema: a row per metered call, as Parquet under `usage/dt=YYYY-MM-DD/`.
 
-Version 2 (version 1 without `heal_repair_kinds`). Column names follow OpenTelemetry's GenAI semantic conventions where one exists (the attribute
-name without its `gen_ai.` prefix, dots as underscores; the mapping is `OTEL` below and the README's table);
-the rest are ours. Types: timestamps are `timestamp[ms, UTC]`, money is `float64` USD (the value the usage
-table holds, rounded to 12 decimals at metering: sums over millions of calls stay exact to a micro-cent),
-token counts `int64`, ids and labels strings.
+Version 2 (version 1 lacked `heal_repair_kinds`). Column names follow OpenTelemetry's GenAI semantic
+conventions where one exists (the attribute name without its `gen_ai.` prefix, dots as underscores; the
+mapping is `OTEL` below and the README's table); the rest are ours. Types: timestamps are `timestamp[ms, UTC]`,
+money is `float64` USD (the value the usage table holds, rounded to 12 decimals at metering: sums over millions
+of calls stay exact to a micro-cent), token counts `int64`, ids and labels strings.
 
 Evolution is add-only: a new version may add nullable columns, never rename, retype or remove one. Every file
 records its version in a column and in its Parquet metadata; readers ask for the columns they know, and a file
