@@ -1,6 +1,8 @@
 """Encoding defects, judged by strict parsers (orjson, and pydantic-core's Rust parser), not only Python's json."""
 
 import json
+import logging
+import random
 import string
 
 import orjson
@@ -76,3 +78,16 @@ def test_any_mix_of_escapes_inside_a_string_heals_to_strict_json(parts):
     result = heal(text)
     assert result.status in ("healed", "skipped")
     assert isinstance(strict(result.text)["s"], str)
+
+
+def test_no_input_reaches_the_last_resort(caplog):
+    """`heal` never raises: a bug costs a healing, logged. None of these may get that far."""
+    rng = random.Random(15)
+    alphabet = '{}[]",:\\ \n\tabcdefnrtu0123456789.-+eE\'“”\ufeff\x00/*#`…'
+    texts = ["", " ", "{", "[", '"', "\\", "```", "\ufeff"]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 30))) for _ in range(5000)]
+    with caplog.at_level(logging.ERROR, logger="switchyard.healing"):
+        for text in texts:
+            for truncated in (False, True):
+                heal(text, truncated=truncated)
+    assert not caplog.records, caplog.records[0].getMessage()

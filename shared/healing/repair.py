@@ -212,7 +212,9 @@ class _Repairer:
 
     # -- the pass -------------------------------------------------------------------------------------------
     def run(self) -> tuple[str, _Repairs]:
-        self._extract()
+        src = self.src
+        if not src or src[0] not in "{[" or "`" in src or '\\"' in src:  # else nothing to extract
+            self._extract()
         if self.i >= self.n:
             raise _Hopeless
         self._value_or_container()
@@ -350,7 +352,9 @@ class _Repairer:
                 if top.kind == "{":
                     top.key = None
                 continue
-            m = (_FAST_MEMBER if obj else _FAST_ITEM).match(src, i) if not (obj and state == "value") else None
+            # a member is not read where its key was already read (value) or awaits its colon
+            m = None if obj and (state == "value" or state == "colon") else \
+                (_FAST_MEMBER if obj else _FAST_ITEM).match(src, i)
             if m is not None:
                 if obj:
                     comma, key, _, opener = m.groups()

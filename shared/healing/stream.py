@@ -17,6 +17,7 @@ breaks the healing: from there on the text passes as written, and the status is 
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 
@@ -36,6 +37,7 @@ _CONTROL = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
 _CLOSE = {"{": "}", "[": "]"}
 _OPEN = {"}": "{", "]": "["}
 _WS = frozenset(" \t\r\n")
+log = logging.getLogger("switchyard.healing")
 MAX_PROSE = 2048  # text before the JSON held at most; past it the answer is taken for prose and passes as written
 
 
@@ -66,7 +68,20 @@ class StreamHealer:
         return len(self.escape) + len(self.token) + len(self.held) + len(self.opener)
 
     def feed(self, text: str) -> str:
-        """Take the next delta; return what may be sent now."""
+        """Take the next delta; return what may be sent now. Never raises: a bug here costs the healing (the
+        stream then passes as written), never the stream."""
+        if self.state == "broken":
+            self.seen += len(text)
+            return text
+        try:
+            return self._feed(text)
+        except Exception:  # pragma: no cover - a bug
+            log.exception("stream healing failed unexpectedly")
+            self._out.clear()
+            self._break(text)
+            return self._flush()
+
+    def _feed(self, text: str) -> str:
         self._out.clear()
         i, n = 0, len(text)
         self.seen += n
@@ -405,6 +420,15 @@ class StreamHealer:
     # -- the end ---------------------------------------------------------------------------------------------
     def finish(self, *, truncated: bool) -> tuple[str, Status, list[Repair]]:
         """(suffix to append, status, repairs) once the stream has ended; `truncated`: stopped for length."""
+        try:
+            return self._finish(truncated)
+        except Exception:  # pragma: no cover - a bug
+            log.exception("stream healing failed unexpectedly")
+            self._out.clear()
+            self._break()
+            return self._flush(), "failed", self.repairs
+
+    def _finish(self, truncated: bool) -> tuple[str, Status, list[Repair]]:
         self._out.clear()
         if self.state == "broken":
             return self._flush(), "failed", self.repairs
