@@ -3,7 +3,8 @@
 Bytes already sent cannot change, so `StreamHealer.feed(delta)` returns what may be sent now and keeps back the
 few bytes whose fate the next ones decide (linear in the stream's length, never re-parsing):
 - a comma, until the next non-space character (a closer: it was a trailing comma, and goes);
-- a key with its colon, until its value starts (the stream may end, or a closer come, first: the key goes);
+- a key with its colon, until its value starts (if the stream ends first, the key goes; if a closer comes,
+  the model wrote a key with no value, and the healing fails rather than drop it);
 - a number or bare word, until its delimiter (`True` becomes `true`, `pending` becomes `"pending"`, and a number
   at the end of a call stopped for length goes with its key: 15 may have been 1500);
 - an escape, until it is complete (`\\x41` keeps its backslash as text, a lone surrogate becomes U+FFFD);
@@ -285,6 +286,10 @@ class StreamHealer:
     def _closer(self, c: str) -> None:
         if not self.stack or _OPEN[c] not in self.stack:
             self.note("extra_closer_removed", removed=c)
+            return
+        if self.held_key:  # {"a": 1, "b": }: a key the model wrote, with no value, before the end: not dropped
+            self.note("value_removed", removed=self.held)  # (what healing would have had to drop)
+            self._break(c)
             return
         while self.stack[-1] != _OPEN[c]:
             self._close_top("closer_inserted")
