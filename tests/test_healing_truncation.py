@@ -137,3 +137,13 @@ def test_every_misplaced_closer_the_text_determines_is_placed_right():
     for name, text, want in corpus:
         result = heal(text)
         assert result.status == "healed" and json.loads(result.text) == want, (name, text, result.text)
+
+
+@pytest.mark.parametrize("truncated", [False, True])
+def test_a_key_with_no_value_goes_at_the_end_only(truncated):
+    end = heal('{"a": 1, "b"', truncated=truncated)
+    assert (end.text, end.status) == ('{"a": 1}', "healed")
+    assert "dangling_key_removed" in {r.kind for r in end.repairs}
+    for text in ('{"a": 1, "b": }', '{"a", "b": 1}', '{"a": 1, "b":, "c": 2}'):
+        middle = heal(text, truncated=truncated)  # no cut explains it: the key is kept, the healing fails
+        assert (middle.text, middle.status) == (text, "failed") and "value_removed" in {r.kind for r in middle.repairs}

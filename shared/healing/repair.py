@@ -511,11 +511,11 @@ class _Repairer:
         self._value_done()
 
     def _drop_dangling(self, top: _Frame, offset: int) -> None:
-        """A key with no value goes. At the end of the input that is the cut; before it, when the call is not
-        known to be cut, the key is text the model wrote and meant: lost, so the healing fails."""
+        """A key with no value goes. At the end of the input that is the cut; before it (`{"a": , "b": 1}`), the
+        key is text the model wrote and meant, which no truncation explains: lost, so the healing fails."""
         if top.kind == "{" and top.state in ("colon", "value"):
             removed = "".join(self.out[top.key_at:])
-            if self.i < self.n and not self.truncated:
+            if self.i < self.n:
                 self.lose("value_removed", offset, removed)
             del self.out[top.key_at:]
             self.note("dangling_key_removed", offset, removed=removed)
@@ -524,7 +524,7 @@ class _Repairer:
     def _drop_trailing_comma(self, offset: int) -> None:
         last = self._last()
         if last >= 0 and self.out[last] == ",":
-            del self.out[last]
+            del self.out[last:]  # with the spaces after it: [1, 2, ] → [1, 2]
             self.note("trailing_comma_removed", offset, removed=",")
 
     def _close_at_eof(self) -> None:
