@@ -1,4 +1,4 @@
-"""A corpus of broken LLM-style JSON with known answers, for the healing tests and benchmark.
+"""Corpora of broken LLM-style JSON with known answers, for the healing tests and benchmark.
 
 Each case is (name, broken text, expected value or TRUNCATED). The broken texts are written from known values
 by `emit`, in the styles LLMs break JSON in, so the value a repair must produce is known exactly; truncated
@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import random
 from typing import Any, Iterator
+
+import orjson
 
 TRUNCATED = object()
 
@@ -156,3 +158,61 @@ def prefix_consistent(got: Any, want: Any) -> bool:
     if isinstance(want, (int, float)):  # numbers are never cut: whole or absent
         return isinstance(got, (int, float)) and not isinstance(got, bool) and got == want
     return False
+
+
+# -- misplaced closers: the answer determined by the text ---------------------------------------------------
+def _structural_closers(text: str) -> list[int]:
+    """Offsets of the closers outside strings."""
+    at, in_string, escape = [], False, False
+    for i, c in enumerate(text):
+        if in_string:
+            if escape:
+                escape = False
+            elif c == "\\":
+                escape = True
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "}]":
+            at.append(i)
+    return at
+
+
+def _determined(text: str) -> Any:
+    """The one value every single-closer edit that makes `text` valid gives, or None if there is no such edit
+    or the edits disagree."""
+    found: list[Any] = []
+    edits = [text[:p] + c + text[p:] for p in range(len(text) + 1) for c in "}]"]
+    for p in _structural_closers(text):
+        other = "]" if text[p] == "}" else "}"
+        edits += [text[:p] + text[p + 1:], text[:p] + other + text[p + 1:]]
+    for edit in edits:
+        try:
+            value = orjson.loads(edit)
+        except orjson.JSONDecodeError:
+            continue
+        if not found:
+            found.append(value)
+        elif value != found[0]:
+            return None
+    return found[0] if found else None
+
+
+def misplaced_closers() -> list[tuple[str, str, Any]]:
+    """Each base with one closer in its middle deleted, swapped for the other kind or doubled, kept when every
+    single-closer edit that makes the text valid JSON gives the same value (then the expected one)."""
+    cases: list[tuple[str, str, Any]] = []
+    for b, base in enumerate(BASES):
+        for style, text in (("compact", json.dumps(base, separators=(",", ":"))), ("spaced", json.dumps(base))):
+            closers = _structural_closers(text)
+            tail = len(text.rstrip("}] "))
+            for p in (p for p in closers if p < tail):  # in the middle: the end is truncation's business
+                other = "]" if text[p] == "}" else "}"
+                for edit, broken in (("deleted", text[:p] + text[p + 1:]),
+                                     ("swapped", text[:p] + other + text[p + 1:]),
+                                     ("doubled", text[:p] + text[p] + text[p:])):
+                    want = _determined(broken)
+                    if want is not None:
+                        cases.append((f"{b}:{style}:{edit}@{p}", broken, want))
+    return cases

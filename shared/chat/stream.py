@@ -66,7 +66,8 @@ class StreamRelay:
                        "object": "chat.completion.chunk"}
         self.usage: Usage | None = None
         self.text: list[str] = []  # what was generated, for counting tokens if the upstream sends no usage
-        # Healing by appending only: one state tracker per choice's content and per tool call's arguments.
+        # Healing as the deltas pass (a few bytes held back): one healer per choice's content and per tool call's
+        # arguments.
         heal = self.request.heal_content or self.request.heal_tool_arguments
         self.healers: dict[tuple[int, int | None], StreamHealer] | None = {} if heal else None
         self.first_byte_deadline = min(time.monotonic() + first_byte_timeout(route.endpoint), self.total_deadline)
@@ -216,13 +217,15 @@ class StreamRelay:
             if content:
                 self.text.append(content)
                 if self.healers is not None and self.request.heal_content:
-                    self.healers.setdefault((c.get("index", 0), None), StreamHealer()).feed(content)
+                    # what may go out now: the healer holds back the few bytes the next ones decide
+                    delta["content"] = self.healers.setdefault((c.get("index", 0), None), StreamHealer()).feed(content)
             for call in delta.get("tool_calls") or ():
-                arguments = (call.get("function") or {}).get("arguments") or ""
+                function = call.get("function") or {}
+                arguments = function.get("arguments") or ""
                 self.text.append(arguments)
                 if arguments and self.healers is not None and self.request.heal_tool_arguments:
                     key = (c.get("index", 0), call.get("index", 0))
-                    self.healers.setdefault(key, StreamHealer()).feed(arguments)
+                    function["arguments"] = self.healers.setdefault(key, StreamHealer()).feed(arguments)
             if c.get("finish_reason"):
                 self.event.finish_reason = c["finish_reason"]
                 finishing = True
@@ -232,7 +235,8 @@ class StreamRelay:
         return b"data: " + orjson.dumps(chunk) + b"\n\n", finishing
 
     def _heal_frames(self, report: HealReport) -> list[bytes]:
-        """The deltas that close what each healer saw: after all the upstream's content, before its finish chunks."""
+        """The deltas that end what each healer saw (what it held and keeps, the closers): after all the upstream's
+        content, before its finish chunks."""
         assert self.healers is not None
         frames = []
         truncated = self.event.finish_reason == "length"

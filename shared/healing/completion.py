@@ -1,4 +1,5 @@
-"""Healing applied to a chat completion: the assistant's content and tool-call arguments of every choice.
+"""Healing applied to a chat completion: the assistant's content and tool-call arguments of every choice, each
+told by its choice's finish_reason whether it was cut ("length") or finished.
 
 For `json_schema` requests the healed value is also checked against the schema (jsonschema) and the result
 reported on its own: healing never coerces a value to fit a schema.
@@ -52,8 +53,9 @@ def heal_completion(body: dict[str, Any], *, content: bool, tool_arguments: bool
         index = choice.get("index", 0)
         message = choice.get("message") or {}
         text = message.get("content")
+        truncated = choice.get("finish_reason") == "length"  # cut by the token limit, not finished
         if content and isinstance(text, str) and text:
-            result = heal(text)
+            result = heal(text, truncated=truncated)
             report.add(f"choices[{index}].message.content", result)
             message["content"] = result.text
             if schema is not None and result.status != "failed":
@@ -63,7 +65,7 @@ def heal_completion(body: dict[str, Any], *, content: bool, tool_arguments: bool
             function = call.get("function") or {}
             arguments = function.get("arguments")
             if isinstance(arguments, str) and arguments:
-                result = heal(arguments)
+                result = heal(arguments, truncated=truncated)
                 report.add(f"choices[{index}].message.tool_calls[{n}].function.arguments", result)
                 function["arguments"] = result.text
     return report

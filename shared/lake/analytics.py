@@ -158,10 +158,23 @@ def usage_rows(engine: LakeQuery, request: Request) -> tuple[list[dict[str, Any]
             **{k: (round(r[k], 3) if r[k] is not None else None)
                for k in ("latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "ttft_ms_p50", "ttft_ms_p95")},
             top_errors=_top(r["error_counts"]),
+            heal=_heal(r),
             last_call_at=_iso(r["last_call_at"]),
         )
+        if "repairs_of_kind" in r:
+            shaped["repairs_of_kind"] = int(r["repairs_of_kind"])
         out.append(shaped)
     return out, truncated
+
+
+def _heal(r: dict[str, Any]) -> dict[str, Any]:
+    """Response Healing in the group: of the calls it applied to, how many came back healed, valid already
+    (skipped) or beyond repair (failed), the repairs made, and the share that was not valid JSON as produced."""
+    calls = int(r["heal_calls"])
+    broken = int(r["heal_healed"]) + int(r["heal_failed"])
+    return {"calls": calls, "healed": int(r["heal_healed"]), "skipped": int(r["heal_skipped"]),
+            "failed": int(r["heal_failed"]), "repairs": int(r["heal_repairs"]),
+            "broken_rate": round(broken / calls, 6) if calls else None}
 
 
 def _top(histogram: Any) -> list[dict[str, Any]]:
@@ -181,6 +194,8 @@ _METRIC_TYPES = [("calls", "int64"), ("completed", "int64"), ("failed", "int64")
                  ("reasoning_tokens", "int64"), ("cached_tokens", "int64"), ("total_tokens", "int64"),
                  ("cost", "float64"), ("latency_ms_p50", "float64"), ("latency_ms_p95", "float64"),
                  ("latency_ms_p99", "float64"), ("ttft_ms_p50", "float64"), ("ttft_ms_p95", "float64")]
+_HEAL_TYPES = [("heal_calls", "int64"), ("heal_healed", "int64"), ("heal_skipped", "int64"),
+               ("heal_failed", "int64"), ("heal_repairs", "int64"), ("heal_broken_rate", "float64")]
 
 
 def export_schema(request: Request, *, csv: bool) -> Any:
@@ -190,8 +205,16 @@ def export_schema(request: Request, *, csv: bool) -> Any:
 
     dims = (["period"] if request.granularity else []) + [queries.DIMENSIONS[g][1] for g in request.group_by]
     errors = pa.string() if csv else pa.list_(pa.struct([("error_type", pa.string()), ("count", pa.int64())]))
+    kinds = [("repairs_of_kind", pa.int64())] if "repair_kind" in request.group_by else []
     return pa.schema([(d, pa.string()) for d in dims] + [(n, getattr(pa, t)()) for n, t in _METRIC_TYPES]
+                     + [(n, getattr(pa, t)()) for n, t in _HEAL_TYPES] + kinds
                      + [("top_errors", errors), ("last_call_at", pa.string())])
+
+
+def _flat_heal(row: dict[str, Any]) -> dict[str, Any]:
+    """A row with its `heal` block as heal_* columns (exports are flat)."""
+    heal = row.get("heal") or {}
+    return {**row, **{f"heal_{k}": v for k, v in heal.items()}}
 
 
 def export(rows: list[dict[str, Any]], fmt: str, request: Request) -> tuple[bytes, str]:
@@ -202,14 +225,14 @@ def export(rows: list[dict[str, Any]], fmt: str, request: Request) -> tuple[byte
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        table = pa.Table.from_pylist(rows, schema=export_schema(request, csv=False))
+        table = pa.Table.from_pylist([_flat_heal(r) for r in rows], schema=export_schema(request, csv=False))
         sink = io.BytesIO()
         pq.write_table(table, sink, compression="zstd")
         return sink.getvalue(), "application/vnd.apache.parquet"
     if fmt == "csv":
         import pyarrow.csv as pcsv
 
-        flat = [{**r, "top_errors": json.dumps(r["top_errors"], separators=(",", ":"))} for r in rows]
+        flat = [{**_flat_heal(r), "top_errors": json.dumps(r["top_errors"], separators=(",", ":"))} for r in rows]
         table = pa.Table.from_pylist(flat, schema=export_schema(request, csv=True))
         sink = io.BytesIO()
         pcsv.write_csv(table, sink)

@@ -4,7 +4,7 @@ by `dt`), and tests/test_lake_queries.py checks that each one parses in both dia
 
 Portability: the aggregates, filters and time buckets run on Athena as transpiled; percentiles do not match
 exactly there: DuckDB's `quantile_cont` is exact (linear interpolation), Trino's `approx_percentile` (what it
-becomes) is approximate. The category dimension (`UNNEST` of a list) is DuckDB's syntax only.
+becomes) is approximate. The category and repair_kind dimensions (`UNNEST` of a list) are DuckDB's syntax only.
 
 Parameters are named (`$from`, `$to`, `$key`…); the dimension and filter fragments below are fixed strings
 chosen by name, never text from a request.
@@ -24,6 +24,8 @@ DIMENSIONS = {
     "status": ("status", "status"),
     "error_type": ("coalesce(error_type, '')", "error_type"),
     "category": ("coalesce(category, '')", "category"),
+    "heal_status": ("coalesce(heal_status, '')", "heal_status"),  # '' where healing did not apply
+    "repair_kind": ("coalesce(repair.kind, '')", "repair_kind"),  # a call counts once in each kind it had
 }
 GRANULARITY = {"hour": "date_trunc('hour', created_at)", "day": "date_trunc('day', created_at)"}
 
@@ -37,6 +39,7 @@ FILTERS = {
     "status": "status = $status",
     "error_type": "error_type = $error_type",
     "category": "list_contains(categories, $category)",
+    "heal_status": "heal_status = $heal_status",
 }
 
 METRICS = """
@@ -55,13 +58,22 @@ METRICS = """
     quantile_cont(ttft_ms, 0.5) FILTER (WHERE status = 'completed') AS ttft_ms_p50,
     quantile_cont(ttft_ms, 0.95) FILTER (WHERE status = 'completed') AS ttft_ms_p95,
     histogram(coalesce(error_type, 'unknown')) FILTER (WHERE status = 'failed') AS error_counts,
+    count(heal_status) AS heal_calls,
+    count(*) FILTER (WHERE heal_status = 'healed') AS heal_healed,
+    count(*) FILTER (WHERE heal_status = 'skipped') AS heal_skipped,
+    count(*) FILTER (WHERE heal_status = 'failed') AS heal_failed,
+    coalesce(sum(heal_repairs), 0) AS heal_repairs,
     max(created_at) AS last_call_at"""
 
 
 def _source(group_by: list[str]) -> str:
+    source = TABLE
     if "category" in group_by:  # a call with two categories counts once in each
-        return f"(SELECT *, UNNEST(coalesce(categories, [NULL::VARCHAR])) AS category FROM {TABLE})"
-    return TABLE
+        source = f"(SELECT *, UNNEST(coalesce(categories, [NULL::VARCHAR])) AS category FROM {source})"
+    if "repair_kind" in group_by:  # and a call with two kinds of repair once in each
+        source = (f"(SELECT *, UNNEST(coalesce(heal_repair_kinds, [NULL::STRUCT(kind VARCHAR, count INTEGER)]))"
+                  f" AS repair FROM {source})")
+    return source
 
 
 def _where(filters: list[str]) -> str:
@@ -79,7 +91,10 @@ def usage(group_by: list[str], granularity: str | None, filters: list[str]) -> t
         expression, name = DIMENSIONS[g]
         selects.append(f"{expression} AS {name}")
         columns.append(name)
-    head = ", ".join(selects + [METRICS.strip()])
+    metrics = [METRICS.strip()]
+    if "repair_kind" in group_by:
+        metrics.append("coalesce(sum(repair.count), 0) AS repairs_of_kind")
+    head = ", ".join(selects + metrics)
     group = f" GROUP BY {', '.join(str(i + 1) for i in range(len(columns)))}" if columns else ""
     order = " ORDER BY " + ", ".join(["calls DESC"] + [str(i + 1) for i in range(len(columns))])
     return f"SELECT {head} FROM {_source(group_by)} WHERE {_where(filters)}{group}{order}", columns

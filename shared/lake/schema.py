@@ -1,10 +1,10 @@
 """The usage lake's one schema: a row per metered call, as Parquet under `usage/dt=YYYY-MM-DD/`.
 
-Version 1. Column names follow OpenTelemetry's GenAI semantic conventions where one exists (the attribute
-name without its `gen_ai.` prefix, dots as underscores; the mapping is `OTEL` below and the README's table);
-the rest are ours. Types: timestamps are `timestamp[ms, UTC]`, money is `float64` USD (the value the usage
-table holds, rounded to 12 decimals at metering: sums over millions of calls stay exact to a micro-cent),
-token counts `int64`, ids and labels strings.
+Version 2 (version 1 lacked `heal_repair_kinds`). Column names follow OpenTelemetry's GenAI semantic
+conventions where one exists (the attribute name without its `gen_ai.` prefix, dots as underscores; the
+mapping is `OTEL` below and the README's table); the rest are ours. Types: timestamps are `timestamp[ms, UTC]`,
+money is `float64` USD (the value the usage table holds, rounded to 12 decimals at metering: sums over millions
+of calls stay exact to a micro-cent), token counts `int64`, ids and labels strings.
 
 Evolution is add-only: a new version may add nullable columns, never rename, retype or remove one. Every file
 records its version in a column and in its Parquet metadata; readers ask for the columns they know, and a file
@@ -25,7 +25,7 @@ from typing import Any
 
 import pyarrow as pa
 
-VERSION = 1
+VERSION = 2
 METADATA_KEY = b"switchyard.schema_version"
 
 # column -> the OpenTelemetry attribute it carries (GenAI semantic conventions, development status, 2026)
@@ -79,6 +79,8 @@ SCHEMA = pa.schema([
     pa.field("attempts", pa.int16(), nullable=False),  # upstream attempts (fallbacks and retries included)
     pa.field("heal_status", pa.string()),  # healed | skipped | failed; null when healing did not apply
     pa.field("heal_repairs", pa.int32(), nullable=False),
+    # v2: how often each kind of repair was made (from the call's audit, whose first 100 entries are kept)
+    pa.field("heal_repair_kinds", pa.list_(pa.struct([("kind", pa.string()), ("count", pa.int32())]))),
     pa.field("schema_valid", pa.bool_()),
     pa.field("ip_hash", pa.string()),  # HMAC-SHA256 of the client IP under a key derived from the pepper
     pa.field("prompt_fingerprint", pa.string()),  # salted HMAC of the prompt (shared/metering/fingerprint.py)
@@ -115,6 +117,18 @@ def _float(value: Any) -> float:
 
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _repair_kinds(audit: Any) -> list[dict[str, Any]] | None:
+    """The audit's entries counted by kind, in kind order (kinds only: offsets and paths stay in the table)."""
+    if not isinstance(audit, list):
+        return None
+    counts: dict[str, int] = {}
+    for entry in audit:
+        kind = entry.get("kind") if isinstance(entry, dict) else None
+        if isinstance(kind, str) and kind:
+            counts[kind] = counts.get(kind, 0) + 1
+    return [{"kind": k, "count": n} for k, n in sorted(counts.items())] or None
 
 
 def row(record: dict[str, Any], hash_ip: IpHasher) -> dict[str, Any]:
@@ -162,6 +176,7 @@ def row(record: dict[str, Any], hash_ip: IpHasher) -> dict[str, Any]:
         "attempts": min(len(attempts), 32767) if isinstance(attempts, list) else (1 if record.get("provider") else 0),
         "heal_status": _str(record.get("heal_status")),
         "heal_repairs": min(_int(record.get("heal_repairs")), 2**31 - 1),
+        "heal_repair_kinds": _repair_kinds(record.get("heal_audit")),
         "schema_valid": record.get("schema_valid") if isinstance(record.get("schema_valid"), bool) else None,
         "ip_hash": hash_ip(_str(record.get("client_ip"))),
         "prompt_fingerprint": _str(record.get("prompt_fingerprint")),
@@ -193,6 +208,9 @@ def glue_columns() -> list[dict[str, str]]:
     def glue_type(t: pa.DataType) -> str:
         if pa.types.is_list(t):
             return f"array<{glue_type(t.value_type)}>"
+        if pa.types.is_struct(t):
+            return "struct<" + ",".join(f"{t.field(k).name}:{glue_type(t.field(k).type)}"
+                                        for k in range(t.num_fields)) + ">"
         return {pa.string(): "string", pa.int16(): "smallint", pa.int32(): "int", pa.int64(): "bigint",
                 pa.float64(): "double", pa.bool_(): "boolean"}.get(t) or ("timestamp" if pa.types.is_timestamp(t)
                                                                         else str(t))
