@@ -24,7 +24,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from shared.chat import frames
-from shared.chat.schema import ChatRequest, parse_chat_request
+from shared.chat.schema import ChatRequest, json_object, parse_chat_request
 from shared.errors import BadRequestError
 
 # The chat request's own fields a Messages request may carry too (OpenRouter's extensions).
@@ -167,12 +167,7 @@ def _where(loc: tuple[Any, ...]) -> str:
 
 def parse(raw: bytes) -> ChatRequest:
     """A Messages body → the chat request it asks for, or a 400 naming the field (in the Messages shape)."""
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise BadRequestError(f"Request body is not valid JSON: {e}", metadata={"field": "body"}) from None
-    if not isinstance(data, dict):
-        raise BadRequestError("Request body must be a JSON object", metadata={"field": "body"})
+    data = json_object(raw)
     try:
         request = MessagesRequest.model_validate(data)
     except ValidationError as e:

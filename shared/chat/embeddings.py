@@ -13,12 +13,11 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.chat import record
 from shared.chat.context import CallContext
-from shared.chat.schema import ChatRequest, ProviderPreferences
+from shared.chat.schema import ChatRequest, ProviderPreferences, json_object
 from shared.errors import BadRequestError, SwitchyardError, UpstreamTimeoutError
 from shared.providers import Completion, Usage
 from shared.routing.plan import Plan
@@ -71,12 +70,7 @@ class EmbeddingRequest(BaseModel):
 
 def parse(raw: bytes) -> EmbeddingRequest:
     """Bytes → a validated request, or a 400 naming the field."""
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise BadRequestError(f"Request body is not valid JSON: {e}", metadata={"field": "body"}) from None
-    if not isinstance(data, dict):
-        raise BadRequestError("Request body must be a JSON object", metadata={"field": "body"})
+    data = json_object(raw)
     try:
         request = EmbeddingRequest.model_validate(data)
     except ValidationError as e:

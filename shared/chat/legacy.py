@@ -14,7 +14,7 @@ from typing import Any, AsyncIterator
 import orjson
 
 from shared.chat import frames
-from shared.chat.schema import ChatRequest, parse_chat_request
+from shared.chat.schema import ChatRequest, json_object, parse_chat_request
 from shared.errors import BadRequestError
 
 
@@ -24,12 +24,7 @@ def _invalid(field: str, message: str) -> BadRequestError:
 
 def parse(raw: bytes) -> ChatRequest:
     """A completions body → the chat request it stands for, or a 400 naming the field."""
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise BadRequestError(f"Request body is not valid JSON: {e}", metadata={"field": "body"}) from None
-    if not isinstance(data, dict):
-        raise BadRequestError("Request body must be a JSON object", metadata={"field": "body"})
+    data = json_object(raw)
     if "messages" in data:
         raise _invalid("messages", "belongs to /chat/completions: a completion takes a prompt")
     prompt = data.pop("prompt", None)

@@ -24,7 +24,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from shared.chat import frames
-from shared.chat.schema import ChatRequest, parse_chat_request
+from shared.chat.schema import ChatRequest, json_object, parse_chat_request
 from shared.errors import BadRequestError
 
 GATEWAY_FIELDS = frozenset({"models", "provider", "route", "plugins", "transforms", "heal_json", "session_id",
@@ -149,12 +149,7 @@ def _first_error(e: ValidationError, prefix: str = "") -> tuple[str, str]:
 
 def parse(raw: bytes) -> tuple[ChatRequest, ResponsesRequest]:
     """A Responses body → the chat request it stands for (and the request, which the answer echoes), or a 400."""
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise BadRequestError(f"Request body is not valid JSON: {e}", metadata={"field": "body"}) from None
-    if not isinstance(data, dict):
-        raise BadRequestError("Request body must be a JSON object", metadata={"field": "body"})
+    data = json_object(raw)
     for name in STATEFUL:
         if data.get(name) is not None:
             raise _invalid(name, "needs responses stored by the server; this gateway is stateless (send the "

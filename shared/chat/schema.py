@@ -334,14 +334,20 @@ def _deeper_than(data: Any, limit: int) -> bool:
     return False
 
 
-def parse_chat_request(raw: bytes) -> ChatRequest:
-    """Bytes → a validated request, or a 400 naming the bad field."""
+def json_object(raw: bytes) -> dict[str, Any]:
+    """A request body as the JSON object it must be, or the 400 (`field: body`) every front answers."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
         raise BadRequestError(f"Request body is not valid JSON: {e}", metadata={"field": "body"}) from None
     if not isinstance(data, dict):
         raise BadRequestError("Request body must be a JSON object", metadata={"field": "body"})
+    return data
+
+
+def parse_chat_request(raw: bytes) -> ChatRequest:
+    """Bytes → a validated request, or a 400 naming the bad field."""
+    data = json_object(raw)
     try:
         request = ChatRequest.model_validate(data)
         request._raw = data
