@@ -284,3 +284,11 @@ def test_an_edited_audit_table_is_shown_and_named_never_a_500(client, admin, gat
     verdict = client.get("/api/v1/audit/verify", headers=admin)
     assert verdict.status_code == 200 and verdict.json()["valid"] is False
     refused(client.post(KEYS, headers=admin, json={"name": "after"}), 503)
+
+
+def test_a_limit_reads_back_as_it_was_given(client, admin):
+    _, whole = made(client.post(KEYS, headers=admin, json={"name": "w", "limit": 10}))
+    _, part = made(client.post(KEYS, headers=admin, json={"name": "p", "limit": 2.5}))
+    assert type(whole["limit"]) is int and whole["limit"] == 10 and type(whole["limit_remaining"]) is int
+    assert part["limit"] == 2.5
+    assert type(client.get(f"{KEYS}/{whole['hash']}", headers=admin).json()["data"]["limit"]) is int

@@ -79,10 +79,12 @@ class ApiKey:
         return any(getattr(self, f) is not None for f in _CHECKED) or self.zero_log
 
     def to_api(self) -> dict[str, Any]:
-        """OpenRouter's key shape; `hash` is our public key id."""
+        """OpenRouter's key shape; `hash` is our public key id. A whole-dollar limit reads as it was given (10,
+        not 10.0)."""
         data = {
             "hash": self.key_id, "name": self.name, "label": self.label, "disabled": self.disabled,
-            "limit": self.limit, "limit_remaining": self.limit_remaining, "limit_reset": self.limit_reset,
+            "limit": _whole(self.limit), "limit_remaining": _whole(self.limit_remaining),
+            "limit_reset": self.limit_reset,
             "usage": round(self.usage, 10), "usage_daily": round(self.usage_daily, 10),
             "usage_weekly": round(self.usage_weekly, 10), "usage_monthly": round(self.usage_monthly, 10),
             "is_management_key": self.kind == "management",
@@ -307,3 +309,7 @@ def _add_spend(key: ApiKey, row: dict[str, Any], now: Periods) -> None:
         key.usage_weekly = cost
     elif period == now.day:
         key.usage_daily = cost
+
+
+def _whole(amount: float | None) -> float | int | None:
+    return int(amount) if amount is not None and float(amount).is_integer() else amount
