@@ -239,15 +239,18 @@ class DynamoKeyStore:
                 sets.append(f"#f{i} = :f{i}")
                 values[f":f{i}"] = stored(name, value)
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
-        before = self.keys.get({"key_id": key_id}, consistent=True) if "allowed_origins" in changes else None
+        indexed = "allowed_origins" in changes or changes.get("disabled") is not None
+        before = self.keys.get({"key_id": key_id}, consistent=True) if indexed else None
         try:
             self.keys.update({"key_id": key_id}, expression, names=names, values=values,
                              condition="attribute_exists(key_id) AND #k = :k")
         except ConditionFailedError:
             raise NotFoundError(f"No key {key_id!r}", metadata={"hash": key_id}) from None
-        if "allowed_origins" in changes:
-            self.origins.change(key_id, (before or {}).get("allowed_origins") or (),
-                                changes["allowed_origins"] or ())
+        if indexed:  # the origin index lists enabled keys' origins only (a preflight for a disabled key's: 403)
+            before = before or {}
+            after = {**before, **{k: v for k, v in changes.items() if k == "allowed_origins" or v is not None}}
+            self.origins.change(key_id, () if before.get("disabled") else (before.get("allowed_origins") or ()),
+                                () if after.get("disabled") else (after.get("allowed_origins") or ()))
         if changes.get("limit") is not None:
             self.spend.resync(key_id)  # spent while unlimited: `committed` catches up before the limit applies
         key = self.get(key_id)
