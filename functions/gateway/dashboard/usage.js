@@ -1,0 +1,266 @@
+// The views any key may open: analytics, a model's errors, the rankings, the key itself. An inference key's
+// answers are its own calls only (the API scopes them); a management key's are everyone's.
+import { api, ApiError, qs } from "./api.js";
+import { bars, donut, legend, lines } from "./charts.js";
+import { card, failure, h, int, ms, pct, table, usd, when } from "./ui.js";
+
+export const RANGES = { "24h": ["Last 24 hours", 1], "7d": ["Last 7 days", 7], "30d": ["Last 30 days", 30],
+  "90d": ["Last 90 days", 90] };
+
+/** The range's start (an ISO time; the end is now) and the latency chart's bucket. */
+export function span(range) {
+  const days = (RANGES[range] || RANGES["7d"])[1];
+  const from = new Date(Date.now() - days * 86400e3);
+  from.setUTCSeconds(0, 0); // whole minutes: the same query within a minute is the same text
+  return { from: from.toISOString().replace(".000Z", "Z"), granularity: days <= 2 ? "hour" : "day", days };
+}
+
+function rangePicker(ctx) {
+  const select = h("select", { id: "range", name: "range", onchange: (e) => ctx.setRange(e.target.value) },
+    Object.entries(RANGES).map(([value, [label]]) => h("option", { value, selected: value === ctx.range }, label)));
+  return h("div", { class: "toolbar" }, h("label", { for: "range" }, "Time range"), select);
+}
+
+const settle = (results) => results.map((r) => (r.status === "fulfilled" ? r.value : r.reason));
+const failed = (x) => x instanceof Error;
+const rate = (completed, failedCalls) => (completed + failedCalls ? completed / (completed + failedCalls) : null);
+const errorsLink = (model) => h("a", { href: `#/errors/${encodeURIComponent(model)}`, class: "button small",
+  "aria-label": `View errors of ${model}` }, "View errors");
+
+export async function analytics(ctx) {
+  const { from, granularity } = span(ctx.range);
+  const [models, labs, apps, series] = settle(await Promise.allSettled([
+    api(`/analytics${qs({ from, group_by: "model" })}`),
+    api(`/analytics${qs({ from, group_by: "lab" })}`),
+    api(`/analytics${qs({ from, group_by: "app" })}`),
+    api(`/analytics${qs({ from, granularity })}`),
+  ]));
+  if (failed(models) && models.status === 401) throw models;
+  return h("div", {}, rangePicker(ctx), totals(models), topModels(models), h("div", { class: "grid" },
+    labShare(labs), appUsage(apps)), latency(series, granularity));
+}
+
+function totals(models) {
+  if (failed(models)) return null;
+  const rows = models.data;
+  const sum = (k) => rows.reduce((a, r) => a + r[k], 0);
+  const figures = [["Calls", int(sum("calls"))], ["Tokens", int(sum("total_tokens"))], ["Cost", usd(sum("cost"))],
+    ["Success rate", pct(rate(sum("completed"), sum("failed")))], ["Models", int(rows.length)]];
+  return h("dl", { class: "totals", id: "totals" },
+    figures.map(([label, value]) => h("div", {}, h("dt", {}, label), h("dd", {}, value))));
+}
+
+function topModels(models) {
+  if (failed(models)) return card("Top models by tokens", failure(models));
+  const rows = [...models.data].sort((a, b) => b.total_tokens - a.total_tokens || b.calls - a.calls);
+  const total = rows.reduce((a, r) => a + r.total_tokens, 0);
+  const top = rows.slice(0, 10);
+  return card("Top models by tokens",
+    top.length ? bars("Tokens by model", top.map((r) => ({ label: r.model || "(none)", value: r.total_tokens,
+      text: int(r.total_tokens) }))) : null,
+    table("Models by tokens in the range", [
+      { label: "Model", value: (r) => r.model || "(none)" },
+      { label: "Tokens", num: true, value: (r) => int(r.total_tokens) },
+      { label: "Share", num: true, value: (r) => pct(total ? r.total_tokens / total : null) },
+      { label: "Calls", num: true, value: (r) => int(r.calls) },
+      { label: "Success rate", num: true, value: (r) => pct(r.success_rate) },
+      { label: "Failed", num: true, value: (r) => int(r.failed) },
+      { label: "p50 latency", num: true, value: (r) => ms(r.latency_ms_p50) },
+      { label: "p95 latency", num: true, value: (r) => ms(r.latency_ms_p95) },
+      { label: "Cost", num: true, value: (r) => usd(r.cost) },
+      { label: "Errors", value: (r) => (r.failed ? errorsLink(r.model) : "none") },
+    ], rows, { rowKey: (r) => r.model, empty: "No calls in this range." }));
+}
+
+function labShare(labs) {
+  if (failed(labs)) return card("Cost share by lab", failure(labs));
+  const rows = [...labs.data].sort((a, b) => b.cost - a.cost);
+  const total = rows.reduce((a, r) => a + r.cost, 0);
+  const items = rows.map((r) => ({ label: r.lab || "(none)", value: r.cost, text: pct(total ? r.cost / total : 0) }));
+  return card("Cost share by lab",
+    rows.length ? h("div", { class: "donut-row" }, donut("Cost share by lab", items), legend(items.map((i) => `${i.label} ${i.text}`))) : null,
+    table("Cost by lab", [
+      { label: "Lab", value: (r) => r.lab || "(none)" },
+      { label: "Cost", num: true, value: (r) => usd(r.cost) },
+      { label: "Share", num: true, value: (r) => pct(total ? r.cost / total : null) },
+      { label: "Calls", num: true, value: (r) => int(r.calls) },
+      { label: "Tokens", num: true, value: (r) => int(r.total_tokens) },
+    ], rows, { rowKey: (r) => r.lab }));
+}
+
+function appUsage(apps) {
+  if (failed(apps)) return card("Usage by app", failure(apps));
+  const rows = [...apps.data].sort((a, b) => b.total_tokens - a.total_tokens);
+  return card("Usage by app",
+    rows.length ? bars("Tokens by app", rows.slice(0, 10).map((r) => ({ label: r.app || "(no app)",
+      value: r.total_tokens, text: int(r.total_tokens) })), { width: 460 }) : null,
+    table("Usage by app", [
+      { label: "App", value: (r) => r.app || "(no app)" },
+      { label: "Calls", num: true, value: (r) => int(r.calls) },
+      { label: "Tokens", num: true, value: (r) => int(r.total_tokens) },
+      { label: "Cost", num: true, value: (r) => usd(r.cost) },
+      { label: "Success rate", num: true, value: (r) => pct(r.success_rate) },
+    ], rows, { rowKey: (r) => r.app }));
+}
+
+function latency(series, granularity) {
+  if (failed(series)) return card("Latency percentiles", failure(series));
+  const rows = series.data.filter((r) => r.latency_ms_p50 !== null);
+  const xs = rows.map((r) => new Date(r.period));
+  const lineSet = [["p50", "latency_ms_p50"], ["p95", "latency_ms_p95"], ["p99", "latency_ms_p99"]]
+    .map(([label, k]) => ({ label, values: rows.map((r) => r[k]) }));
+  return card(`Latency percentiles (by ${granularity})`,
+    rows.length ? h("div", {}, lines("Latency p50, p95 and p99 over time", xs, lineSet, (v) => `${Math.round(v)} ms`),
+      legend(["p50", "p95", "p99"])) : h("p", { class: "empty" }, "No completed calls in this range."),
+    rows.length ? h("details", {}, h("summary", {}, "The numbers"), table("Latency by period", [
+      { label: "Period", value: (r) => when(r.period) },
+      { label: "Calls", num: true, value: (r) => int(r.calls) },
+      { label: "p50", num: true, value: (r) => ms(r.latency_ms_p50) },
+      { label: "p95", num: true, value: (r) => ms(r.latency_ms_p95) },
+      { label: "p99", num: true, value: (r) => ms(r.latency_ms_p99) },
+      { label: "TTFT p50", num: true, value: (r) => ms(r.ttft_ms_p50) },
+    ], rows, { rowKey: (r) => r.period })) : null);
+}
+
+export async function errors(ctx) {
+  const model = ctx.args[0];
+  const { from } = span(ctx.range);
+  if (!model) {
+    const all = await api(`/analytics${qs({ from, status: "failed", group_by: "model,error_type" })}`);
+    return h("div", {}, rangePicker(ctx), card("Failed calls by model and error type", table("Failures", [
+      { label: "Model", value: (r) => r.model || "(none)" },
+      { label: "Error type", value: (r) => r.error_type || "unknown" },
+      { label: "Calls", num: true, value: (r) => int(r.calls) },
+      { label: "", value: (r) => errorsLink(r.model) },
+    ], all.data.sort((a, b) => b.calls - a.calls), { empty: "No failed calls in this range." })));
+  }
+  ctx.heading.textContent = `Errors of ${model}`;
+  const [summary, kinds] = await Promise.all([
+    api(`/analytics${qs({ from, model })}`),
+    api(`/analytics${qs({ from, model, status: "failed", group_by: "error_type" })}`),
+  ]);
+  const s = summary.data[0] || { calls: 0, completed: 0, failed: 0, success_rate: null };
+  const rows = [...kinds.data].sort((a, b) => b.calls - a.calls);
+  const failures = rows.reduce((a, r) => a + r.calls, 0);
+  return h("div", {}, rangePicker(ctx),
+    h("p", {}, h("a", { href: "#/analytics" }, "← All models")),
+    h("dl", { class: "totals", id: "model-totals" }, [["Calls", int(s.calls)], ["Completed", int(s.completed)],
+      ["Failed", int(s.failed)], ["Success rate", pct(s.success_rate)], ["p95 latency", ms(s.latency_ms_p95)]]
+      .map(([label, value]) => h("div", {}, h("dt", {}, label), h("dd", {}, value)))),
+    card("Errors by type",
+      rows.length ? bars(`Failed calls of ${model} by error type`, rows.map((r) => ({ label: r.error_type || "unknown",
+        value: r.calls, text: int(r.calls) }))) : null,
+      table(`Failed calls of ${model} by error type`, [
+        { label: "Error type", value: (r) => r.error_type || "unknown" },
+        { label: "Calls", num: true, value: (r) => int(r.calls) },
+        { label: "Share of failures", num: true, value: (r) => pct(failures ? r.calls / failures : null) },
+        { label: "Last seen", value: (r) => when(r.last_call_at) },
+        { label: "Reroute", value: (r) => (ctx.who.is_provisioning_key && r.error_type ? h("a", {
+          class: "button small", href: `#/routing/new/${encodeURIComponent(model)}/${encodeURIComponent(r.error_type)}`,
+          "aria-label": `Create a routing policy for ${r.error_type} of ${model}` }, "Create a routing policy") : "") },
+      ], rows, { rowKey: (r) => r.error_type, empty: "No failed calls of this model in the range." })));
+}
+
+export async function rankings(ctx) {
+  const by = ctx.args[0] || "model";
+  const date = ctx.args[1] || "";
+  const form = h("form", { class: "toolbar", onsubmit: (e) => {
+    e.preventDefault();
+    const d = new FormData(e.target);
+    ctx.go(`#/rankings/${d.get("by")}${d.get("date") ? `/${d.get("date")}` : ""}`);
+  } },
+  h("label", { for: "rank-by" }, "Rank by"),
+  h("select", { id: "rank-by", name: "by" }, ["model", "lab", "app"].map((v) => h("option", { value: v, selected: v === by }, v))),
+  h("label", { for: "rank-date" }, "Day"), h("input", { id: "rank-date", name: "date", type: "date", value: date }),
+  h("button", { type: "submit" }, "Show"));
+  const [ranked, terms] = settle(await Promise.allSettled([api(`/rankings${qs({ by, date })}`),
+    by === "model" ? api("/models/licenses") : Promise.resolve(null)]));
+  if (failed(ranked)) {
+    return h("div", {}, form, ranked.status === 404 ? h("div", { class: "card" }, h("p", {}, ranked.message),
+      ctx.who.is_provisioning_key ? runButton(ctx) : null) : failure(ranked));
+  }
+  const licenses = new Map((!failed(terms) && terms ? terms.data : []).map((t) => [t.model, t]));
+  const meta = ranked.meta;
+  const columns = {
+    model: [
+      { label: "Rank", num: true, value: (r) => r.rank ?? "–" }, { label: "Model", value: (r) => r.model },
+      { label: "Lab", value: (r) => r.lab }, { label: "Score", num: true, value: (r) => (r.score ?? 0).toFixed(3) },
+      { label: "Success rate", num: true, value: (r) => pct(r.success_rate) },
+      { label: "p95 latency", num: true, value: (r) => ms(r.p95_latency_ms) },
+      { label: "$ per 1k tokens", num: true, value: (r) => usd(r.cost_per_1k_tokens) },
+      { label: "Calls", num: true, value: (r) => int(r.calls) },
+      { label: "Tokens", num: true, value: (r) => int(r.total_tokens) },
+      { label: "License terms", value: (r) => terms_(licenses.get(r.model)) },
+    ],
+    lab: [
+      { label: "Rank", num: true, value: (r) => r.rank ?? "–" }, { label: "Lab", value: (r) => r.lab },
+      { label: "Score", num: true, value: (r) => (r.score ?? 0).toFixed(3) }, { label: "Best model", value: (r) => r.best_model || "–" },
+      { label: "Calls", num: true, value: (r) => int(r.calls) }, { label: "Token share", num: true, value: (r) => pct(r.token_share) },
+      { label: "Cost share", num: true, value: (r) => pct(r.cost_share) },
+    ],
+    app: [
+      { label: "Rank", num: true, value: (r) => r.rank ?? "–" }, { label: "App", value: (r) => r.app || "(no app)" },
+      { label: "Calls", num: true, value: (r) => int(r.calls) }, { label: "Tokens", num: true, value: (r) => int(r.total_tokens) },
+      { label: "Cost", num: true, value: (r) => usd(r.cost) }, { label: "Top model", value: (r) => r.top_model || "–" },
+    ],
+  }[by];
+  return h("div", {}, form,
+    h("p", { class: "meta" }, `Day ${meta.date} (as of ${when(meta.as_of)}). Score = ${meta.formula.text || "0.4·success + 0.3·(1/p95) + 0.3·(1/cost per 1k)"}.`),
+    card(`Rankings by ${by}`, table(`Rankings by ${by}, ${meta.date}`, columns, ranked.data,
+      { rowKey: (r) => r[by] ?? r.model, empty: "Nothing ranked that day." })),
+    ctx.who.is_provisioning_key ? runButton(ctx) : null);
+}
+
+function terms_(t) {
+  if (!t || !t.license) return "not in the license table";
+  const allows = [t.commercial_use ? "commercial use" : null, t.train_other_models ? "training other models" : null]
+    .filter(Boolean);
+  const text = `${t.license}: ${allows.length ? `allows ${allows.join(" and ")}` : "restricted"}`;
+  return t.source && t.source.startsWith("https://") ? h("a", { href: t.source, rel: "noopener noreferrer" }, text) : text;
+}
+
+function runButton(ctx) {
+  const status = h("span", { role: "status", class: "meta" });
+  const day = h("input", { id: "run-date", name: "run-date", type: "date",
+    value: new Date(Date.now() - 86400e3).toISOString().slice(0, 10) });
+  return h("form", { class: "toolbar", onsubmit: async (e) => {
+    e.preventDefault();
+    status.textContent = "Running…";
+    try {
+      let run = (await api("/rankings/runs", { method: "POST", body: { date: day.value || undefined } })).data;
+      while (run.status === "queued" || run.status === "running") {
+        await new Promise((r) => { setTimeout(r, 1000); });
+        run = (await api(`/rankings/runs/${run.id}`)).data;
+      }
+      status.textContent = `Run ${run.id}: ${run.status}${run.error ? ` (${run.error})` : ""}`;
+      if (run.status === "completed") ctx.go(`#/rankings/model/${run.date}`);
+    } catch (error) {
+      status.textContent = error.message;
+    }
+  } }, h("label", { for: "run-date" }, "Run the rankings for"), day, h("button", { type: "submit" }, "Run"), status);
+}
+
+export async function myKey(ctx) {
+  const [credits, activity] = settle(await Promise.allSettled([api("/credits"), api("/activity")]));
+  const k = ctx.who;
+  const facts = [["Name", k.label || k.name], ["Hash", k.hash], ["Kind", k.is_provisioning_key ? "management" : "inference"],
+    ["Usage", usd(k.usage)], ["Limit", k.limit === null || k.limit === undefined ? "none" : usd(k.limit)],
+    ["Remaining", k.limit_remaining === null || k.limit_remaining === undefined ? "–" : usd(k.limit_remaining)],
+    ["Rate limits", [k.rpm ? `${k.rpm}/min` : null, k.rpd ? `${k.rpd}/day` : null].filter(Boolean).join(", ") || "none"],
+    ["Allowed models", (k.allowed_models || []).join(", ") || "any"], ["Expires", when(k.expires_at)]];
+  if (k.scopes) facts.push(["Scopes", k.scopes.join(", ")]);
+  return h("div", {},
+    card("This key", h("dl", { class: "facts" }, facts.map(([a, b]) => h("div", {}, h("dt", {}, a), h("dd", {}, b ?? "–"))))),
+    card("Credits", failed(credits) ? failure(credits) : h("dl", { class: "totals", id: "credits" },
+      h("div", {}, h("dt", {}, "Total credits"), h("dd", {}, credits.data.total_credits === null ? "no limit" : usd(credits.data.total_credits))),
+      h("div", {}, h("dt", {}, "Total usage"), h("dd", {}, usd(credits.data.total_usage))))),
+    card("Activity, last 30 completed days", failed(activity) ? failure(activity) : table("Activity by day and model", [
+      { label: "Day", value: (r) => r.date }, { label: "Model", value: (r) => r.model },
+      { label: "Provider", value: (r) => r.provider_name }, { label: "Requests", num: true, value: (r) => int(r.requests) },
+      { label: "Prompt tokens", num: true, value: (r) => int(r.prompt_tokens) },
+      { label: "Completion tokens", num: true, value: (r) => int(r.completion_tokens) },
+      { label: "Spend", num: true, value: (r) => usd(r.usage) },
+    ], activity.data, { empty: "No calls in the last 30 completed days (today is not counted)." })));
+}
+
+export { ApiError };
