@@ -17,8 +17,8 @@ const tip = (text) => s("title", {}, text);
 export function bars(label, items, { width = 560 } = {}) {
   const row = 26, left = 190, right = 90;
   const max = Math.max(...items.map((i) => i.value), 1e-12);
-  const svg = s("svg", { viewBox: `0 0 ${width} ${items.length * row + 4}`, role: "img", "aria-label": label,
-    class: "chart" });
+  const svg = s("svg", { viewBox: `0 0 ${width} ${items.length * row + 4}`, width, height: items.length * row + 4,
+    role: "img", "aria-label": label, class: "chart" });
   items.forEach((item, n) => {
     const y = n * row + 2, w = Math.max(1, ((width - left - right) * item.value) / max);
     svg.append(s("text", { x: left - 8, y: y + 17, "text-anchor": "end", class: "axis" }, clip(item.label, 28)),
@@ -33,7 +33,7 @@ export function bars(label, items, { width = 560 } = {}) {
 export function donut(label, items, { size = 200 } = {}) {
   const total = items.reduce((a, i) => a + i.value, 0);
   const r = size / 2 - 4, inner = r * 0.58, c = size / 2;
-  const svg = s("svg", { viewBox: `0 0 ${size} ${size}`, role: "img", "aria-label": label, class: "chart donut" });
+  const svg = s("svg", { viewBox: `0 0 ${size} ${size}`, width: size, height: size, role: "img", "aria-label": label, class: "chart donut" });
   if (total <= 0) {
     svg.append(s("circle", { cx: c, cy: c, r, fill: "#ddd" }));
     return svg;
@@ -60,9 +60,10 @@ function arc(c, r, inner, a0, a1) {
 }
 
 /** Lines over time: xs (Date[]), series [{label, values (number|null)[]}], format(v) for the axis. */
-export function lines(label, xs, series, format, { width = 640, height = 220 } = {}) {
+export function lines(label, xs, series, format, { width = 900, height = 240 } = {}) {
   const left = 64, bottom = 24, top = 10, right = 12;
-  const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": label, class: "chart" });
+  const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, width, height, role: "img", "aria-label": label,
+    class: "chart" });
   const all = series.flatMap((x) => x.values).filter((v) => v !== null && v !== undefined);
   const max = Math.max(...all, 1e-9);
   const t0 = xs.length ? xs[0].getTime() : 0, t1 = xs.length ? xs[xs.length - 1].getTime() : 1;

@@ -12,7 +12,7 @@ export function span(range) {
   const days = (RANGES[range] || RANGES["7d"])[1];
   const from = new Date(Date.now() - days * 86400e3);
   from.setUTCSeconds(0, 0); // whole minutes: the same query within a minute is the same text
-  return { from: from.toISOString().replace(".000Z", "Z"), granularity: days <= 2 ? "hour" : "day", days };
+  return { from: from.toISOString().replace(".000Z", "Z"), granularity: days <= 7 ? "hour" : "day", days };
 }
 
 function rangePicker(ctx) {
