@@ -89,9 +89,10 @@ async function show() {
   body.replaceChildren(content);
   body.removeAttribute("aria-busy");
   if (ctx.heading.textContent !== title) document.title = `${ctx.heading.textContent} · Switchyard`;
-  if (document.activeElement === document.body || !document.activeElement || !$("view").contains(document.activeElement)) {
-    if (state.focusView) heading.focus();
-  }
+  // Focus follows the view (keyboard and screen-reader users land on it): what it asks for, else its heading.
+  const wanted = body.querySelector("[data-autofocus]");
+  if (wanted) wanted.focus();
+  else if (state.focusView && !$("view").contains(document.activeElement)) heading.focus();
   state.focusView = true;
   document.body.dataset.ready = view;
   performance.mark(`view:${view}`);

@@ -3,6 +3,10 @@
 import { api, qs } from "./api.js";
 import { card, clearErrors, failure, field, h, int, list, pct, showError, table, usd, when } from "./ui.js";
 
+// What a change leaves for the view's next render (which replaces the form that made it): a message, a secret.
+let flash = null;
+const take = (view) => { const f = flash && flash.view === view ? flash : null; if (f) flash = null; return f; };
+
 const ERROR_TYPES = ["context_length_exceeded", "rate_limit_exceeded", "provider_error", "provider_unavailable",
   "provider_overloaded", "timeout", "content_policy_violation", "model_not_found", "invalid_request"];
 
@@ -30,7 +34,9 @@ export async function routing(ctx) {
         }
       } }, "Delete")) },
   ], rows, { rowKey: (p) => p.id, empty: "No routing policies yet." });
-  if (ctx.args[0] === "new" && ctx.args[1]) form.prefill(ctx.args[1], ctx.args[2] || "context_length_exceeded");
+  const done = take("routing");
+  if (done) form.say(done.message);
+  else if (ctx.args[0] === "new" && ctx.args[1]) form.prefill(ctx.args[1], ctx.args[2] || "context_length_exceeded");
   const datalist = h("datalist", { id: "model-ids" }, ids.map((id) => h("option", { value: id })));
   return h("div", {}, datalist, card("Policies", listing), card("Create or edit a policy", form.element));
 }
@@ -97,11 +103,8 @@ function policyForm(ctx, ids, models) {
     }
     try {
       const saved = await api("/routes", { method: "PUT", body });
-      status.textContent = `Saved ${saved.data.id}. Call it as model "${saved.data.id}".`;
-      const keep = status.textContent;
-      await ctx.rerender();
-      const again = document.getElementById("policy-status");
-      if (again) again.textContent = keep;
+      flash = { view: "routing", message: `Saved ${saved.data.id}. Call it as model "${saved.data.id}".` };
+      if (ctx.args.length) ctx.go("#/routing"); else await ctx.rerender();
     } catch (error) {
       // "models" (an unknown model) is about the model fields; the rest name the field they are about.
       showError(element, error, { models: "default", default: "default", on_error: "on_error_model_0" });
@@ -109,6 +112,7 @@ function policyForm(ctx, ids, models) {
   });
   return {
     element,
+    say(message) { status.textContent = message; status.setAttribute("data-autofocus", ""); status.tabIndex = -1; },
     load(p) {
       element.reset();
       set("id", p.id);
@@ -125,8 +129,11 @@ function policyForm(ctx, ids, models) {
       element.elements.id.focus();
     },
     prefill(model, errorType) {
-      const longest = models.filter((m) => m.id !== model && m.context_length)
-        .sort((a, b) => b.context_length - a.context_length)[0];
+      // the longest context among the models that can answer here (not policies), the model's own lab first
+      const lab = model.split("/")[0];
+      const longest = models.filter((m) => m.id !== model && m.context_length && m.available !== false && !m.models)
+        .sort((a, b) => b.context_length - a.context_length || (b.id.startsWith(`${lab}/`) - a.id.startsWith(`${lab}/`))
+          || a.id.localeCompare(b.id))[0];
       set("id", `dashboard/${model.split("/").pop()}-${errorType.replace(/_/g, "-")}`.slice(0, 100));
       set("description", `${model}, rerouted on ${errorType}`);
       set("default", model);
@@ -143,9 +150,13 @@ export async function keys(ctx) {
   const management = ctx.args[0] === "management";
   const listed = await api(`/keys${qs({ management: management ? "true" : "" })}`);
   const secret = h("div", { id: "key-secret", role: "status", "aria-live": "polite" });
-  const reveal = (title, token) => secret.replaceChildren(h("div", { class: "card notice" },
-    h("p", {}, `${title}. Its secret is shown once: copy it now.`),
-    h("label", { for: "new-secret" }, "Secret"), h("input", { id: "new-secret", readonly: true, value: token, class: "mono" })));
+  const shown = take("keys");
+  if (shown) {
+    secret.append(h("div", { class: "card notice" }, h("p", {}, `${shown.message}. Its secret is shown once: copy it now.`),
+      h("label", { for: "new-secret" }, "Secret"),
+      h("input", { id: "new-secret", readonly: true, value: shown.secret, class: "mono", "data-autofocus": "" })));
+  }
+  const reveal = async (message, token) => { flash = { view: "keys", message, secret: token }; await ctx.rerender(); };
   const rows = listed.data;
   const switcher = h("p", { class: "toolbar" }, management ? h("a", { href: "#/keys" }, "Inference keys")
     : h("a", { href: "#/keys/management" }, "Management keys"));
@@ -162,10 +173,7 @@ export async function keys(ctx) {
         try {
           const grace = Number(document.getElementById("grace").value || 0);
           const r = await api(`/keys/${k.hash}/rotate`, { method: "POST", body: { grace_seconds: grace } });
-          await ctx.rerender();
-          reveal(`Rotated ${k.name}; the old secret works for ${r.old_secret_refused_within_seconds} s more at most`, r.key);
-          document.getElementById("key-secret")?.replaceWith(secret);
-          document.getElementById("new-secret")?.focus();
+          await reveal(`Rotated ${k.name}; the old secret works for ${r.old_secret_refused_within_seconds} s more at most`, r.key);
         } catch (error) { e.target.closest("td").append(h("span", { class: "field-error", role: "alert" }, ` ${error.message}`)); }
       } }, "Rotate"),
       h("button", { type: "button", class: "small danger", "aria-label": `${k.disabled ? "Enable" : "Disable"} ${k.name}`,
@@ -228,11 +236,7 @@ function keyForm(ctx, management, reveal) {
     if (management) { body.management = true; body.scopes = list(f.scopes.value); }
     try {
       const made = await api("/keys", { method: "POST", body });
-      await ctx.rerender();
-      reveal(`Created ${made.data.name} (${made.data.hash})${made.warnings ? `; ${made.warnings.join("; ")}` : ""}`, made.key);
-      const slot = document.getElementById("key-secret");
-      if (slot) slot.replaceWith(document.querySelector("#key-secret") || slot);
-      document.getElementById("new-secret")?.focus();
+      await reveal(`Created ${made.data.name} (${made.data.hash})${made.warnings ? `; ${made.warnings.join("; ")}` : ""}`, made.key);
     } catch (error) {
       showError(form, error);
     }
