@@ -184,7 +184,8 @@ export async function rankings(ctx) {
   const columns = {
     model: [
       { label: "Rank", num: true, value: (r) => r.rank ?? "–" }, { label: "Model", value: (r) => r.model },
-      { label: "Lab", value: (r) => r.lab }, { label: "Score", num: true, value: (r) => (r.score ?? 0).toFixed(3) },
+      { label: "Lab", value: (r) => r.lab }, { label: "Status", value: (r) => r.status || "–" },
+      { label: "Score", num: true, value: (r) => (r.score === null || r.score === undefined ? "–" : r.score.toFixed(3)) },
       { label: "Success rate", num: true, value: (r) => pct(r.success_rate) },
       { label: "p95 latency", num: true, value: (r) => ms(r.p95_latency_ms) },
       { label: "$ per 1k tokens", num: true, value: (r) => usd(r.cost_per_1k_tokens) },
@@ -194,7 +195,8 @@ export async function rankings(ctx) {
     ],
     lab: [
       { label: "Rank", num: true, value: (r) => r.rank ?? "–" }, { label: "Lab", value: (r) => r.lab },
-      { label: "Score", num: true, value: (r) => (r.score ?? 0).toFixed(3) }, { label: "Best model", value: (r) => r.best_model || "–" },
+      { label: "Score", num: true, value: (r) => (r.score === null || r.score === undefined ? "–" : r.score.toFixed(3)) },
+      { label: "Best model", value: (r) => r.best_model || "–" },
       { label: "Calls", num: true, value: (r) => int(r.calls) }, { label: "Token share", num: true, value: (r) => pct(r.token_share) },
       { label: "Cost share", num: true, value: (r) => pct(r.cost_share) },
     ],
