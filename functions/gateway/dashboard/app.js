@@ -76,6 +76,8 @@ async function show() {
     setRange(value) { state.range = value; sessionStorage.setItem("switchyard.range", value); show(); },
     onLeave(stop) { state.leave.push(stop); },
     go(hash) { location.hash = hash; },
+    // put a view's frame in place before its data arrives (its cards then fill as their calls answer)
+    mount(el) { if (ticket === rendering) body.replaceChildren(el); },
     rerender: show,
   };
   let content;

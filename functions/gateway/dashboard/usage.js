@@ -29,19 +29,45 @@ const errorsLink = (model) => h("a", { href: `#/errors/${encodeURIComponent(mode
 
 export async function analytics(ctx) {
   const { from, granularity } = span(ctx.range);
-  const [models, labs, apps, series] = settle(await Promise.allSettled([
-    api(`/analytics${qs({ from, group_by: "model" })}`),
-    api(`/analytics${qs({ from, group_by: "lab" })}`),
-    api(`/analytics${qs({ from, group_by: "app" })}`),
-    api(`/analytics${qs({ from, granularity })}`),
-  ]));
-  if (failed(models) && models.status === 401) throw models;
-  return h("div", {}, rangePicker(ctx), totals(models), topModels(models), h("div", { class: "grid" },
-    labShare(labs), appUsage(apps)), latency(series, granularity));
+  // Three scans of the lake, drawn as each answers: model and lab together (a model has one lab, so the labs'
+  // sums are the models' added up), the apps, and the latency over time.
+  const slots = { totals: h("div", {}), models: placeholder("Top models by tokens"), labs: placeholder("Cost share by lab"),
+    apps: placeholder("Usage by app"), latency: placeholder("Latency percentiles") };
+  const frame = h("div", {}, rangePicker(ctx), slots.totals, slots.models, h("div", { class: "grid" }, slots.labs,
+    slots.apps), slots.latency);
+  ctx.mount(frame);
+  let first = true;
+  const fill = (promise, draw) => promise.then((v) => v, (e) => e).then((answer) => {
+    if (failed(answer) && answer.status === 401) throw answer;
+    for (const [slot, el] of draw(answer)) slots[slot].replaceWith(slots[slot] = el);
+    if (first) { first = false; performance.mark("paint:analytics"); }
+  });
+  await Promise.all([
+    fill(api(`/analytics${qs({ from, group_by: "model,lab" })}`), (byModel) => [["totals", totals(byModel)],
+      ["models", topModels(byModel)], ["labs", labShare(failed(byModel) ? byModel : { data: byLab(byModel.data) })]]),
+    fill(api(`/analytics${qs({ from, group_by: "app" })}`), (apps) => [["apps", appUsage(apps)]]),
+    fill(api(`/analytics${qs({ from, granularity })}`), (series) => [["latency", latency(series, granularity)]]),
+  ]);
+  return frame;
+}
+
+const placeholder = (title) => card(title, h("p", { class: "loading" }, "Loading…"));
+
+/** Rows by lab from rows by model and lab: the sums (cost, calls, tokens) added up. */
+function byLab(rows) {
+  const labs = new Map();
+  for (const r of rows) {
+    const lab = labs.get(r.lab) || { lab: r.lab, cost: 0, calls: 0, total_tokens: 0 };
+    lab.cost += r.cost;
+    lab.calls += r.calls;
+    lab.total_tokens += r.total_tokens;
+    labs.set(r.lab, lab);
+  }
+  return [...labs.values()];
 }
 
 function totals(models) {
-  if (failed(models)) return null;
+  if (failed(models)) return h("div", {});
   const rows = models.data;
   const sum = (k) => rows.reduce((a, r) => a + r[k], 0);
   const figures = [["Calls", int(sum("calls"))], ["Tokens", int(sum("total_tokens"))], ["Cost", usd(sum("cost"))],
@@ -135,17 +161,18 @@ export async function errors(ctx) {
     ], all.data.sort((a, b) => b.calls - a.calls), { empty: "No failed calls in this range." })));
   }
   ctx.heading.textContent = `Errors of ${model}`;
-  const [summary, kinds] = await Promise.all([
-    api(`/analytics${qs({ from, model })}`),
-    api(`/analytics${qs({ from, model, status: "failed", group_by: "error_type" })}`),
-  ]);
-  const s = summary.data[0] || { calls: 0, completed: 0, failed: 0, success_rate: null };
-  const rows = [...kinds.data].sort((a, b) => b.calls - a.calls);
+  // One scan: the model's calls by error type; the row without one ("") holds its completed and cancelled calls.
+  const kinds = await api(`/analytics${qs({ from, model, group_by: "error_type" })}`);
+  const sum = (k) => kinds.data.reduce((a, r) => a + r[k], 0);
+  const s = { calls: sum("calls"), completed: sum("completed"), failed: sum("failed") };
+  s.success_rate = rate(s.completed, s.failed);
+  const rows = kinds.data.filter((r) => r.failed > 0).map((r) => ({ ...r, calls: r.failed }))
+    .sort((a, b) => b.calls - a.calls);
   const failures = rows.reduce((a, r) => a + r.calls, 0);
   return h("div", {}, rangePicker(ctx),
     h("p", {}, h("a", { href: "#/analytics" }, "← All models")),
     h("dl", { class: "totals", id: "model-totals" }, [["Calls", int(s.calls)], ["Completed", int(s.completed)],
-      ["Failed", int(s.failed)], ["Success rate", pct(s.success_rate)], ["p95 latency", ms(s.latency_ms_p95)]]
+      ["Failed", int(s.failed)], ["Success rate", pct(s.success_rate)]]
       .map(([label, value]) => h("div", {}, h("dt", {}, label), h("dd", {}, value)))),
     card("Errors by type",
       rows.length ? bars(`Failed calls of ${model} by error type`, rows.map((r) => ({ label: r.error_type || "unknown",
