@@ -102,6 +102,35 @@ def _post(url: str, key: str, body: dict) -> dict:
         return json.load(r)
 
 
+DIRECT = """
+import duckdb, json, sys, time
+from datetime import datetime, timedelta, timezone
+from shared.lake import queries
+con = duckdb.connect()
+con.execute("SET TimeZone = 'UTC'")
+con.execute(f"CREATE VIEW usage_records AS SELECT * FROM read_parquet('{sys.argv[1]}/usage/*/*.parquet')")
+params = {"from": datetime.now(timezone.utc) - timedelta(days=7), "to": datetime.now(timezone.utc)}
+out = {}
+for name, group_by, granularity in (("model,lab", ["model", "lab"], None), ("app", ["app"], None),
+                                    ("hour", [], "hour")):
+    sql, _ = queries.usage(group_by, granularity, [])
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        con.sql(sql, params=params).fetchall()
+        times.append(time.perf_counter() - t)
+    out[name] = round(min(times) * 1000, 1)
+print(json.dumps(out))
+"""
+
+
+def direct(root: Path) -> dict:
+    """The analytics view's three queries in DuckDB directly on the same files (best of 5, one at a time)."""
+    run = subprocess.run([sys.executable, "-c", DIRECT, str(root)], cwd=ROOT, check=True, capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
 def measure(url: str, key: str, rounds: int) -> dict:
     from playwright.sync_api import sync_playwright
 
@@ -122,7 +151,7 @@ def measure(url: str, key: str, rounds: int) -> dict:
         out["sign_in_to_analytics_ms"] = round((time.perf_counter() - t) * 1000, 1)
         views: dict = {}
         for view in VIEWS:
-            samples, slowest = [], []
+            samples, slowest, firsts = [], [], []
             for _ in range(rounds + 1):
                 page.evaluate("() => { performance.clearResourceTimings(); performance.clearMarks(); }")
                 # a new hash, or the same one again (app.js renders the view anew on each hashchange event)
@@ -133,10 +162,14 @@ def measure(url: str, key: str, rounds: int) -> dict:
                 page.wait_for_selector(f"body[data-ready='{name}']", state="attached", timeout=120_000)
                 samples.append(page.evaluate(f"() => performance.getEntriesByName('view:{name}').pop().startTime"
                                              " - window.__t0"))
+                firsts.append(page.evaluate(f"() => (performance.getEntriesByName('paint:{name}').pop()"
+                                            f" || performance.getEntriesByName('view:{name}').pop()).startTime"
+                                            " - window.__t0"))
                 slowest.append(page.evaluate("() => Math.max(0, ...performance.getEntriesByType('resource')"
                                              ".filter(e => e.name.includes('/api/v1/')).map(e => e.duration))"))
             views[view] = {"first_ms": round(samples[0], 1), "warm_median_ms": round(statistics.median(samples[1:]), 1),
                            "warm_max_ms": round(max(samples[1:]), 1),
+                           "first_data_warm_median_ms": round(statistics.median(firsts[1:]), 1),
                            "slowest_api_call_median_ms": round(statistics.median(slowest[1:]), 1)}
             print(view, views[view], flush=True)
         out["views"] = views
@@ -175,8 +208,11 @@ def main() -> None:
         run = _post(f"{url}/api/v1/rankings/runs", admin, {"date": (now - timedelta(days=1)).date().isoformat()})
         print(f"rankings over the lake's yesterday: {run['data']['status']} in {time.perf_counter() - t:.1f} s",
               flush=True)
+        load = os.getloadavg()[0]
         result = measure(url, admin, args.rounds)
-        print(json.dumps({"records": args.records, "days": args.days, **result}, indent=1))
+        baseline = direct(root)
+        print(json.dumps({"records": args.records, "days": args.days, "load_average_1m": [round(load, 1),
+                          round(os.getloadavg()[0], 1)], "duckdb_direct_best_ms": baseline, **result}, indent=1))
     finally:
         os.killpg(stack.pid, signal.SIGINT)
         try:

@@ -55,7 +55,7 @@ function policyForm(ctx, ids, models) {
         autocomplete: "off" })));
   };
   const status = h("p", { role: "status", class: "meta", id: "policy-status" });
-  const element = h("form", { id: "policy-form", novalidate: true, "aria-describedby": "policy-status" },
+  const element = h("form", { id: "policy-form", novalidate: true, "aria-describedby": "policy-status" }, status,
     field("Policy id", { name: "id", placeholder: "acme/default", required: true, autocomplete: "off",
       hint: "author/name: the model name clients ask for" }),
     field("Description", { name: "description" }),
@@ -70,8 +70,7 @@ function policyForm(ctx, ids, models) {
       placeholder: '[{"name": "long", "when": {"prompt_tokens": "> 8192"}, "then": {"model": "sim/long-context"}}]' })),
     h("p", { class: "form-error", role: "alert" }),
     h("div", { class: "actions" }, h("button", { type: "submit" }, "Save policy"),
-      h("button", { type: "reset", class: "secondary" }, "Clear")),
-    status);
+      h("button", { type: "reset", class: "secondary" }, "Clear")));
   addPair();
   const set = (name, value) => { element.elements[name].value = value ?? ""; };
   element.addEventListener("reset", () => {
