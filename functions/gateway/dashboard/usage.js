@@ -270,7 +270,10 @@ function runButton(ctx) {
 }
 
 export async function myKey(ctx) {
-  const [credits, activity] = settle(await Promise.allSettled([api("/credits"), api("/activity")]));
+  // A management key's activity is everyone's, over 30 days of the lake: asked for on demand, not on each visit.
+  const everyone = ctx.who.is_provisioning_key;
+  const [credits, activity] = settle(await Promise.allSettled([api("/credits"),
+    everyone ? Promise.resolve(null) : api("/activity")]));
   const k = ctx.who;
   const facts = [["Name", k.label || k.name], ["Hash", k.hash], ["Kind", k.is_provisioning_key ? "management" : "inference"],
     ["Usage", usd(k.usage)], ["Limit", k.limit === null || k.limit === undefined ? "none" : usd(k.limit)],
@@ -278,18 +281,30 @@ export async function myKey(ctx) {
     ["Rate limits", [k.rpm ? `${k.rpm}/min` : null, k.rpd ? `${k.rpd}/day` : null].filter(Boolean).join(", ") || "none"],
     ["Allowed models", (k.allowed_models || []).join(", ") || "any"], ["Expires", when(k.expires_at)]];
   if (k.scopes) facts.push(["Scopes", k.scopes.join(", ")]);
+  const slot = h("div", {});
+  const show = (answer) => slot.replaceChildren(failed(answer) ? failure(answer) : activityTable(answer.data));
+  if (activity) show(activity);
+  else {
+    slot.append(h("button", { type: "button", onclick: async (e) => {
+      e.target.disabled = true;
+      e.target.textContent = "Loading…";
+      show(await api("/activity").catch((error) => error));
+    } }, "Show every key's activity"));
+  }
   return h("div", {},
     card("This key", h("dl", { class: "facts" }, facts.map(([a, b]) => h("div", {}, h("dt", {}, a), h("dd", {}, b ?? "–"))))),
     card("Credits", failed(credits) ? failure(credits) : h("dl", { class: "totals", id: "credits" },
       h("div", {}, h("dt", {}, "Total credits"), h("dd", {}, credits.data.total_credits === null ? "no limit" : usd(credits.data.total_credits))),
       h("div", {}, h("dt", {}, "Total usage"), h("dd", {}, usd(credits.data.total_usage))))),
-    card("Activity, last 30 completed days", failed(activity) ? failure(activity) : table("Activity by day and model", [
-      { label: "Day", value: (r) => r.date }, { label: "Model", value: (r) => r.model },
-      { label: "Provider", value: (r) => r.provider_name }, { label: "Requests", num: true, value: (r) => int(r.requests) },
-      { label: "Prompt tokens", num: true, value: (r) => int(r.prompt_tokens) },
-      { label: "Completion tokens", num: true, value: (r) => int(r.completion_tokens) },
-      { label: "Spend", num: true, value: (r) => usd(r.usage) },
-    ], activity.data, { empty: "No calls in the last 30 completed days (today is not counted)." })));
+    card("Activity, last 30 completed days", slot));
 }
+
+const activityTable = (rows) => table("Activity by day and model", [
+  { label: "Day", value: (r) => r.date }, { label: "Model", value: (r) => r.model },
+  { label: "Provider", value: (r) => r.provider_name }, { label: "Requests", num: true, value: (r) => int(r.requests) },
+  { label: "Prompt tokens", num: true, value: (r) => int(r.prompt_tokens) },
+  { label: "Completion tokens", num: true, value: (r) => int(r.completion_tokens) },
+  { label: "Spend", num: true, value: (r) => usd(r.usage) },
+], rows, { empty: "No calls in the last 30 completed days (today is not counted)." });
 
 export { ApiError };
