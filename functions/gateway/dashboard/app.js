@@ -2,17 +2,20 @@
 import { api, ApiError, session } from "./api.js";
 import { h } from "./ui.js";
 import * as usage from "./usage.js";
-import * as manage from "./manage.js";
+import { audit } from "./audit.js";
+import { jobs } from "./jobs.js";
+import { keys } from "./keys.js";
+import { routing } from "./routing.js";
 
 // name -> [title, render(ctx), who may see it ("any" or "management")]
 const VIEWS = {
   analytics: ["Analytics", usage.analytics, "any"],
   errors: ["Errors", usage.errors, "any"],
   rankings: ["Rankings", usage.rankings, "any"],
-  routing: ["Routing", manage.routing, "management"],
-  keys: ["Keys", manage.keys, "management"],
-  audit: ["Audit log", manage.audit, "management"],
-  jobs: ["Synthetic jobs", manage.jobs, "management"],
+  routing: ["Routing", routing, "management"],
+  keys: ["Keys", keys, "management"],
+  audit: ["Audit log", audit, "management"],
+  jobs: ["Synthetic jobs", jobs, "management"],
   key: ["My key", usage.myKey, "any"],
 };
 const HIDDEN = new Set(["errors"]); // reached from a model's "View errors", not from the menu

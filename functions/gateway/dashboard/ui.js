@@ -89,3 +89,12 @@ export function field(label, attrs, control) {
 }
 
 export const list = (text) => (text || "").split(/[,\n]/).map((s) => s.trim()).filter(Boolean);
+
+// What a change leaves for its view's next render (which replaces the form that made it): a message, a secret.
+let flash = null;
+export const leave = (view, value) => { flash = { view, ...value }; };
+export function take(view) {
+  const found = flash && flash.view === view ? flash : null;
+  if (found) flash = null;
+  return found;
+}

@@ -1,6 +1,6 @@
 // The views any key may open: analytics, a model's errors, the rankings, the key itself. An inference key's
 // answers are its own calls only (the API scopes them); a management key's are everyone's.
-import { api, ApiError, qs } from "./api.js";
+import { api, qs } from "./api.js";
 import { bars, donut, legend, lines } from "./charts.js";
 import { card, failure, h, int, ms, pct, table, usd, when } from "./ui.js";
 
@@ -306,5 +306,3 @@ const activityTable = (rows) => table("Activity by day and model", [
   { label: "Completion tokens", num: true, value: (r) => int(r.completion_tokens) },
   { label: "Spend", num: true, value: (r) => usd(r.usage) },
 ], rows, { empty: "No calls in the last 30 completed days (today is not counted)." });
-
-export { ApiError };
