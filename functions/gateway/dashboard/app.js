@@ -27,7 +27,7 @@ async function signIn(key) {
   const answer = await api("/key", { key });
   session.key = key;
   state.who = answer.data;
-  $("who-name").textContent = `${state.who.label || state.who.name || "key"} · ${
+  $("who-name").textContent = `${state.who.name || state.who.label || "key"} · ${
     state.who.is_provisioning_key ? "management" : "inference"} key`;
   buildNav();
   $("sign-in").hidden = true;

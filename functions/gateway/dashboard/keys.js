@@ -18,7 +18,8 @@ export async function keys(ctx) {
   const switcher = h("p", { class: "toolbar" }, management ? h("a", { href: "#/keys" }, "Inference keys")
     : h("a", { href: "#/keys/management" }, "Management keys"));
   const listing = table(management ? "Management keys" : "Inference keys", [
-    { label: "Name", value: (k) => k.label || k.name },
+    { label: "Name", value: (k) => k.name },
+    { label: "Key", value: (k) => h("code", {}, k.label || "–") },
     { label: "Hash", value: (k) => h("code", {}, k.hash) },
     { label: "State", value: (k) => (k.disabled ? "disabled" : "active") },
     { label: "Usage", num: true, value: (k) => usd(k.usage) },

@@ -275,7 +275,7 @@ export async function myKey(ctx) {
   const [credits, activity] = settle(await Promise.allSettled([api("/credits"),
     everyone ? Promise.resolve(null) : api("/activity")]));
   const k = ctx.who;
-  const facts = [["Name", k.label || k.name], ["Hash", k.hash], ["Kind", k.is_provisioning_key ? "management" : "inference"],
+  const facts = [["Name", k.name], ["Key", k.label], ["Hash", k.hash], ["Kind", k.is_provisioning_key ? "management" : "inference"],
     ["Usage", usd(k.usage)], ["Limit", k.limit === null || k.limit === undefined ? "none" : usd(k.limit)],
     ["Remaining", k.limit_remaining === null || k.limit_remaining === undefined ? "–" : usd(k.limit_remaining)],
     ["Rate limits", [k.rpm ? `${k.rpm}/min` : null, k.rpd ? `${k.rpd}/day` : null].filter(Boolean).join(", ") || "none"],
