@@ -87,8 +87,8 @@ def stack(tmp_path_factory):
         stack.stop()
 
 
-@pytest.fixture(scope="session")
-def browser():
+@pytest.fixture(scope="module")  # not the session's: Playwright's sync API holds an event loop while it runs,
+def browser():                    # so that every later asyncio.run() in this thread would fail
     executable = _chromium()
     from playwright.sync_api import sync_playwright
 
