@@ -105,3 +105,7 @@ build-GatewayFunction build-StreamFunction build-AnalyticsFunction build-UsageEx
 .PHONY: bench-governance
 bench-governance: install  # two gateway processes on one local stack: RPM 60 under 500 req/s, a $1 limit under 200 calls, what every restriction adds (~3 min)
 	$(UV) run --frozen --no-sync python -m benchmarks.governance
+
+.PHONY: bench-dashboard
+bench-dashboard: install  # the dashboard in headless Chromium (apt-get install -y chromium) over 1 M lake records: first paint, each view (~2 min)
+	$(UV) run --frozen --no-sync python -m benchmarks.dashboard

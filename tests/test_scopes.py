@@ -18,7 +18,9 @@ PUBLIC = {("GET", "/health"), ("POST", "/api/v1/chat/completions"), ("GET", "/ap
           ("POST", "/api/v1/completions"), ("POST", "/api/v1/embeddings"), ("POST", "/api/v1/messages"),
           ("POST", "/api/v1/responses"), ("GET", "/api/v1/embeddings/models"), ("GET", "/api/v1/models/count"),
           ("GET", "/api/v1/models/user"), ("GET", "/api/v1/providers"), ("GET", "/docs"),
-          ("GET", "/docs/assets/{name}"), ("GET", "/redoc")}
+          ("GET", "/docs/assets/{name}"), ("GET", "/redoc"),
+          # the dashboard page (static files: its data is the API's) and the models' license terms it shows
+          ("GET", "/dashboard"), ("GET", "/dashboard/{name}"), ("GET", "/api/v1/models/licenses")}
 FILLERS = {"key_hash": "0123456789ab", "run_id": "run-0123456789abcdef"}
 
 

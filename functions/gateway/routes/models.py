@@ -96,3 +96,21 @@ async def embeddings_models() -> Response:
     g.catalogs.maybe_refresh()
     models = [m.to_openrouter() for m in g.catalog if "embeddings" in m.config.output_modalities]
     return Response(orjson.dumps({"data": models}), media_type="application/json")
+
+
+@router.get("/models/licenses", summary="Each model's license or terms of use: what its outputs may be used for "
+            "(public: no key)")
+async def model_licenses() -> dict:
+    """From the license table the synthetic-data gate reads (shared/catalog/licenses.py): `license` is null for a
+    model no entry matches (the gate refuses it)."""
+    from shared.catalog import licenses
+
+    g = gateway()
+    g.catalogs.maybe_refresh()
+    fields = ("license", "spdx", "commercial_use", "train_other_models", "commercial_restriction",
+              "train_restriction", "obligations", "source")
+    data = []
+    for model in g.catalog:
+        entry = licenses.license_for(model.id)
+        data.append({"model": model.id, **{f: (getattr(entry, f) if entry else None) for f in fields}})
+    return {"data": data, "policy_version": licenses.load_table().policy_version}
