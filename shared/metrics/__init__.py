@@ -2,7 +2,7 @@
 
     calls.py       CallMetrics: counts, sums and histogram buckets in plain dicts (no exporter on the request path)
     prometheus.py  GatewayCollector: the Prometheus families of GET /metrics, built at scrape time
-    cloudwatch.py  emit: the same metrics as CloudWatch EMF, once a Lambda invocation (Powertools)
+(On Lambda, functions/gateway/cloudwatch.py sends the same metrics as CloudWatch EMF, once an invocation.)
 """
 
 from shared.metrics.calls import CallMetrics

@@ -2,7 +2,7 @@
 
 The meter hands it each usage event once (`observe`, on the request path: a lock, a few dict look-ups and list
 adds, ~2 µs); nothing here knows Prometheus or CloudWatch, which read `snapshot()` when they are asked
-(shared/metrics/prometheus.py at a scrape, shared/metrics/cloudwatch.py once a Lambda invocation).
+(shared/metrics/prometheus.py at a scrape; on Lambda, functions/gateway/cloudwatch.py reads the `tap`).
 
 Labels are bounded by construction: the model is a catalog model's id (what a refused call named that is not in
 the catalog is `other`), the provider a catalog provider's, the app one of the first `max_apps` apps seen
@@ -79,10 +79,14 @@ class CallMetrics:
             label = self._apps[app] = app if len(self._apps) < self.max_apps else OTHER
         return label
 
+    def model_label(self, e: "UsageEvent") -> str:
+        """The model a call names, if it is a catalog model's (a routed call's always is), else `other`."""
+        return e.model if e.provider or not e.model or self.known_model(e.model) else OTHER
+
     def observe(self, e: "UsageEvent") -> None:
         """Count one metered call (called once a call, by the meter)."""
         provider = e.provider or ""
-        model = e.model if provider or not e.model or self.known_model(e.model) else OTHER
+        model = self.model_label(e)
         status = e.status
         code = "200" if status == "completed" else "499" if status == "cancelled" else str(e.error_code or 500)
         error = e.error_type or ""
