@@ -65,7 +65,8 @@ class Stack(NamedTuple):
 
 
 @contextmanager
-def bench_stack(fake: Path, *fake_args: str, env: dict[str, str] | None = None) -> Iterator[Stack]:
+def bench_stack(fake: Path, *fake_args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = (),
+                ready_seconds: float = 60) -> Iterator[Stack]:
     """A fake upstream (`fake PORT *fake_args`) and `python -m infra.local` with an `openai`-kind provider
     `bench` pointing at it (model `bench/model`, upstream name `bench-model`); both stopped on exit."""
     procs: list[subprocess.Popen] = []
@@ -82,11 +83,11 @@ def bench_stack(fake: Path, *fake_args: str, env: dict[str, str] | None = None) 
         # and on a 2-core machine it competes with the gateway and moto (its cost: benchmarks/README.md, lake).
         environ = {"SWITCHYARD_LAKE_EXPORT": "0", "SWITCHYARD_FLOWS": "0", **os.environ, **(env or {}),
                    "PORT": str(gw_port), "SWITCHYARD_STATE_DIR": str(state), "SWITCHYARD_CONFIG": str(config)}
-        gw = subprocess.Popen([sys.executable, "-m", "infra.local"], cwd=ROOT, env=environ, stdout=subprocess.PIPE,
-                              text=True)
+        gw = subprocess.Popen([*prefix, sys.executable, "-m", "infra.local"], cwd=ROOT, env=environ,
+                              stdout=subprocess.PIPE, text=True)
         procs.append(gw)
         moto_url = re.search(r"moto on (\S+),", gw.stdout.readline())[1]  # type: ignore[union-attr,index]
-        wait(f"http://127.0.0.1:{gw_port}/health")
+        wait(f"http://127.0.0.1:{gw_port}/health", ready_seconds)
         yield Stack(up_port, gw_port, state, gw, moto_url)
     finally:
         for p in procs:
@@ -223,16 +224,69 @@ def metrics_cost(rounds: int, seconds: int) -> None:
           f"of throughput, {report['cpu_cost_pct']}% CPU a request (target ≤ 3%); {scrapes} scrapes")
 
 
+def metrics_instructions(requests: int, scrape_every: int) -> None:
+    """The gateway's instructions a request under callgrind (a count the machine's load does not move), metrics
+    on (scraped once every `scrape_every` requests) against off, `requests` calls each after a warm-up."""
+    from http.client import HTTPConnection
+
+    def measure(on: bool) -> float:
+        out = Path(tempfile.mkdtemp(prefix="switchyard-callgrind-")) / "callgrind.out"
+        prefix = ("valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}")
+        with bench_stack(FAKE, "0", env={"SWITCHYARD_METRICS": str(on).lower()}, prefix=prefix,
+                         ready_seconds=900) as stack:
+            key = (stack.state / "dev-key").read_text().strip()
+            admin = (stack.state / "admin-key").read_text().strip()
+            conn = HTTPConnection("127.0.0.1", stack.gw_port, timeout=120)
+            body = (BODY % "bench/model").encode()
+            headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+            def call() -> None:
+                conn.request("POST", "/api/v1/chat/completions", body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                assert response.status == 200, response.status
+
+            for _ in range(300):
+                call()
+            if on:
+                scraped_requests(stack.gw_port, admin)  # the first scrape imports prometheus-client
+            pid = str(stack.gateway.pid)
+            subprocess.run(["callgrind_control", "-i", "on", pid], check=True, capture_output=True)
+            for i in range(requests):
+                call()
+                if on and (i + 1) % scrape_every == 0:
+                    scraped_requests(stack.gw_port, admin)
+            time.sleep(0.5)  # the last records' flush
+            subprocess.run(["callgrind_control", "-d", pid], check=True, capture_output=True)
+            subprocess.run(["callgrind_control", "-i", "off", pid], check=True, capture_output=True)
+        dumps = [f for f in out.parent.iterdir() if f.name.startswith("callgrind.out.")]
+        (dump,) = dumps
+        totals = re.search(r"^(?:summary|totals): (\d+)", dump.read_text(errors="replace"), re.M)
+        return int(totals[1]) / requests  # type: ignore[index]
+
+    figures = {"off": measure(False), "on": measure(True)}
+    cost = (figures["on"] / figures["off"] - 1) * 100
+    print(json.dumps({"instructions_a_request": figures, "requests": requests, "scrape_every": scrape_every,
+                      "cost_pct": round(cost, 2)}, indent=2))
+    print(f"\n/metrics on: {figures['on']:,.0f} instructions a request, off: {figures['off']:,.0f}: "
+          f"+{cost:.2f}% (target ≤ 3%), a scrape every {scrape_every} requests")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--metrics", action="store_true", help="what /metrics costs: on against off, alternated")
     parser.add_argument("--rounds", type=int, default=6, help="with --metrics: windows of each")
+    parser.add_argument("--callgrind", type=int, metavar="REQUESTS",
+                        help="with --metrics: count instructions a request under valgrind instead (e.g. 3000)")
+    parser.add_argument("--scrape-every", type=int, default=1000, help="with --callgrind: requests a scrape")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install -y wrk")
     if not FAKE.exists():
         sys.exit(f"missing {FAKE}")
+    if args.metrics and args.callgrind:
+        return metrics_instructions(args.callgrind, args.scrape_every)
     if args.metrics:
         return metrics_cost(args.rounds, args.seconds)
     with bench_stack(FAKE, "0") as stack:
