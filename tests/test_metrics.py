@@ -46,6 +46,7 @@ def test_labels_are_bounded_apps_past_the_first_few_and_models_outside_the_catal
     for (model, provider, app, *_), row in calls.items():
         apps[app] = apps.get(app, 0) + row[0]
     assert apps == {"a": 2, "b": 1, OTHER: 2, "": 2}
+    assert len(m._apps) == 2  # the apps past the bound are not remembered either
     assert {k[0] for k in calls} == {"sim/fast", OTHER}
     assert not m.snapshot().duration.get((OTHER, "", "model_not_found"))  # never routed: no timing
 

@@ -76,7 +76,9 @@ class CallMetrics:
             return ""
         label = self._apps.get(app)
         if label is None:
-            label = self._apps[app] = app if len(self._apps) < self.max_apps else OTHER
+            if len(self._apps) >= self.max_apps:
+                return OTHER  # (not remembered: a flood of made-up titles must not grow the table)
+            label = self._apps[app] = app
         return label
 
     def model_label(self, e: "UsageEvent") -> str:
