@@ -47,8 +47,17 @@ def per_call(docs: list[dict], model: str) -> dict:
 
 @pytest.fixture
 def handler(gateway):
+    """The Lambda handler, with the main thread's event loop Mangum asks for (an earlier test's asyncio.run may
+    have left none: a Lambda process starts with one)."""
+    import asyncio
+
     from functions.gateway.handler import handler
-    return handler
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield handler
+    asyncio.set_event_loop(None)
+    loop.close()
 
 
 def test_each_invocation_emits_its_call_and_what_changed(handler, keys, capsys):
