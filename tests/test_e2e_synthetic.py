@@ -230,7 +230,8 @@ def test_the_cli_runs_a_template_with_a_progress_bar_and_writes_the_outputs(stac
     args = [sys.executable, "-m", "pipelines.synthetic", "run", "--template", "medical-dialogues",
             "--num-records", "30", "--out", str(out), "--gateway", f"{stack.url}/api/v1",
             "--key", stack.key("dev-key"), *(["--progress"] if prefect else ["--no-prefect"])]
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}  # (20 s: too short on a busy 2-core machine)
     done = subprocess.run(args, cwd=Path(__file__).parent.parent, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout[done.stdout.index("{"):])
