@@ -46,6 +46,10 @@ bench: install  # needs wrk (apt-get install -y wrk) and ../shared/bench/fake_up
 	$(UV) run --frozen --no-sync python -m benchmarks.routing
 	$(UV) run --frozen --no-sync python -m benchmarks.streaming
 
+.PHONY: bench-metrics
+bench-metrics: install  # what /metrics costs: two stacks, metrics on (scraped each second) and off, alternated windows (~2 min)
+	$(UV) run --frozen --no-sync python -m benchmarks.gateway --metrics
+
 .PHONY: bench-lake
 bench-lake: install  # export lag, lake write throughput, analytics over 10 M records vs DuckDB direct (~3 min)
 	$(UV) run --frozen --no-sync python -m benchmarks.lake

@@ -18,8 +18,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from functions.gateway.deps import CORS_ORIGIN
 from functions.gateway.event_stream import SERVER_SEND
 from functions.gateway.routes import (analytics, audit, catalog, chat, completions, dashboard, docs, embeddings,
-                                     generation, governance, health, keys, messages, models, policies, providers,
-                                     rankings, responses, synthetic)
+                                     generation, governance, health, keys, messages, metrics, models, policies,
+                                     providers, rankings, responses, synthetic)
 from functions.gateway.state import gateway
 from shared.chat.service import new_request_id
 from shared.errors import BadRequestError, ForbiddenError, PayloadTooLargeError, SwitchyardError
@@ -196,7 +196,7 @@ def create_app() -> FastAPI:
     for router in (health.router, chat.router, models.router, generation.router, keys.router, catalog.router,
                    policies.router, analytics.router, rankings.router, synthetic.router, audit.router,
                    governance.router, messages.router, completions.router, embeddings.router, responses.router,
-                   providers.router, docs.router, dashboard.router):
+                   providers.router, docs.router, dashboard.router, metrics.router):
         app.include_router(router)
 
     def openapi() -> dict[str, Any]:

@@ -103,6 +103,7 @@ class RateLimiter:
         self.clock = clock  # wall clock: windows are UTC minutes and days
         self.horizon, self.share, self.recheck, self.prefetch = horizon, share, recheck, prefetch
         self._leases: dict[tuple[str, Kind], _Lease] = {}
+        self.refused: dict[Kind, int] = {}  # refusals (429) by limit, since the process started
         # Re-entrant: a stream dropped by the garbage collector settles its tokens from wherever it is collected.
         self._lock = threading.RLock()
         self._granted = threading.Condition(self._lock)
@@ -155,7 +156,8 @@ class RateLimiter:
             if outcome == "taken":
                 return Taken(key_id, kind, lease.bucket, amount, limit, lease.remaining(limit), lease.end)
             if outcome == "refused":
-                raise refusal(kind, limit, amount, lease.remaining(limit), lease.end, now)
+                with self._lock:
+                    raise self._refused(kind, limit, amount, lease, now)
             # "short": smaller calls used the lease meanwhile; what was granted stays in it: look again
 
     def give_back(self, taken: Taken, amount: int) -> None:
@@ -206,11 +208,15 @@ class RateLimiter:
                 lease.granting = True  # a request that runs short meanwhile waits for this grant
                 self._submit(self._prefetch, key_id, kind, limit, lease)
             return Taken(key_id, kind, name, amount, limit, lease.remaining(limit), lease.end)
-        if amount > limit:
-            raise refusal(kind, limit, amount, lease.remaining(limit), lease.end, now)
-        if lease.refused_room is not None and now < lease.recheck_at and amount - lease.left > lease.refused_room:
-            raise refusal(kind, limit, amount, lease.remaining(limit), lease.end, now)
+        if amount > limit or (lease.refused_room is not None and now < lease.recheck_at
+                              and amount - lease.left > lease.refused_room):
+            raise self._refused(kind, limit, amount, lease, now)
         return None
+
+    def _refused(self, kind: Kind, limit: int, amount: int, lease: _Lease, now: float) -> KeyRateLimitedError:
+        """The 429, counted by limit for /metrics (under the lock)."""
+        self.refused[kind] = self.refused.get(kind, 0) + 1
+        return refusal(kind, limit, amount, lease.remaining(limit), lease.end, now)
 
     def _prefetch(self, key_id: str, kind: Kind, limit: int, lease: _Lease) -> None:
         """The lease's next slice, asked for before it runs out (in a background thread)."""

@@ -40,6 +40,7 @@ SCOPES: dict[str, str] = {
     "rankings:write": "run the daily rankings for a day",
     "approvals:read": "the model approval workflow's requests and decisions",
     "approvals:write": "approve or refuse models, and turn the approval workflow on or off",
+    "metrics:read": "GET /metrics, the Prometheus exposition (unless SWITCHYARD_METRICS_PUBLIC=true)",
     "*": "every scope, present and future",
 }
 
