@@ -133,13 +133,16 @@ def _served_models(base_url: str, api_key: str | None) -> list[str]:
 
 def providers_add_local(sy: Client, a: argparse.Namespace) -> None:
     """A local OpenAI-compatible server (vLLM, llama.cpp, Ollama...) as a provider, and its models as NAME/model."""
-    models = a.model or _served_models(a.base_url, os.environ.get(a.api_key_env) if a.api_key_env else None)
-    provider = {"id": a.name, "kind": "openai", "base_url": a.base_url, "name": a.display_name or a.name,
+    models = a.model or _served_models(a.server_url, os.environ.get(a.api_key_env) if a.api_key_env else None)
+    ids = {upstream: f"{a.name}/{upstream.rsplit('/', 1)[-1]}" for upstream in models}  # Qwen/Qwen2.5 → NAME/Qwen2.5
+    if len(set(ids.values())) < len(ids):
+        raise APIError(0, f"these models would get the same id: {', '.join(sorted(ids))}: add them one by one "
+                          "with `switchyard catalog put-model`")
+    provider = {"id": a.name, "kind": "openai", "base_url": a.server_url, "name": a.display_name or a.name,
                 **({"api_key_env": a.api_key_env} if a.api_key_env else {})}
     sy.put_provider(provider)
     added = []
-    for upstream in models:
-        model_id = f"{a.name}/{upstream.rsplit('/', 1)[-1]}" if "/" in upstream else f"{a.name}/{upstream}"
+    for upstream, model_id in ids.items():
         sy.put_model({"id": model_id, "provider": a.name, "upstream_model": upstream,
                       "context_length": a.context_length,
                       "pricing": {"prompt": a.prompt_price, "completion": a.completion_price}})
@@ -290,7 +293,7 @@ def parser() -> argparse.ArgumentParser:
     p = command(g, "add-local", "register a local vLLM / llama.cpp / Ollama server (OpenAI-compatible) and its "
                                 "models, as NAME/<model>", providers_add_local)
     p.add_argument("name", help="the provider id, also the models' author (e.g. vllm)")
-    p.add_argument("--base-url", required=True, help="its OpenAI base URL, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--base-url", dest="server_url", required=True, help="its OpenAI base URL, e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--model", action="append", help="an upstream model name (repeat; default: what the server "
                                                     "lists at GET /models)")
     p.add_argument("--context-length", type=int, default=8192)
