@@ -74,6 +74,17 @@ def test_a_key_a_catalog_and_a_local_server_then_the_openai_sdk(stack, fake_upst
     assert {"team/sim", "localfake/ok"} <= {m["id"] for m in json.loads(listed.stdout)["data"]}
 
 
+def test_a_synthetic_job_waited_for_with_a_progress_bar(stack):
+    done = switchyard(stack, "--progress", "synthetic", "submit", "--template", "legal-clauses", "--num-records", "3",
+                      "--wait", "--poll", "0.2")
+    assert done.returncode == 0, done.stderr
+    job = json.loads(done.stdout)
+    assert job["status"] == "completed" and job["rows_done"] == 3
+    assert f"job {job['job_id']}" in done.stderr and "3/3" in done.stderr  # the bar, on stderr
+    rows = switchyard(stack, "synthetic", "rows", job["job_id"])
+    assert rows.returncode == 0 and len(json.loads(rows.stdout)["data"]) == 3, rows.stderr
+
+
 def test_an_api_error_is_one_line_and_a_nonzero_exit(stack):
     done = switchyard(stack, "keys", "get", "000000000000")
     assert done.returncode == 1 and done.stdout == ""

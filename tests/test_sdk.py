@@ -107,6 +107,30 @@ def test_the_client_refuses_what_it_cannot_do(sy):
         sy.get_route("no-slash")
 
 
+def test_a_method_cannot_send_what_its_operation_does_not_declare():
+    from switchyard_client._operations import Call, operation
+
+    class Sloppy(Client):
+        @operation("GET", "/api/v1/keys", query={"offset"})
+        def keys_with_a_typo(self):
+            return Call(query={"ofset": 1})
+
+        @operation("GET", "/api/v1/keys/{key_hash}")
+        def key_without_its_hash(self):
+            return Call()
+
+    with Sloppy("http://127.0.0.1:9", "k") as sloppy:
+        with pytest.raises(TypeError, match="ofset"):
+            sloppy.keys_with_a_typo()
+        with pytest.raises(TypeError, match="path parameters"):
+            sloppy.key_without_its_hash()
+
+
+def test_the_cli_stays_quiet_on_stderr_without_a_terminal(served, keys, capsys):
+    code, out, err = cli(served, keys["admin"], "keys", "create", "quiet", "--count", "2", capsys=capsys)
+    assert code == 0 and err == "" and len(out.splitlines()) == 2
+
+
 def test_an_unreachable_gateway_is_one_error():
     from infra.local import free_port
 
@@ -117,9 +141,10 @@ def test_an_unreachable_gateway_is_one_error():
 
 # -- the CLI in-process -------------------------------------------------------------------------------------
 def test_cli_creates_keys_in_bulk_and_prints_each(served, keys, capsys):
-    code, out, err = cli(served, keys["admin"], "keys", "create", "bulk", "--count", "3", "--limit", "1",
-                         capsys=capsys)
+    code, out, err = cli(served, keys["admin"], "--progress", "keys", "create", "bulk", "--count", "3", "--limit",
+                         "1", capsys=capsys)
     assert code == 0, err
+    assert "keys: 100%" in err and "3/3" in err  # the bar, on stderr
     created = [json.loads(line) for line in out.splitlines()]
     assert [c["data"]["name"] for c in created] == ["bulk-1", "bulk-2", "bulk-3"]
     assert all(c["key"].startswith("sk-sy-v1-") for c in created)
@@ -138,8 +163,9 @@ def test_cli_catalog_load_writes_every_entry(served, keys, capsys, tmp_path):
     file.write_text("providers:\n  - {id: team-sim, kind: sim}\n"
                     "models:\n  - {id: team/one, provider: team-sim, upstream_model: fast, context_length: 4096}\n"
                     "  - {id: team/two, provider: team-sim, upstream_model: fast, context_length: 4096}\n")
-    code, out, err = cli(served, keys["admin"], "catalog", "load", str(file), capsys=capsys)
+    code, out, err = cli(served, keys["admin"], "--progress", "catalog", "load", str(file), capsys=capsys)
     assert code == 0, err
+    assert "catalog: 100%" in err and "3/3" in err
     assert json.loads(out)["written"] == {"provider": 1, "model": 2, "route": 0, "hidden": 0, "shown": 0}
     code, out, _ = cli(served, keys["admin"], "models", "list", capsys=capsys)
     assert {"team/one", "team/two"} <= {m["id"] for m in json.loads(out)["data"]}

@@ -69,7 +69,7 @@ def keys_create(sy: Client, a: argparse.Namespace) -> None:
         created = sy.create_key(a.name, **settings)
         print(created["key"]) if a.secret_only else _print(created)
         return
-    with bar(a.count, "keys") as progress:  # one JSON line a key, so that the secrets can be kept
+    with bar(a.count, "keys", a.progress) as progress:  # one JSON line a key, so that the secrets can be kept
         for n in range(1, a.count + 1):
             created = sy.create_key(f"{a.name}-{n}", **settings)
             print(created["key"] if a.secret_only else json.dumps(created, ensure_ascii=False), flush=True)
@@ -103,7 +103,7 @@ def catalog_load(sy: Client, a: argparse.Namespace) -> None:
     steps += [("hidden", m, lambda m=m: sy.set_model_hidden(m, True)) for m in a.hide]
     steps += [("shown", m, lambda m=m: sy.set_model_hidden(m, False)) for m in a.show]
     done: dict[str, int] = {}
-    with bar(len(steps), "catalog") as progress:
+    with bar(len(steps), "catalog", a.progress) as progress:
         for what, name, step in steps:
             try:
                 step()
@@ -163,33 +163,33 @@ def _submission(a: argparse.Namespace) -> dict[str, Any]:
     return body
 
 
-def _wait(sy: Client, job_id: str, poll: float) -> dict[str, Any]:
-    state: dict[str, Any] = {}
+def _wait(sy: Client, job_id: str, a: argparse.Namespace) -> dict[str, Any]:
+    shown = 0
 
-    with bar(None, f"job {job_id}") as progress:
+    with bar(None, f"job {job_id}", a.progress) as progress:
         def seen(job: dict[str, Any]) -> None:
-            total = job.get("num_records")
-            done = (job.get("live") or job.get("progress") or job).get("rows_done") or 0
-            if total and progress.total != total:
-                progress.total = total
-            progress.update(done - state.get("done", 0))
-            progress.set_postfix_str(job.get("status", ""))
-            state["done"] = done
+            nonlocal shown
+            if job.get("num_records") and progress.total != job["num_records"]:
+                progress.total = job["num_records"]
+            done = max(job.get("rows_done") or 0, (job.get("live") or {}).get("rows_made") or 0)
+            progress.set_postfix_str(str(job.get("status", "")), refresh=False)
+            progress.update(max(0, done - shown))
+            shown = max(shown, done)
 
-        return sy.wait_for_job(job_id, poll=poll, progress=seen)
+        return sy.wait_for_job(job_id, poll=a.poll, progress=seen)
 
 
 def synthetic_submit(sy: Client, a: argparse.Namespace) -> None:
     job = sy.create_job(_submission(a))
     if a.wait:
-        job = _wait(sy, job["job_id"], a.poll)
+        job = _wait(sy, job["job_id"], a)
     _print(job)
     if a.wait and job.get("status") != "completed":
         raise APIError(0, f"job {job.get('job_id')} ended {job.get('status')}: {job.get('stopped_reason') or ''}")
 
 
 def synthetic_wait(sy: Client, a: argparse.Namespace) -> None:
-    job = _wait(sy, a.job_id, a.poll)
+    job = _wait(sy, a.job_id, a)
     _print(job)
     if job.get("status") != "completed":
         raise APIError(0, f"job {a.job_id} ended {job.get('status')}")
@@ -198,7 +198,7 @@ def synthetic_wait(sy: Client, a: argparse.Namespace) -> None:
 def rankings_run(sy: Client, a: argparse.Namespace) -> None:
     run = sy.run_rankings(a.date)
     if a.wait and run["data"].get("status") in ("queued", "running"):
-        with bar(None, f"run {run['data']['id']}"):
+        with bar(None, f"run {run['data']['id']}", a.progress):
             run = sy.wait_for_rankings_run(run["data"]["id"])
     _print(run)
 
@@ -212,6 +212,10 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--key", default=None, help="the API key (env SWITCHYARD_API_KEY); most commands need a "
                                                  "management key")
     top.add_argument("--timeout", type=float, default=120.0, help="seconds a request may take (default 120)")
+    shown = top.add_mutually_exclusive_group()
+    shown.add_argument("--progress", dest="progress", action="store_const", const=True, default=None,
+                       help="progress bars on stderr even when it is not a terminal (default: when it is)")
+    shown.add_argument("--no-progress", dest="progress", action="store_const", const=False)
     groups = top.add_subparsers(dest="group", metavar="COMMAND", required=True)
 
     def group(name: str, help: str) -> Any:
