@@ -297,13 +297,14 @@ def parser() -> argparse.ArgumentParser:
     p = command(g, "add-local", "register a local vLLM / llama.cpp / Ollama server (OpenAI-compatible) and its "
                                 "models, as NAME/<model>", providers_add_local)
     p.add_argument("name", help="the provider id, also the models' author (e.g. vllm)")
-    p.add_argument("--base-url", dest="server_url", required=True, help="its OpenAI base URL, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--base-url", dest="server_url", metavar="URL", required=True, help="its OpenAI base URL, e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--model", action="append", help="an upstream model name (repeat; default: what the server "
                                                     "lists at GET /models)")
     p.add_argument("--context-length", type=int, default=8192)
     p.add_argument("--prompt-price", type=float, default=0.0, help="USD per 1M prompt tokens (default 0)")
     p.add_argument("--completion-price", type=float, default=0.0, help="USD per 1M completion tokens (default 0)")
-    p.add_argument("--api-key-env", help="the gateway's env var holding the server's key, if it wants one")
+    p.add_argument("--api-key-env", help="the gateway's env var holding the server's key, if it wants one (the "
+                                         "catalog API allows SWITCHYARD_CATALOG_API_KEY_ENVS' names)")
     p.add_argument("--display-name")
 
     # models
@@ -466,6 +467,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with Client(args.base_url, args.key, timeout=args.timeout) as sy:
             args.run(sy, args)
+    except BrokenPipeError:  # `switchyard ... | head`: the reader has gone, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except APIError as e:
         print(f"switchyard: error: {e.status}: {e.message}" if e.status else f"switchyard: error: {e.message}",
               file=sys.stderr)
