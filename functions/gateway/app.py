@@ -110,6 +110,10 @@ async def preflight(scope: Scope, receive: Receive, send: Send) -> None:
                if n in (b"origin", b"access-control-request-method", b"access-control-request-headers")}
     origin = origin_of(headers.get(b"origin"))
     method = headers.get(b"access-control-request-method", "").upper()
+    if origin is None and headers.get(b"origin") and method:  # `null` (a sandboxed page, a file) or no origin
+        error = ForbiddenError(f"No key allows calls from origin {headers[b'origin'][:200]!r}",
+                               metadata={"reason": "origin_not_allowed", "origin": headers[b"origin"][:200]})
+        return await error_response(error, scope)(scope, receive, send)
     if origin is None or not method:
         error = BadRequestError("Not a CORS preflight: OPTIONS needs Origin and Access-Control-Request-Method",
                                 metadata={"reason": "not_a_preflight"})

@@ -78,11 +78,11 @@ class AuditQuery:
     target: str | None = None
 
     def matches(self, item: dict[str, Any]) -> bool:
-        at = item.get("at", "")
+        at = str(item.get("at", ""))  # str(): an edited row is still compared, never a TypeError
         if (self.start and at < self.start) or (self.end and at > self.end):
             return False
         if self.action:
-            action = item.get("action", "")
+            action = str(item.get("action", ""))
             if self.action.endswith(".*"):
                 if not action.startswith(self.action[:-1]):
                     return False
@@ -94,10 +94,18 @@ class AuditQuery:
 
 
 def entry(item: dict[str, Any]) -> dict[str, Any]:
-    """A stored entry in the API's shape: its body's fields, with its hash."""
-    fields = orjson.loads(item["body"])
+    """A stored entry in the API's shape: its body's fields, with its hash. A row whose body is no longer an
+    entry (edited in the table) is shown as what it is, `unreadable`, with what the row still says: a read
+    never fails on it, and `verify` names it."""
+    try:
+        fields = orjson.loads(item["body"])
+        if not isinstance(fields, dict) or "prev" not in fields:
+            raise ValueError("not an entry")
+    except (KeyError, TypeError, ValueError):
+        return {"seq": chain.as_seq(item.get("seq")), "at": str(item.get("at", "")), "unreadable": True,
+                "hash": str(item.get("hash", "")), "prev_hash": None}
     prev = fields.pop("prev")
-    return {**fields, "hash": item["hash"], "prev_hash": prev}
+    return {**fields, "hash": str(item.get("hash", "")), "prev_hash": prev}
 
 
 class AuditLog:
@@ -130,7 +138,10 @@ class AuditLog:
             fields["before"], fields["after"] = _omitted(fields["before"]), _omitted(fields["after"])
         for attempt in range(self.attempts):
             head = self.head() or {}
-            prev_seq = int(head.get("last_seq", 0))
+            prev_seq = chain.as_seq(head.get("last_seq", 0))
+            if prev_seq < 0:
+                raise StorageError("The audit log's head row is not readable (edited?): GET /api/v1/audit/verify",
+                                   metadata={"reason": "audit_head_unreadable"})
             sealed = {**fields, "seq": prev_seq + 1, "prev": head.get("hash", chain.GENESIS),
                       "at": max(now_iso(self.clock()), head.get("at", ""))}
             body = chain.canonical(sealed)
@@ -188,20 +199,20 @@ class AuditLog:
         read = 0
         for item in self.items(newest_first=True, below=cursor):
             read += 1
-            if query.start and item.get("at", "") < query.start:
+            if query.start and str(item.get("at", "")) < query.start:
                 return found, None  # times only fall along the chain: nothing older can match
             if query.matches(item):
                 found.append(entry(item))
                 if len(found) == limit:
-                    return found, int(item["seq"])
+                    return found, chain.as_seq(item["seq"])
             if read >= max_read:
-                return found, int(item["seq"])
+                return found, chain.as_seq(item["seq"])
         return found, None
 
     def export(self, query: AuditQuery) -> Iterator[dict[str, Any]]:
         """Every matching entry, oldest first."""
         for item in self.items(newest_first=False):
-            if query.end and item.get("at", "") > query.end:
+            if query.end and str(item.get("at", "")) > query.end:
                 return
             if query.matches(item):
                 yield entry(item)
@@ -210,12 +221,13 @@ class AuditLog:
         """Walk the chain up to the head (strongly consistent reads); see shared/audit/chain.py. An entry found
         past the head is one appended meanwhile when a second read of the head covers it, else a forgery."""
         head = self.head()
-        last = int(head["last_seq"]) if head else 0
+        last = max(chain.as_seq(head.get("last_seq")), 0) if head else 0
         verdict = chain.verify(self.key(), self.items(newest_first=False, below=last + 1, consistent=True),
                                head, anchor)
         beyond = next(self.items(newest_first=False, above=last, consistent=True), None)
         if verdict.valid and beyond is not None:
             now = self.head()
-            if now is None or int(now["last_seq"]) < int(beyond["seq"]):
-                return chain.Verdict(False, verdict.entries, int(beyond["seq"]), "head_mismatch", verdict.head)
+            if now is None or chain.as_seq(now.get("last_seq")) < chain.as_seq(beyond.get("seq")):
+                return chain.Verdict(False, verdict.entries, chain.as_seq(beyond.get("seq")), "head_mismatch",
+                                     verdict.head)
         return verdict

@@ -65,7 +65,7 @@ class ApiKey:
 
     @property
     def limit_remaining(self) -> float | None:
-        return None if self.limit is None else max(self.limit - self.limit_usage, 0.0)
+        return None if self.limit is None else max(round(self.limit - self.limit_usage, 9), 0.0)
 
     @property
     def limit_usage(self) -> float:

@@ -4,7 +4,7 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from functions.gateway.deps import inference_key
+from functions.gateway.deps import admitted_key
 from functions.gateway.state import gateway
 from shared.errors import BadRequestError
 from shared.keys import ApiKey
@@ -79,7 +79,7 @@ async def count_models() -> dict:
 
 
 @router.get("/models/user", summary="The models the calling key may call (its allowed_models applied)")
-async def user_models(key: Annotated[ApiKey, Depends(inference_key)]) -> Response:
+async def user_models(key: Annotated[ApiKey, Depends(admitted_key)]) -> Response:
     g = gateway()
     g.catalogs.maybe_refresh()
     if key.allowed_models is None:
