@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Iterator
 
@@ -21,7 +22,17 @@ def served(gateway, monkeypatch) -> Iterator[Served]:
     get_settings.cache_clear()
     with Served(create_app()) as served:
         yield served
+        _close_upstream_connections()
     get_settings.cache_clear()
+
+
+def _close_upstream_connections() -> None:
+    """Close the upstream connections the served app pooled, on its own loop while it runs (uvicorn runs it
+    with lifespan off, so nothing else does): a later app's shutdown must not find them on a closed loop."""
+    from shared.providers import http
+
+    if http._client is not None and http._loop is not None and http._loop.is_running():
+        asyncio.run_coroutine_threadsafe(http.close(), http._loop).result(10)
 
 
 @pytest.fixture
