@@ -119,16 +119,16 @@ def test_the_client_refuses_what_it_cannot_do(sy):
 
 
 def test_a_method_cannot_send_what_its_operation_does_not_declare():
-    from switchyard_client._operations import Call, operation
+    from switchyard_client._operations import call, operation
 
     class Sloppy(Client):
         @operation("GET", "/api/v1/keys", query={"offset"})
         def keys_with_a_typo(self):
-            return Call(query={"ofset": 1})
+            return call(query={"ofset": 1})
 
         @operation("GET", "/api/v1/keys/{key_hash}")
         def key_without_its_hash(self):
-            return Call()
+            return call()
 
     with Sloppy("http://127.0.0.1:9", "k") as sloppy:
         with pytest.raises(TypeError, match="ofset"):

@@ -1,9 +1,9 @@
 """How an SDK method names the API operation it calls, so that a test can hold every method against
 `openapi.json` (tests/test_sdk_openapi.py) and the method's body cannot send what its declaration does not say.
 
-A method decorated with `@operation("GET", "/api/v1/keys", query={"offset", "management"})` returns a `Call`
-(its path parameters, query and body); the decorator sends it and returns the answer's JSON (or its bytes, for
-`returns="bytes"`). `free_query=True` marks the routes that read their query themselves, which openapi.json does
+A method decorated with `@operation("GET", "/api/v1/keys", query={"offset", "management"})` returns
+`call(...)` (its path parameters, query and body); the decorator sends it and returns the answer's JSON (or its
+bytes, for `returns="bytes"`). `call` is typed `Any`, so that each method can declare what it really returns. `free_query=True` marks the routes that read their query themselves, which openapi.json does
 not list (analytics, audit, rankings): their names come from the route's own checks, and the server refuses an
 unknown one with a 400.
 """
@@ -39,6 +39,11 @@ class Call:
     body: Any = None
 
 
+def call(*, path: dict[str, str] | None = None, query: dict[str, Any] | None = None, body: Any = None) -> Any:
+    """What a decorated method returns: the decorator sends it (typed Any: the method's annotation is the answer's)."""
+    return Call(path or {}, query or {}, body)
+
+
 def operation(method: str, path: str, *, query: set[str] | frozenset[str] = frozenset(), body: bool = False,
               free_query: bool = False, returns: Literal["json", "bytes"] = "json") -> Callable:
     op = Operation(method, path, frozenset(query), body, free_query, returns)
@@ -47,6 +52,8 @@ def operation(method: str, path: str, *, query: set[str] | frozenset[str] = froz
         @functools.wraps(build)
         def send(self, *args: Any, **kwargs: Any) -> Any:
             call = build(self, *args, **kwargs)
+            if not isinstance(call, Call):
+                raise TypeError(f"{build.__name__} must return call(...)")
             query = {k: _text(v) for k, v in call.query.items() if v is not None}
             undeclared = set(query) - op.query
             if undeclared and not op.free_query:
