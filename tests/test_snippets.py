@@ -153,3 +153,14 @@ def test_the_go_snippets_import_the_standard_library_only():
         block = re.search(r"import \((.*?)\)", snippets.path(topic, "Go").read_text(), re.S)
         imports = re.findall(r'"([^"]+)"', block.group(1))
         assert imports and all("." not in i.split("/")[0] for i in imports), imports
+
+
+@pytest.mark.parametrize("language", ["Node", "Go", "curl"])
+def test_a_missing_toolchain_skips_with_its_reason_or_fails_under_ci(language, monkeypatch, tmp_path):
+    monkeypatch.setattr(shutil, "which", lambda tool: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="is not installed"):
+        command(language, "x", tmp_path)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI is set"):
+        command(language, "x", tmp_path)
