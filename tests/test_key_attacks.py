@@ -158,7 +158,7 @@ def test_clearing_the_limit_clears_its_reset(client, admin):
 
 
 def test_a_spent_key_says_why_in_its_402(client, admin, gateway):
-    token, key = made(client.post(KEYS, headers=admin, json={"name": "x", "limit": 0}))
+    token, _ = made(client.post(KEYS, headers=admin, json={"name": "x", "limit": 0}))
     meta = refused(client.post(CHAT, headers=bearer(token), json=chat()), 402)
     assert meta["reason"] in ("limit_spent", "limit_insufficient")
     remaining = client.get("/api/v1/key", headers=bearer(token)).json()["data"]["limit_remaining"]
@@ -284,3 +284,139 @@ def test_an_edited_audit_table_is_shown_and_named_never_a_500(client, admin, gat
     verdict = client.get("/api/v1/audit/verify", headers=admin)
     assert verdict.status_code == 200 and verdict.json()["valid"] is False
     refused(client.post(KEYS, headers=admin, json={"name": "after"}), 503)
+
+
+def test_a_limit_reads_back_as_it_was_given(client, admin):
+    _, whole = made(client.post(KEYS, headers=admin, json={"name": "w", "limit": 10}))
+    _, part = made(client.post(KEYS, headers=admin, json={"name": "p", "limit": 2.5}))
+    assert type(whole["limit"]) is int and whole["limit"] == 10 and type(whole["limit_remaining"]) is int
+    assert part["limit"] == 2.5
+    assert type(client.get(f"{KEYS}/{whole['hash']}", headers=admin).json()["data"]["limit"]) is int
+
+
+# -- found by the second attack review --
+
+def test_a_limited_key_cannot_lower_a_stronger_key_and_then_take_its_secret(client, admin):
+    mgr, _ = made(client.post(KEYS, headers=admin, json={"name": "m", "management": True, "scopes": ["*"],
+                                                          "limit": 5}))
+    mgr = bearer(mgr)
+    root_hash = client.get("/api/v1/key", headers=admin).json()["data"]["hash"]
+    refused(client.patch(f"{KEYS}/{root_hash}", headers=mgr, json={"limit": 1}), 403, "limit_required")
+    refused(client.post(f"{KEYS}/{root_hash}/rotate", headers=mgr, json={}), 403, "limit_required")
+    assert client.get("/api/v1/key", headers=admin).status_code == 200  # its secret is still its own
+    _, dev = made(client.post(KEYS, headers=admin, json={"name": "dev"}))  # unlimited: above the manager
+    refused(client.patch(f"{KEYS}/{dev['hash']}", headers=mgr, json={"limit": 5}), 403, "limit_required")
+    _, small = made(client.post(KEYS, headers=mgr, json={"name": "small", "limit": 2}))
+    assert client.patch(f"{KEYS}/{small['hash']}", headers=mgr, json={"limit": 1}).status_code == 200
+    assert client.post(f"{KEYS}/{small['hash']}/rotate", headers=mgr, json={}).status_code == 200
+
+
+def test_every_documented_scope_can_be_given(client, admin):
+    from shared.keys.scopes import SCOPES
+
+    for scope in SCOPES:
+        made(client.post(KEYS, headers=admin, json={"name": scope, "management": True, "scopes": [scope]}))
+
+
+def test_a_limited_manager_gives_a_synthetic_job_no_more_than_its_limit(client, admin):
+    mgr, _ = made(client.post(KEYS, headers=admin, json={"name": "m", "management": True, "limit": 1,
+                                                          "scopes": ["synthetic:write"]}))
+    spec = {"name": "s", "num_records": 2, "model_configs": [{"alias": "w", "model": "sim/fast"}],
+            "columns": [{"name": "note", "column_type": "llm-text", "model_alias": "w", "prompt": "Write"}]}
+    refused(client.post("/api/v1/synthetic/jobs", headers=bearer(mgr), json={"spec": spec}), 403, "limit_required")
+    over = {**spec, "budget": {"max_cost_usd": 500}}
+    refused(client.post("/api/v1/synthetic/jobs", headers=bearer(mgr), json={"spec": over}), 403,
+            "limit_exceeds_own")
+
+
+def test_a_lowered_rate_limit_holds_at_once(client, admin, gateway):
+    token, key = made(client.post(KEYS, headers=admin, json={"name": "r", "rpm": 100}))
+    assert all(client.post(CHAT, headers=bearer(token), json=chat(max_tokens=4)).status_code == 200
+               for _ in range(20))
+    assert client.patch(f"{KEYS}/{key['hash']}", headers=admin, json={"rpm": 5}).status_code == 200
+    statuses = [client.post(CHAT, headers=bearer(token), json=chat(max_tokens=4)).status_code for _ in range(10)]
+    assert statuses == [429] * 10  # 20 already served in this minute: more than the new 5
+
+
+def test_embeddings_hold_their_input_only(client, admin):
+    token, _ = made(client.post(KEYS, headers=admin, json={"name": "e", "tpm": 3000}))
+    for _ in range(5):  # each held as prompt + 4096 "output tokens" once: the second was refused
+        answer = client.post("/api/v1/embeddings", headers=bearer(token),
+                             json={"model": "sim/embed", "input": "hi there"})
+        assert answer.status_code == 200, answer.text
+
+
+def test_an_unbounded_call_is_fitted_to_what_the_minute_has_left(client, admin):
+    token, _ = made(client.post(KEYS, headers=admin, json={"name": "t", "tpm": 9000}))
+    served = [client.post(CHAT, headers=bearer(token), json=chat()) for _ in range(3)]
+    assert [a.status_code for a in served] == [200, 200, 200], [a.text for a in served]
+
+
+def test_an_edited_head_time_is_not_carried_forward(client, admin, gateway):
+    made(client.post(KEYS, headers=admin, json={"name": "a"}))
+    table = gateway.audit.table
+    head = table.get({"pk": "head", "seq": 0})
+    table.put({**head, "at": "9999-12-31T23:59:59.999Z"})
+    assert client.get("/api/v1/audit/verify", headers=admin).json()["valid"] is False
+    made(client.post(KEYS, headers=admin, json={"name": "b"}))
+    newest = client.get("/api/v1/audit?limit=1", headers=admin).json()["data"][0]
+    assert newest["at"] < "9999" and newest["target"]
+    table.put({**table.get({"pk": "head", "seq": 0}), "at": 5})
+    made(client.post(KEYS, headers=admin, json={"name": "c"}))  # once a 500 after the key was made
+
+
+def test_vendor_secrets_never_reach_the_audit_log(client, admin):
+    provider = {"id": "acme", "kind": "sim", "base_url": "https://u:pw@api.acme.example/v1?api-key=QUERYSECRET",
+                "headers": {"Authorization": "Bearer VENDORSECRET123"}}
+    put = client.put("/api/v1/catalog/providers", headers=admin, json=provider)
+    assert put.status_code in (200, 400), put.text
+    log = client.get("/api/v1/audit/export", headers=admin).text + \
+        str(client.get("/api/v1/audit?action=catalog.*", headers=admin).json())
+    for secret in ("QUERYSECRET", "VENDORSECRET123", "u:pw"):
+        assert secret not in log
+
+
+@pytest.mark.parametrize("query", ["limit=%E2%91%A0", "cursor=%C2%B2", "limit=%D9%A3"])
+def test_unicode_digits_in_audit_parameters_are_a_400(client, admin, query):
+    refused(client.get(f"/api/v1/audit?{query}", headers=admin), 400)
+
+
+def test_an_origin_header_is_the_browsers_word(client, admin):
+    token, _ = made(client.post(KEYS, headers=admin, json={"name": "b", "allowed_origins": ["https://your-app.com"]}))
+    for origin in ("null", ""):
+        headers = {**bearer(token), "Origin": origin, "Referer": "https://your-app.com/page"}
+        refused(client.post(CHAT, headers=headers, json=chat()), 403, "origin_not_allowed")
+    ok = client.post(CHAT, headers={**bearer(token), "Referer": "https://your-app.com/page"}, json=chat())
+    assert ok.status_code == 200
+
+
+def test_every_front_answers_the_rate_limit_headers(client, admin):
+    token, _ = made(client.post(KEYS, headers=admin, json={"name": "r", "rpm": 50}))
+    answer = client.post("/api/v1/completions", headers=bearer(token), json={"model": "sim/fast", "prompt": "hi"})
+    assert answer.status_code == 200 and answer.headers["X-RateLimit-Limit"] == "50", answer.headers
+
+
+@pytest.mark.parametrize("body", [{"grace_seconds": "5"}, {"grace_seconds": True}, {"grace_seconds": 1.5}])
+def test_rotate_bodies_are_strict(client, admin, body):
+    _, key = made(client.post(KEYS, headers=admin, json={"name": "x"}))
+    refused(client.post(f"{KEYS}/{key['hash']}/rotate", headers=admin, json=body), 400)
+
+
+def test_a_disabled_keys_origin_gets_no_preflight(client, admin):
+    _, key = made(client.post(KEYS, headers=admin, json={"name": "b", "allowed_origins": ["https://only-me.com"]}))
+
+    def preflight():
+        return client.options(CHAT, headers={"Origin": "https://only-me.com",
+                                             "Access-Control-Request-Method": "POST"}).status_code
+
+    assert preflight() == 204
+    assert client.patch(f"{KEYS}/{key['hash']}", headers=admin, json={"disabled": True}).status_code == 200
+    assert preflight() == 403
+    assert client.patch(f"{KEYS}/{key['hash']}", headers=admin, json={"disabled": False}).status_code == 200
+    assert preflight() == 204
+
+
+def test_an_unreadable_upstream_retry_after_is_ignored():
+    from shared.providers.base import retry_after_seconds
+
+    assert retry_after_seconds("²") is None and retry_after_seconds("7") == 7

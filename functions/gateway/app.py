@@ -153,7 +153,7 @@ class BodyLimit:
             # One length, in digits: `abc`, `-1` or two that differ would leave the body's end to guesswork.
             # (uvicorn's parser refuses these itself; other servers may pass them on.)
             (length,) = declared if len(declared) == 1 else (b"",)
-            if not length.isdigit():
+            if not (length.isascii() and length.isdigit()):
                 error = BadRequestError("Invalid Content-Length header", metadata={"field": "content-length"})
                 return await error_response(error, scope)(scope, receive, send)
             if len(length) > 18 or int(length) > self.limit:  # int() refuses over 4300 digits

@@ -132,8 +132,9 @@ def admit(key: ApiKey, scope: dict[str, Any]) -> None:
                                  metadata={"reason": "ip_not_allowed", "client_ip": address})
     if key.allowed_origins is not None:
         headers = dict(_headers(scope, (b"origin", b"referer", b"http-referer")))
-        found = r.origin_of(headers.get(b"origin")) or r.origin_of(headers.get(b"http-referer")
-                                                                  or headers.get(b"referer"))
+        # An Origin, when sent, is the browser's word (`null`: a sandboxed page, refused); Referer only without one.
+        found = r.origin_of(headers[b"origin"]) if b"origin" in headers else \
+            r.origin_of(headers.get(b"http-referer") or headers.get(b"referer"))
         if not r.origin_allowed(key.allowed_origins, found):
             raise ForbiddenError(f"This key may not be used from origin {found}" if found else
                                  "This key only answers calls from its allowed origins; the call named none "

@@ -72,7 +72,7 @@ class Verdict:
 def verify(key: bytes, items: Iterable[dict[str, Any]], head: dict[str, Any] | None,
            anchor: tuple[int, str] | None = None) -> Verdict:
     """Check stored entries (`items`, ascending by seq) and the head row against the chain (see the table above)."""
-    expected, prev, count = 1, GENESIS, 0
+    expected, prev, count, last_at = 1, GENESIS, 0, None
     first: tuple[int, str] | None = None
     anchor_seen = False
     for item in items:
@@ -85,11 +85,13 @@ def verify(key: bytes, items: Iterable[dict[str, Any]], head: dict[str, Any] | N
             anchor_seen = True
             if item.get("hash") != anchor[1]:
                 first = (seq, "anchor")
-        expected, prev = seq + 1, str(item.get("hash"))
+        expected, prev, last_at = seq + 1, str(item.get("hash")), item.get("at")
     last = expected - 1
     shown = {"seq": as_seq(head.get("last_seq")), "hash": head.get("hash")} if head else None
     if first is None:
         first = _check_head(shown, last, prev)
+    if first is None and head and last and head.get("at") != last_at:  # the time the next entry starts from
+        first = (last, "head_mismatch")
     if first is None and anchor and not anchor_seen:
         first = (anchor[0], "anchor") if anchor[0] > last else None
     if first is None:

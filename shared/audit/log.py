@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Protocol
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import orjson
 
@@ -34,7 +35,9 @@ from shared.errors import StorageError
 
 LOG, HEAD = "log", "head"
 MAX_BODY = 300_000  # bytes of canonical JSON; DynamoDB's items stop at 400 KB (before/after are digested above it)
-SECRET_FIELDS = frozenset(("secret", "secret_hash", "previous_secret_hash", "token", "api_key", "password"))
+SECRET_FIELDS = frozenset(("secret", "secret_hash", "previous_secret_hash", "token", "api_key", "password",
+                           "authorization", "x-api-key", "api-key", "access_token", "client_secret"))
+REDACTED = "[redacted]"
 PAGE = 200  # entries read a DynamoDB round trip
 
 
@@ -50,13 +53,38 @@ def now_iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def public(value: Any) -> Any:
-    """`value` without any field that could hold a secret (whatever a caller passed)."""
+def public(value: Any, name: str = "") -> Any:
+    """`value` without anything that could hold a secret, whatever a caller passed: fields named like one are
+    dropped, header maps keep their names only (`Authorization: [redacted]`), and URLs their query values."""
     if isinstance(value, dict):
-        return {k: public(v) for k, v in value.items() if k not in SECRET_FIELDS}
+        if name.endswith("headers"):
+            return {k: REDACTED for k in value}
+        return {k: public(v, str(k).lower()) for k, v in value.items() if str(k).lower() not in SECRET_FIELDS}
     if isinstance(value, (list, tuple)):
-        return [public(v) for v in value]
+        return [public(v, name) for v in value]
+    if isinstance(value, str) and "://" in value and ("?" in value or "@" in value):
+        return _bare_url(value)
     return value
+
+
+def _bare_url(url: str) -> str:
+    """A URL without credentials in it: `user:pass@` and every query value redacted."""
+    try:
+        parts = urlsplit(url)
+        host = parts.netloc.rsplit("@", 1)[-1]
+        query = "&".join(f"{k}={REDACTED}" for k, _ in parse_qsl(parts.query, keep_blank_values=True))
+        return urlunsplit((parts.scheme, host if "@" not in parts.netloc else f"{REDACTED}@{host}", parts.path,
+                           query, ""))
+    except ValueError:
+        return REDACTED
+
+
+def _head_time(at: Any, now: float) -> str:
+    """The head's time, which the next entry's may not precede; one that is not a time, or is more than a
+    hour ahead of the clock (an edited head row: verify says so), is not carried forward."""
+    if not isinstance(at, str) or len(at) != 24 or at > now_iso(now + 3600):
+        return ""
+    return at
 
 
 def _omitted(value: Any) -> dict[str, Any] | None:
@@ -142,8 +170,9 @@ class AuditLog:
             if prev_seq < 0:
                 raise StorageError("The audit log's head row is not readable (edited?): GET /api/v1/audit/verify",
                                    metadata={"reason": "audit_head_unreadable"})
+            now = self.clock()
             sealed = {**fields, "seq": prev_seq + 1, "prev": head.get("hash", chain.GENESIS),
-                      "at": max(now_iso(self.clock()), head.get("at", ""))}
+                      "at": max(now_iso(now), _head_time(head.get("at"), now))}
             body = chain.canonical(sealed)
             digest = chain.digest(self.key(), body)
             try:

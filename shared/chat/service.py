@@ -120,7 +120,16 @@ class ChatService:
         b = budget(request, route.endpoint, bounds[tokenizer])
         if ctx.tpm is not None:
             b = self._fit_minute(ctx, b, request, route)
-            self._take_tokens(ctx, b.prompt_tokens + b.max_tokens * request.n)
+            try:
+                self._take_tokens(ctx, b.prompt_tokens + b.max_tokens * request.n)
+            except KeyRateLimitedError as e:
+                # The client set no output limit: the one we set is lowered to what the minute has left,
+                # down to 256 tokens (a shorter answer than that is not what an unbounded call asked for).
+                left = (int(e.metadata.get("remaining", 0)) - b.prompt_tokens) // request.n
+                if request.output_limit is not None or left < min(256, b.max_tokens):
+                    raise
+                b = budget(with_output_limit(request, left), route.endpoint, b.prompt_tokens)
+                self._take_tokens(ctx, b.prompt_tokens + b.max_tokens * request.n)
         if ctx.limit is None:
             return b.request
         held = event.reserved or 0.0

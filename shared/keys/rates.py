@@ -87,6 +87,7 @@ class _Lease:
     refused_room: int | None = None  # the room the table had at the last refusal, believed until recheck_at
     recheck_at: float = 0.0
     granting: bool = False  # a grant is in flight: others wait for it rather than make their own
+    limit: int = 0  # the key's limit when last served: a lower one (a PATCH) strands what the lease holds
 
     def remaining(self, limit: int) -> int:
         return max(limit - self.seen, 0) + self.left
@@ -193,6 +194,10 @@ class RateLimiter:
                     del self._leases[old]
             lease = self._leases[(key_id, kind)] = _Lease(name, start + length,
                                                           rate=lease.rate if lease is not None else 0.0)
+        if limit < lease.limit:  # lowered since the lease was sized: what it holds may be past the new limit;
+            lease.left = 0  # left unused (counted as granted in the table), so the table decides from here
+            lease.refused_room = None
+        lease.limit = limit
         if lease.left >= amount:
             lease.left -= amount
             lease.used += amount

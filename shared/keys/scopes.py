@@ -45,10 +45,9 @@ SCOPES: dict[str, str] = {
 
 
 def implied(scope: str) -> set[str]:
-    """The scopes that holding `scope` grants (itself, and `x:read` for `x:write`)."""
-    if scope.endswith(":write"):
-        return {scope, scope[:-len("write")] + "read"}
-    return {scope}
+    """The scopes that holding `scope` grants (itself, and `x:read` for `x:write` where there is one)."""
+    read = scope[:-len("write")] + "read"
+    return {scope, read} if scope.endswith(":write") and read in SCOPES else {scope}
 
 
 def held(scopes: tuple[str, ...] | None) -> set[str]:

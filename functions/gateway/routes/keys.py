@@ -117,6 +117,13 @@ def _limit_reset(limit: float | None, limit_reset: str | None) -> None:
                               metadata={"field": "limit_reset"})
 
 
+RIGHTS = ("scopes", "limit", "limit_reset", "allowed_ips", "expires_at")  # what check_grant compares
+
+
+def _rights(key: ApiKey) -> dict[str, Any]:
+    return {f: getattr(key, f) for f in RIGHTS}
+
+
 def _grant(manager: ApiKey, management: bool, key: dict[str, Any]) -> None:
     sc.check_grant(manager, management=management, scopes=key.get("scopes"), limit=key.get("limit"),
                    limit_reset=key.get("limit_reset"), allowed_ips=key.get("allowed_ips"),
@@ -202,12 +209,12 @@ async def update_key(request: Request, key_hash: KeyHash, body: UpdateKey, manag
         _inference_only(changes)
     if "limit" in changes and changes["limit"] is None and "limit_reset" not in changes:
         changes["limit_reset"] = None  # no limit, nothing to reset
-    after = {f: changes.get(f, getattr(current, f))
-             for f in ("scopes", "limit", "limit_reset", "allowed_ips", "expires_at")}
+    after = {**_rights(current), **{f: v for f, v in changes.items() if f in RIGHTS}}
     _limit_reset(after["limit"], after["limit_reset"])
     _may_manage(manager, current)
     if changes != {"disabled": True}:  # switching a key off gives nothing
-        _grant(manager, management, after)
+        _grant(manager, management, _rights(current))  # a key above the caller is not the caller's to shape
+        _grant(manager, management, after)  # (lowered first, it could then be rotated: its secret taken)
     key = await asyncio.to_thread(g.keys.update, key_hash, kind=current.kind, **changes)
     g.auth.forget(key_hash)
     await audit(request, manager, "key.update", key_hash, before=current.to_api(), after=key.to_api())
@@ -218,7 +225,7 @@ async def update_key(request: Request, key_hash: KeyHash, body: UpdateKey, manag
 
 
 class Rotate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     grace_seconds: Annotated[int, Field(ge=0, le=30 * 86400)] = 0
 
 
@@ -229,8 +236,7 @@ async def rotate_key(request: Request, key_hash: KeyHash, manager: Writer, body:
     grace = (body or Rotate()).grace_seconds
     current = await _target(key_hash)
     _may_manage(manager, current)
-    _grant(manager, current.kind == "management", {f: getattr(current, f) for f in
-                                                   ("scopes", "limit", "limit_reset", "allowed_ips", "expires_at")})
+    _grant(manager, current.kind == "management", _rights(current))
     token, key = await asyncio.to_thread(g.keys.rotate, key_hash, grace_seconds=grace, kind=current.kind)
     g.auth.forget(key_hash)
     await audit(request, manager, "key.rotate", key_hash, before=current.to_api(),
