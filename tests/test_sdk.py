@@ -55,6 +55,7 @@ def test_keys_round_trip(sy, served):
     assert sy.get_key(key_hash)["data"]["name"] == "ci"
     assert sy.update_key(key_hash, disabled=True, name="ci-2")["data"]["disabled"] is True
     assert sy.update_key(key_hash, disabled=False)["data"]["disabled"] is False
+    assert sy.rotate_key(key_hash)["key"] != secret  # no body fields: the API's defaults
     rotated = sy.rotate_key(key_hash, grace_seconds=0)
     assert rotated["key"] != secret
     with Client(f"http://127.0.0.1:{served.port}", rotated["key"]) as own:
