@@ -21,6 +21,19 @@ SYNTHETIC_ENV := .tools/venv-synthetic
 
 install: $(UV)
 	$(UV) sync --frozen --extra local --extra lake --extra synthetic --extra flows --python $(PYTHON)
+	@$(MAKE) --no-print-directory snippets-node
+
+# The Node snippets' pinned `openai` package (docs/snippets/node/package-lock.json), installed again only when
+# the lock changed. Without npm the Node snippets' tests skip (under CI they fail).
+SNIPPETS_NODE := docs/snippets/node
+.PHONY: snippets-node
+snippets-node:
+	@if ! command -v npm >/dev/null 2>&1; then \
+		echo "npm not found: the Node snippets' tests will skip (apt-get install -y nodejs npm)"; \
+	elif [ ! -f $(SNIPPETS_NODE)/node_modules/.package-lock.json ] \
+			|| [ $(SNIPPETS_NODE)/package-lock.json -nt $(SNIPPETS_NODE)/node_modules/.package-lock.json ]; then \
+		npm ci --prefix $(SNIPPETS_NODE) --no-audit --no-fund --loglevel=error; \
+	fi
 
 run: install
 	$(UV) run --frozen --no-sync python -m infra.local

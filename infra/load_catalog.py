@@ -13,6 +13,9 @@ The file has SWITCHYARD_CONFIG's shape. Everything is validated before anything 
 adds or replaces the one of the same id (the same as `PUT /api/v1/catalog/...` and `PUT /api/v1/routes`), and
 every gateway process picks the change up within its catalog refresh interval (30 s): no deploy. Models must
 name a provider that exists (built in, in the file, or already in the table).
+
+This writes the table directly (AWS credentials, none of the catalog API's limits). Against a running stack with
+a management key, `switchyard catalog load my-catalog.yaml` (sdk/) does the same through the API.
 """
 
 from __future__ import annotations
