@@ -172,6 +172,11 @@ class Client:
         """The models the calling key may call."""
         return call()
 
+    @operation("GET", "/api/v1/models/licenses")
+    def model_licenses(self) -> dict[str, Any]:
+        """Each model's license terms, as the rankings and the synthetic-data gate read them."""
+        return call()
+
     @operation("GET", "/api/v1/embeddings/models")
     def embedding_models(self) -> dict[str, Any]:
         return call()
