@@ -70,10 +70,16 @@ async def any_key(request: Request) -> ApiKey:
     kind = "management" if "sk-sy-mgmt-" in header else "inference"
     address = client_address(request.scope)
     key = await gateway().auth.authenticate(header, kind=kind, source=address)
-    if key.allowed_ips is not None and not r.ip_allowed(key.allowed_ips, address):
+    if key.allowed_ips is not None:
+        _check_address(key.allowed_ips, address)
+    return key
+
+
+def _check_address(allowed_ips: tuple[str, ...], address: str | None) -> None:
+    """The 403 (reason `ip_not_allowed`) when a key's `allowed_ips` do not hold `address`."""
+    if not r.ip_allowed(allowed_ips, address):
         raise ForbiddenError(f"This key may not be used from {address or 'an unknown address'}",
                              metadata={"reason": "ip_not_allowed", "client_ip": address})
-    return key
 
 
 KeyDependency = Callable[[Request], Awaitable[ApiKey]]
@@ -126,10 +132,7 @@ async def audit(request: Request, actor: ApiKey, action: str, target: str, *, be
 def admit(key: ApiKey, scope: dict[str, Any]) -> None:
     """The key's address and origin restrictions, or the 403 that names which one refused."""
     if key.allowed_ips is not None:
-        address = client_address(scope)
-        if not r.ip_allowed(key.allowed_ips, address):
-            raise ForbiddenError(f"This key may not be used from {address or 'an unknown address'}",
-                                 metadata={"reason": "ip_not_allowed", "client_ip": address})
+        _check_address(key.allowed_ips, client_address(scope))
     if key.allowed_origins is not None:
         headers = dict(_headers(scope, (b"origin", b"referer", b"http-referer")))
         # An Origin, when sent, is the browser's word (`null`: a sandboxed page, refused); Referer only without one.

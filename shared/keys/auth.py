@@ -97,7 +97,11 @@ class Authenticator:
     async def authenticate(self, authorization: str | None, *, kind: KeyKind, source: str | None = None) -> ApiKey:
         """The caller's key, or the error. `source` (the client address) is throttled after `throttle.most`
         invalid keys, unless the key id authenticated here recently (a good client behind a shared address)."""
-        parsed = _bearer(authorization, lambda: self._throttled(source))
+        parsed = _bearer(authorization)
+        if parsed is None:  # malformed: refused as any invalid key is, and counted as one (it costs no lookup)
+            self.throttle.check(source)
+            self.throttle.attempt(source)
+            raise AuthenticationError(_UNAUTHORISED, metadata={"reason": "key_invalid"})
         counted, window, watched = False, None, self._known.get(parsed.key_id, 0.0) < time.monotonic()
         if watched:
             self.throttle.check(source)
@@ -128,10 +132,6 @@ class Authenticator:
         self._remember(parsed.key_id)
         return key
 
-    def _throttled(self, source: str | None) -> None:
-        """A malformed token: refused as any invalid key is, and counted as one (it costs no lookup)."""
-        self.throttle.check(source)
-        self.throttle.attempt(source)
 
     def _remember(self, key_id: str) -> None:
         """Key ids that authenticated here within `_KNOWN_FOR` seconds skip the throttle (bounded)."""
@@ -203,13 +203,9 @@ class Authenticator:
         self._cache.pop(key_id, None)
 
 
-def _bearer(authorization: str | None, invalid: Callable[[], None]) -> ParsedKey:
-    """The token of an Authorization header; `invalid` is called (to throttle) before a malformed one is refused."""
+def _bearer(authorization: str | None) -> ParsedKey | None:
+    """The token of an Authorization header (a 401 when there is none), or None when it is malformed."""
     if not authorization:
         raise AuthenticationError("No API key: send 'Authorization: Bearer <key>'", metadata={"reason": "key_missing"})
     scheme, _, token = authorization.partition(" ")
-    parsed = parse_key(token.strip()) if scheme.lower() == "bearer" else None
-    if parsed is None:
-        invalid()
-        raise AuthenticationError(_UNAUTHORISED, metadata={"reason": "key_invalid"})
-    return parsed
+    return parse_key(token.strip()) if scheme.lower() == "bearer" else None
