@@ -59,9 +59,10 @@ class Stack(NamedTuple):
 
 
 @contextmanager
-def bench_stack(fake: Path, *fake_args: str) -> Iterator[Stack]:
-    """A fake upstream (`fake PORT *fake_args`) and `python -m infra.local` with an `openai`-kind provider
-    `bench` pointing at it (model `bench/model`, upstream name `bench-model`); both stopped on exit."""
+def bench_stack(fake: Path, *fake_args: str, root: Path = ROOT) -> Iterator[Stack]:
+    """A fake upstream (`fake PORT *fake_args`) and `python -m infra.local` (from the tree `root`: this one
+    unless comparing with another) with an `openai`-kind provider `bench` pointing at it (model `bench/model`,
+    upstream name `bench-model`); both stopped on exit."""
     procs: list[subprocess.Popen] = []
     try:
         up_port, gw_port = free_port(), free_port()
@@ -76,7 +77,7 @@ def bench_stack(fake: Path, *fake_args: str) -> Iterator[Stack]:
         # and on a 2-core machine it competes with the gateway and moto (its cost: benchmarks/README.md, lake).
         env = {"SWITCHYARD_LAKE_EXPORT": "0", "SWITCHYARD_FLOWS": "0", **os.environ, "PORT": str(gw_port),
                "SWITCHYARD_STATE_DIR": str(state), "SWITCHYARD_CONFIG": str(config)}
-        gw = subprocess.Popen([sys.executable, "-m", "infra.local"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+        gw = subprocess.Popen([sys.executable, "-m", "infra.local"], cwd=root, env=env, stdout=subprocess.PIPE,
                               text=True)
         procs.append(gw)
         moto_url = re.search(r"moto on (\S+),", gw.stdout.readline())[1]  # type: ignore[union-attr,index]
