@@ -1,6 +1,6 @@
 """The relay's cost a chunk in instructions (callgrind), which a shared machine's load does not move.
 
-    python -m benchmarks.stream_instructions [--streams 10] [--chunks 100] [--delay-ms 5] [--concurrency 1]
+    python -m benchmarks.stream_instructions [--streams 10] [--chunks 100] [--delay-ms 5] [--concurrency 1] [--root DIR]
 
 The same stack as benchmarks/streaming.py (../shared/bench/fake_stream_upstream.py behind `python -m infra.local`,
 auth and metering on), with the gateway process run under `valgrind --tool=callgrind`, instrumentation switched on
@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=100)
     parser.add_argument("--delay-ms", type=float, default=5)
     parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--root", type=Path, default=ROOT, help="the tree to run (another checkout, this venv)")
     parser.add_argument("--keep", action="store_true", help="keep the callgrind files (for callgrind_annotate)")
     args = parser.parse_args()
     out_dir = Path(tempfile.mkdtemp(prefix="switchyard-callgrind-"))
@@ -67,7 +68,7 @@ def main() -> None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     gw = subprocess.Popen(["valgrind", "--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes",
                            f"--callgrind-out-file={out_dir}/callgrind.out.%p", sys.executable, "-m", "infra.local"],
-                          cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          cwd=args.root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                           start_new_session=True)
     try:
         wait(f"http://127.0.0.1:{up_port}/health")
