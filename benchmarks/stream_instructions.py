@@ -52,6 +52,8 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=100)
     parser.add_argument("--delay-ms", type=float, default=5)
     parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--plain", type=int, default=0, metavar="N",
+                        help="instead: N non-streamed calls on one keep-alive connection (instructions a call)")
     parser.add_argument("--root", type=Path, default=ROOT, help="the tree to run (another checkout, this venv)")
     parser.add_argument("--keep", action="store_true", help="keep the callgrind files (for callgrind_annotate)")
     args = parser.parse_args()
@@ -96,12 +98,22 @@ def main() -> None:
 
             await asyncio.gather(*(worker() for _ in range(args.concurrency)))
 
-        asyncio.run(streams())
+        if args.plain:
+            from http.client import HTTPConnection
+            conn = HTTPConnection("127.0.0.1", gw_port, timeout=60)
+            body = json.dumps({"model": "bench/model", "messages": [{"role": "user", "content": "hi"}]})
+            for _ in range(args.plain):
+                conn.request("POST", "/api/v1/chat/completions", body=body,
+                             headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+                conn.getresponse().read()
+            conn.close()
+        else:
+            asyncio.run(streams())
         time.sleep(1)  # the usage records' writes, on the metering thread
         subprocess.run(["callgrind_control", "-i", "off", str(gw.pid)], check=True, capture_output=True)
         subprocess.run(["callgrind_control", "-d", str(gw.pid)], check=True, capture_output=True)
         totals = thread_totals(out_dir, gw.pid)
-        chunks = args.streams * args.chunks
+        chunks = args.plain or args.streams * args.chunks  # (calls, with --plain)
         main_thread = totals.get("1", 0)
         report = {"streams": args.streams, "chunks": args.chunks, "delay_ms": args.delay_ms,
                   "incomplete": sum(1 for r in done if not r[2]) if args.chunks == 100 else None,
