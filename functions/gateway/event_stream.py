@@ -42,7 +42,7 @@ class EventStream(Response):
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         # The frames are pumped by a task of their own: each chunk wakes the task that awaits it, and every
         # frame of that task's await chain is resumed (here some twenty, down from the server through every
-        # middleware; in the pump's, seven).
+        # middleware; in the pump's, four: the pump, the relay, the adapter's stream, the connection's read).
         pump = asyncio.ensure_future(self._pump(scope["state"].get(SERVER_SEND, send)))
         left = False
 
