@@ -21,6 +21,19 @@ SYNTHETIC_ENV := .tools/venv-synthetic
 
 install: $(UV)
 	$(UV) sync --frozen --extra local --extra lake --extra synthetic --extra flows --python $(PYTHON)
+	@$(MAKE) --no-print-directory snippets-node
+
+# The Node snippets' pinned `openai` package (docs/snippets/node/package-lock.json), installed again only when
+# the lock changed. Without npm the Node snippets' tests skip (under CI they fail).
+SNIPPETS_NODE := docs/snippets/node
+.PHONY: snippets-node
+snippets-node:
+	@if ! command -v npm >/dev/null 2>&1; then \
+		echo "npm not found: the Node snippets' tests will skip (apt-get install -y nodejs npm)"; \
+	elif [ ! -f $(SNIPPETS_NODE)/node_modules/.package-lock.json ] \
+			|| [ $(SNIPPETS_NODE)/package-lock.json -nt $(SNIPPETS_NODE)/node_modules/.package-lock.json ]; then \
+		npm ci --prefix $(SNIPPETS_NODE) --no-audit --no-fund --loglevel=error; \
+	fi
 
 run: install
 	$(UV) run --frozen --no-sync python -m infra.local
@@ -45,6 +58,10 @@ bench: install  # needs wrk (apt-get install -y wrk) and ../shared/bench/fake_up
 	$(UV) run --frozen --no-sync python -m benchmarks.parts
 	$(UV) run --frozen --no-sync python -m benchmarks.routing
 	$(UV) run --frozen --no-sync python -m benchmarks.streaming
+
+.PHONY: bench-metrics
+bench-metrics: install  # what /metrics costs: two stacks, metrics on (scraped each second) and off, alternated windows (~2 min)
+	$(UV) run --frozen --no-sync python -m benchmarks.gateway --metrics
 
 .PHONY: bench-lake
 bench-lake: install  # export lag, lake write throughput, analytics over 10 M records vs DuckDB direct (~3 min)
@@ -105,3 +122,7 @@ build-GatewayFunction build-StreamFunction build-AnalyticsFunction build-UsageEx
 .PHONY: bench-governance
 bench-governance: install  # two gateway processes on one local stack: RPM 60 under 500 req/s, a $1 limit under 200 calls, what every restriction adds (~3 min)
 	$(UV) run --frozen --no-sync python -m benchmarks.governance
+
+.PHONY: bench-dashboard
+bench-dashboard: install  # the dashboard in headless Chromium (apt-get install -y chromium) over 1 M lake records: first paint, each view (~2 min)
+	$(UV) run --frozen --no-sync python -m benchmarks.dashboard

@@ -7,6 +7,12 @@ with an `openai`-kind provider pointing at it, and measures with wrk, one thread
 p50/p99 latency at 1 connection and req/s at 32 connections, direct and through the gateway. Then it checks
 that every request served was metered exactly once, and times the Lambda handler's import (cold start).
 Last, the same through a key with a spend limit: what holding each call's worst case in DynamoDB costs.
+
+    python -m benchmarks.gateway --metrics [--rounds 6 --seconds 5]      (make bench-metrics)
+
+What /metrics costs: two stacks side by side in one run, SWITCHYARD_METRICS on (scraped every second, as an
+aggressive Prometheus would) and off, windows of wrk at 32 connections alternated between them (on, off, off,
+on, …: drift cancels); req/s and the gateway process's CPU a request (utime + stime from /proc) per window.
 """
 
 from __future__ import annotations
@@ -59,7 +65,8 @@ class Stack(NamedTuple):
 
 
 @contextmanager
-def bench_stack(fake: Path, *fake_args: str, root: Path = ROOT) -> Iterator[Stack]:
+def bench_stack(fake: Path, *fake_args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = (),
+                ready_seconds: float = 60, root: Path = ROOT) -> Iterator[Stack]:
     """A fake upstream (`fake PORT *fake_args`) and `python -m infra.local` (from the tree `root`: this one
     unless comparing with another) with an `openai`-kind provider `bench` pointing at it (model `bench/model`,
     upstream name `bench-model`); both stopped on exit."""
@@ -75,13 +82,13 @@ def bench_stack(fake: Path, *fake_args: str, root: Path = ROOT) -> Iterator[Stac
                           "pricing: {prompt: 1, completion: 2}}]\n")
         # The usage exporter (moto's stream into the lake) and the flows are off unless asked for: the peers export nothing,
         # and on a 2-core machine it competes with the gateway and moto (its cost: benchmarks/README.md, lake).
-        env = {"SWITCHYARD_LAKE_EXPORT": "0", "SWITCHYARD_FLOWS": "0", **os.environ, "PORT": str(gw_port),
-               "SWITCHYARD_STATE_DIR": str(state), "SWITCHYARD_CONFIG": str(config)}
-        gw = subprocess.Popen([sys.executable, "-m", "infra.local"], cwd=root, env=env, stdout=subprocess.PIPE,
-                              text=True)
+        environ = {"SWITCHYARD_LAKE_EXPORT": "0", "SWITCHYARD_FLOWS": "0", **os.environ, **(env or {}),
+                   "PORT": str(gw_port), "SWITCHYARD_STATE_DIR": str(state), "SWITCHYARD_CONFIG": str(config)}
+        gw = subprocess.Popen([*prefix, sys.executable, "-m", "infra.local"], cwd=root, env=environ,
+                              stdout=subprocess.PIPE, text=True)
         procs.append(gw)
         moto_url = re.search(r"moto on (\S+),", gw.stdout.readline())[1]  # type: ignore[union-attr,index]
-        wait(f"http://127.0.0.1:{gw_port}/health")
+        wait(f"http://127.0.0.1:{gw_port}/health", ready_seconds)
         yield Stack(up_port, gw_port, state, gw, moto_url)
     finally:
         for p in procs:
@@ -147,14 +154,157 @@ def usage_records(moto_url: str) -> int:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (its threads included), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def scraped_requests(port: int, admin: str) -> float:
+    """The sum of switchyard_requests_total of one scrape."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {admin}"})
+    text = urllib.request.urlopen(request, timeout=10).read().decode()
+    return sum(s.value for f in text_string_to_metric_families(text) if f.name == "switchyard_requests"
+               for s in f.samples)
+
+
+def metrics_cost(rounds: int, seconds: int) -> None:
+    """/metrics on (scraped every second) against off, side by side, alternating windows."""
+    import threading
+
+    with bench_stack(FAKE, "0", env={"SWITCHYARD_METRICS": "true"}) as on, \
+            bench_stack(FAKE, "0", env={"SWITCHYARD_METRICS": "false"}) as off:
+        stacks = {"on": on, "off": off}
+        keys = {n: (s.state / "dev-key").read_text().strip() for n, s in stacks.items()}
+        admin = (on.state / "admin-key").read_text().strip()
+        url = {n: f"http://127.0.0.1:{s.gw_port}/api/v1/chat/completions" for n, s in stacks.items()}
+        warm = {name: wrk(url[name], "bench/model", keys[name], 8, 2) for name in stacks}  # pools and caches
+        windows: dict[str, list[dict[str, float]]] = {"on": [], "off": []}
+        scrapes = 0
+        served_on = warm["on"]["requests"]
+        for r in range(rounds):
+            for name in (("on", "off") if r % 2 == 0 else ("off", "on")):
+                stop = threading.Event()
+
+                def scrape() -> None:
+                    nonlocal scrapes
+                    while not stop.wait(1.0):
+                        scraped_requests(on.gw_port, admin)
+                        scrapes += 1
+
+                scraper = threading.Thread(target=scrape, daemon=True) if name == "on" else None
+                if scraper is not None:
+                    scraper.start()
+                pid = stacks[name].gateway.pid
+                cpu = cpu_seconds(pid)
+                result = wrk(url[name], "bench/model", keys[name], 32, seconds)
+                cpu = cpu_seconds(pid) - cpu
+                stop.set()
+                if scraper is not None:
+                    scraper.join()
+                    served_on += result["requests"]
+                windows[name].append({"rps": result["rps"], "cpu_us": cpu / max(result["requests"], 1) * 1e6,
+                                      "errors": result["errors"]})
+                print(f"round {r + 1} {name:>3}: {result['rps']:,.0f} req/s, "
+                      f"{windows[name][-1]['cpu_us']:.1f} µs CPU a request", file=sys.stderr)
+        time.sleep(1)
+        counted = scraped_requests(on.gw_port, admin)
+    median = {n: {k: statistics.median(w[k] for w in ws) for k in ("rps", "cpu_us")} for n, ws in windows.items()}
+    report = {
+        "windows": windows, "median": median, "scrapes": scrapes,
+        "throughput_cost_pct": round((1 - median["on"]["rps"] / median["off"]["rps"]) * 100, 2),
+        "cpu_cost_pct": round((median["on"]["cpu_us"] / median["off"]["cpu_us"] - 1) * 100, 2),
+        # warm-up (8 connections) + every window's requests + at most one in flight a connection a window
+        "counted": {"switchyard_requests_total": counted, "served": served_on, "in_flight_at_most": 8 + 32 * (rounds + 1)},
+    }
+    print(json.dumps(report, indent=2))
+    print(f"\n/metrics on: {median['on']['rps']:,.0f} req/s, {median['on']['cpu_us']:.1f} µs CPU a request; off: "
+          f"{median['off']['rps']:,.0f} req/s, {median['off']['cpu_us']:.1f} µs. Cost: {report['throughput_cost_pct']}% "
+          f"of throughput, {report['cpu_cost_pct']}% CPU a request (target ≤ 3%); {scrapes} scrapes")
+
+
+def metrics_instructions(requests: int, scrape_every: int) -> None:
+    """The gateway's instructions a request under callgrind, metrics on (scraped once every `scrape_every`
+    requests) against off: both stacks under valgrind at once and the calls interleaved, one to each in turn,
+    so that what a process does by the clock (key and catalog refreshes, timers), slowed ~50 × by valgrind, is
+    the same for both and the difference is the metrics' own."""
+    import http.client
+    from http.client import HTTPConnection
+
+    outs = {n: Path(tempfile.mkdtemp(prefix=f"switchyard-callgrind-{n}-")) / "callgrind.out" for n in ("on", "off")}
+
+    def under_valgrind(name: str):
+        return bench_stack(FAKE, "0", env={"SWITCHYARD_METRICS": "true" if name == "on" else "false"},
+                           prefix=("valgrind", "--tool=callgrind", "--instr-atstart=no",
+                                   f"--callgrind-out-file={outs[name]}"), ready_seconds=900)
+
+    with under_valgrind("on") as on, under_valgrind("off") as off:
+        stacks = {"on": on, "off": off}
+        admin = (on.state / "admin-key").read_text().strip()
+        body = (BODY % "bench/model").encode()
+        conns = {n: HTTPConnection("127.0.0.1", s.gw_port, timeout=120) for n, s in stacks.items()}
+        headers = {n: {"Authorization": f"Bearer {(s.state / 'dev-key').read_text().strip()}",
+                       "Content-Type": "application/json"} for n, s in stacks.items()}
+
+        def call(name: str) -> None:
+            for attempt in (1, 2):  # the server closes a connection idle past its keep-alive (5 s, slow valgrind)
+                try:
+                    conns[name].request("POST", "/api/v1/chat/completions", body=body, headers=headers[name])
+                    response = conns[name].getresponse()
+                    response.read()
+                    break
+                except (ConnectionError, http.client.RemoteDisconnected):
+                    conns[name].close()
+                    if attempt == 2:
+                        raise
+            assert response.status == 200, response.status
+
+        for _ in range(300):
+            call("on")
+            call("off")
+        scraped_requests(on.gw_port, admin)  # the first scrape imports prometheus-client
+        for s in stacks.values():
+            subprocess.run(["callgrind_control", "-i", "on", str(s.gateway.pid)], check=True, capture_output=True)
+        for i in range(requests):
+            call("on")
+            call("off")
+            if (i + 1) % scrape_every == 0:
+                scraped_requests(on.gw_port, admin)
+        time.sleep(0.5)  # the last records' flush
+        for s in stacks.values():
+            subprocess.run(["callgrind_control", "-d", str(s.gateway.pid)], check=True, capture_output=True)
+            subprocess.run(["callgrind_control", "-i", "off", str(s.gateway.pid)], check=True, capture_output=True)
+    figures = {}
+    for name, out in outs.items():
+        (dump,) = [f for f in out.parent.iterdir() if f.name.startswith("callgrind.out.")]
+        totals = re.search(r"^(?:summary|totals): (\d+)", dump.read_text(errors="replace"), re.M)
+        figures[name] = int(totals[1]) / requests  # type: ignore[index]
+    cost = (figures["on"] / figures["off"] - 1) * 100
+    print(json.dumps({"instructions_a_request": figures, "requests": requests, "scrape_every": scrape_every,
+                      "cost_pct": round(cost, 2)}, indent=2))
+    print(f"\n/metrics on: {figures['on']:,.0f} instructions a request, off: {figures['off']:,.0f}: "
+          f"{cost:+.2f}% (target ≤ 3%), a scrape every {scrape_every} requests")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--metrics", action="store_true", help="what /metrics costs: on against off, alternated")
+    parser.add_argument("--rounds", type=int, default=6, help="with --metrics: windows of each")
+    parser.add_argument("--callgrind", type=int, metavar="REQUESTS",
+                        help="with --metrics: count instructions a request under valgrind instead (e.g. 3000)")
+    parser.add_argument("--scrape-every", type=int, default=1000, help="with --callgrind: requests a scrape")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install -y wrk")
     if not FAKE.exists():
         sys.exit(f"missing {FAKE}")
+    if args.metrics and args.callgrind:
+        return metrics_instructions(args.callgrind, args.scrape_every)
+    if args.metrics:
+        return metrics_cost(args.rounds, args.seconds)
     with bench_stack(FAKE, "0") as stack:
         gw_port, up_port, state, moto_url = stack.gw_port, stack.up_port, stack.state, stack.moto_url
         key = (state / "dev-key").read_text().strip()

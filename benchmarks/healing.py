@@ -154,7 +154,8 @@ def end_to_end(requests: int = 200) -> dict[str, float]:
     port = free_port()
     state = Path(tempfile.mkdtemp(prefix="switchyard-heal-"))
     proc = subprocess.Popen([sys.executable, "-m", "infra.local"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            env={**os.environ, "PORT": str(port), "SWITCHYARD_STATE_DIR": str(state)})
+                            env={**os.environ, "PORT": str(port), "SWITCHYARD_STATE_DIR": str(state),
+                                 "SWITCHYARD_FLOWS": "0", "SWITCHYARD_LAKE_EXPORT": "0"})  # the gateway alone
     try:
         for _ in range(300):
             try:
@@ -181,7 +182,11 @@ def end_to_end(requests: int = 200) -> dict[str, float]:
         return out
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def main() -> None:

@@ -4,6 +4,7 @@
 
 Reads the table names and the pepper secret from the stack's resources, creates the key and prints it once.
 Needs AWS credentials that may read the stack, the pepper secret, and write the keys table.
+With that first key, further ones come through the API: `switchyard keys create NAME --management` (sdk/).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@
     python -m infra.load_catalog my-catalog.yaml --stack switchyard --region eu-west-1
     python -m infra.load_catalog my-catalog.yaml --table switchyard-catalog
     python -m infra.load_catalog --hide openai/gpt-4 --show openai/gpt-4o --stack switchyard
+    ... [--quiet | --progress]      (a progress bar of the entries written when stdout is a terminal)
 
 The region is --region, else the one the AWS configuration names (AWS_REGION, AWS_DEFAULT_REGION, the
 profile), else us-east-1 (the template's default deploy region), said on stderr.
@@ -12,6 +13,9 @@ The file has SWITCHYARD_CONFIG's shape. Everything is validated before anything 
 adds or replaces the one of the same id (the same as `PUT /api/v1/catalog/...` and `PUT /api/v1/routes`), and
 every gateway process picks the change up within its catalog refresh interval (30 s): no deploy. Models must
 name a provider that exists (built in, in the file, or already in the table).
+
+This writes the table directly (AWS credentials, none of the catalog API's limits). Against a running stack with
+a management key, `switchyard catalog load my-catalog.yaml` (sdk/) does the same through the API.
 """
 
 from __future__ import annotations
@@ -20,18 +24,27 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 import yaml
 from pydantic import ValidationError
 
+from pipelines.progress import Progress, add_arguments, wanted
 from shared.catalog import BUILTIN, CatalogError, load_catalog
 from shared.catalog.schema import CatalogFile
 from shared.catalog.store import CatalogStore, DynamoCatalogStore
 from shared.errors import StorageError
 
 
-def load(store: CatalogStore, file: CatalogFile, *, hide: list[str] = (), show: list[str] = ()) -> dict[str, int]:
-    """Validate against what the table already holds, then write. Returns how many of each were written."""
+def entries(file: CatalogFile, *, hide: list[str] = (), show: list[str] = ()) -> int:
+    """How many writes `load` makes (a progress bar's total)."""
+    return len(file.providers) + len(file.models) + len(file.routes) + len(hide) + len(show)
+
+
+def load(store: CatalogStore, file: CatalogFile, *, hide: list[str] = (), show: list[str] = (),
+         on_written: Callable[[str], None] | None = None) -> dict[str, int]:
+    """Validate against what the table already holds, then write (`on_written` is told each id written).
+    Returns how many of each were written."""
     existing, hidden = store.load()
     known = {p.id for p in CatalogFile.model_validate(yaml.safe_load(BUILTIN.read_text())).providers}
     known |= {p.id for p in existing.providers} | {p.id for p in file.providers}
@@ -44,16 +57,22 @@ def load(store: CatalogStore, file: CatalogFile, *, hide: list[str] = (), show: 
     missing = catalog.unknown({m for r in file.routes for m in r.models()})
     if missing:
         raise CatalogError(f"routing policies name unknown models: {', '.join(missing)}")
+    written = on_written or (lambda entry: None)
     for p in file.providers:
         store.put_provider(p)
+        written(p.id)
     for m in file.models:
         store.put_model(m)
+        written(m.id)
     for r in file.routes:
         store.put_route(r)
+        written(r.id)
     for model_id in hide:
         store.set_hidden(model_id, True)
+        written(model_id)
     for model_id in show:
         store.set_hidden(model_id, False)
+        written(model_id)
     return {"providers": len(file.providers), "models": len(file.models), "routes": len(file.routes),
             "hidden": len(hide), "shown": len(show)}
 
@@ -94,12 +113,16 @@ def main(argv: list[str] | None = None) -> int:
                                               f"{DEFAULT_REGION})")
     parser.add_argument("--hide", action="append", default=[], metavar="MODEL_ID")
     parser.add_argument("--show", action="append", default=[], metavar="MODEL_ID")
+    add_arguments(parser)
     args = parser.parse_args(argv)
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         file = CatalogFile.model_validate(yaml.safe_load(args.file.read_text()) or {}) if args.file else CatalogFile()
-        written = load(DynamoCatalogStore(_table(args, _region(args.region))), file, hide=args.hide, show=args.show)
+        store = DynamoCatalogStore(_table(args, _region(args.region)))
+        with Progress(entries(file, hide=args.hide, show=args.show), desc="catalog", unit="entry",
+                      show=wanted(args)) as bar:
+            written = load(store, file, hide=args.hide, show=args.show, on_written=lambda e: bar.advance(entry=e))
     except (OSError, yaml.YAMLError, ValidationError, CatalogError, StorageError, BotoCoreError, ClientError) as e:
         print(f"nothing written: {e}", file=sys.stderr)
         return 1

@@ -184,6 +184,9 @@ def main() -> None:
     os.chdir(root)
     state_dir = Path(os.environ.get("SWITCHYARD_STATE_DIR", root / ".switchyard"))
     port = int(os.environ.get("PORT", "8080"))
+    # On a laptop the models worth adding are local (vLLM, llama.cpp, Ollama on 127.0.0.1): the catalog API may
+    # add providers at loopback and private addresses here (a deployed stack refuses them unless told).
+    os.environ.setdefault("SWITCHYARD_CATALOG_API_ALLOW_PRIVATE", "true")
     # uvicorn handles SIGINT and SIGTERM while it runs (a graceful shutdown, the lifespan's meter flush), then
     # raises the signal again under the handler it found: this one, so that moto is still stopped cleanly below
     # (SIGTERM's default action would end the process on the spot and leave moto saving on its own).

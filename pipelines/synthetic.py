@@ -10,7 +10,8 @@ runtime), calling the gateway (`--gateway`, default the local stack) with an inf
 SWITCHYARD_API_KEY, or the local stack's `.switchyard/dev-key`), and writes `<out>/synthetic/<job>/`
 (default: ./synthetic-data). `submit` hands the job to the gateway (`POST /api/v1/synthetic/jobs`, a
 management key: `--admin-key`, SWITCHYARD_ADMIN_KEY or `.switchyard/admin-key`) and follows it. Both show a
-progress bar; a job stopped by its failure budget exits with status 1 and says why.
+progress bar when stdout is a terminal (`--quiet`: none; `--progress`: always; pipelines/progress.py); a job
+stopped by its failure budget exits with status 1 and says why.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NONE
 
+from pipelines.progress import Progress, add_arguments, wanted
 from shared.synthetic import jobs, templates
 from shared.synthetic.client import GatewayClient, run_loop
 from shared.synthetic.engine import Engine
@@ -84,22 +86,12 @@ def spec_data(args: argparse.Namespace) -> dict[str, Any]:
     return data
 
 
-class Bar:
-    """A one-line progress bar on stderr."""
+def rows_bar(total: int, show: bool | None) -> Progress:
+    return Progress(total, desc="synthetic rows", unit="row", show=show)
 
-    def __init__(self, total: int) -> None:
-        self.total, self.started = total, time.monotonic()
 
-    def show(self, done: int, failed: int, cost: float) -> None:
-        width = 30
-        filled = int(width * done / self.total) if self.total else width
-        rate = done / max(time.monotonic() - self.started, 1e-9)
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} rows, {failed} failed "
-                         f"attempts, ${cost:.6f}, {rate:.0f} rows/s ")
-        sys.stderr.flush()
-
-    def end(self) -> None:
-        sys.stderr.write("\n")
+def shown(bar: Progress, rows: int, failed: int, cost: float) -> None:
+    bar.to(rows, failed=failed, cost=f"${cost:.6f}")
 
 
 # -- the flow ---------------------------------------------------------------------------------------------
@@ -115,15 +107,17 @@ def check(data: dict[str, Any], out: str, gateway: str) -> jobs.Job:
 
 
 @task(name="make-row-groups", cache_policy=NONE)
-async def make(job: jobs.Job, out: str, gateway: str, key_env: str) -> str | None:
+async def make(job: jobs.Job, out: str, gateway: str, key_env: str, bar: bool | None = None) -> str | None:
     """Every row group not yet written; why the job stopped, if it did."""
     from shared.lake.store import open_store
 
     key = os.environ.get(key_env) or sys.exit(f"the inference key is read from ${key_env}, which is not set")
-    try:
-        await jobs.run_groups(job, open_store(out), GatewayClient(gateway, key, job.id), on_progress=_progress(job))
-    except jobs.JobStopped as e:
-        return str(e)
+    with rows_bar(job.spec.num_records, bar) as rows:
+        try:
+            await jobs.run_groups(job, open_store(out), GatewayClient(gateway, key, job.id),
+                                  on_progress=_progress(rows))
+        except jobs.JobStopped as e:
+            return str(e)
     return None
 
 
@@ -136,12 +130,12 @@ def end(job: jobs.Job, out: str, stopped: str | None) -> dict[str, Any]:
 
 @flow(name="synthetic-job", log_prints=True)
 async def synthetic_job(data: dict[str, Any], out: str, gateway: str,
-                        key_env: str = "SWITCHYARD_API_KEY") -> dict[str, Any]:
+                        key_env: str = "SWITCHYARD_API_KEY", bar: bool | None = None) -> dict[str, Any]:
     """A job (a spec as data: Data Designer's config format works) through the gateway at `gateway`, written to
     `out` (a directory or s3://bucket[/prefix]). The inference key comes from the environment variable
     `key_env`, never as a parameter: Prefect keeps a run's parameters in its database."""
     job = check(data, out, gateway)
-    stopped = await make(job, out, gateway, key_env)
+    stopped = await make(job, out, gateway, key_env, bar)
     return end(job, out, stopped)
 
 
@@ -157,27 +151,28 @@ def _begin(job: jobs.Job, store: Any) -> None:
     mark_running(store, job.id)
 
 
-def _progress(job: jobs.Job) -> Any:
-    bar = Bar(job.spec.num_records)
-
+def _progress(bar: Progress) -> Any:
     def show(engine: Engine) -> None:
         p = engine.progress
-        bar.show(p.rows_done, p.rows_failed, p.cost)
+        shown(bar, p.rows_done, p.rows_failed, p.cost)
 
     return show
 
 
-def run(data: dict[str, Any], out: str, gateway: str, key: str, *, prefect: bool = True) -> dict[str, Any]:
+def run(data: dict[str, Any], out: str, gateway: str, key: str, *, prefect: bool = True,
+        bar: bool | None = None) -> dict[str, Any]:
+    """The job made here (`bar`: the progress bar wanted, None: if stdout is a terminal)."""
     if prefect:
         os.environ["SWITCHYARD_API_KEY"] = key  # this process's own environment, read by the flow's task
-        return run_loop(synthetic_job(data, out, gateway))
+        return run_loop(synthetic_job(data, out, gateway, bar=bar))
     from shared.lake.store import open_store
     from shared.synthetic import runner
 
     store = open_store(out)
     job = jobs.prepare(data, reader=jobs.SeedReader(store, local_dir=Path.cwd()), known_models=known_models(gateway))
     _begin(job, store)
-    return run_loop(runner.run(job, store, GatewayClient(gateway, key, job.id), on_progress=_progress(job)))
+    with rows_bar(job.spec.num_records, bar) as rows:
+        return run_loop(runner.run(job, store, GatewayClient(gateway, key, job.id), on_progress=_progress(rows)))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -202,6 +197,8 @@ def main(argv: list[str] | None = None) -> None:
             p.add_argument("--no-prefect", action="store_true", help="run without Prefect's runtime")
         if name == "submit":
             p.add_argument("--admin-key")
+        if name != "preview":
+            add_arguments(p)
     args = parser.parse_args(argv)
     if args.command == "templates":
         for name in templates.names():
@@ -216,25 +213,29 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.command == "run":
         key = _secret(args.key, "SWITCHYARD_API_KEY", "dev-key")
-        meta = run(data, args.out, args.gateway, key, prefect=not args.no_prefect)
+        meta = run(data, args.out, args.gateway, key, prefect=not args.no_prefect, bar=wanted(args))
     else:
         key = _secret(args.admin_key, "SWITCHYARD_ADMIN_KEY", "admin-key")
         meta = _http("POST", f"{args.gateway}/synthetic/jobs", key, {"spec": data})
-        bar = Bar(meta["num_records"])
-        while meta["status"] in ("queued", "running"):
-            live = meta.get("live") or {}
-            bar.show(max(meta.get("rows_done", 0), live.get("rows_made", 0)),
-                     max(meta.get("rows_failed", 0), live.get("attempts_failed", 0)),
-                     max(meta.get("cost_usd", 0.0), live.get("cost_usd", 0.0)))
-            time.sleep(0.5)
-            meta = _http("GET", f"{args.gateway}/synthetic/jobs/{meta['job_id']}", key)
-        bar.show(meta.get("rows_done", 0), meta.get("rows_failed", 0), meta.get("cost_usd", 0.0))
-        bar.end()
-    sys.stderr.write("\n")
+        meta = follow(args.gateway, key, meta, rows_bar(meta["num_records"], wanted(args)))
     print(json.dumps({k: meta[k] for k in ("job_id", "status", "rows_done", "rows_failed", "cost_usd",
                                            "stopped_reason", "outputs") if k in meta}, indent=2))
     if meta["status"] != "completed":
         sys.exit(1)
+
+
+def follow(gateway: str, key: str, meta: dict[str, Any], bar: Progress, every: float = 0.5) -> dict[str, Any]:
+    """Poll a submitted job until it ends, its progress on `bar`; its last metadata."""
+    with bar:
+        while meta["status"] in ("queued", "running"):
+            live = meta.get("live") or {}
+            shown(bar, max(meta.get("rows_done", 0), live.get("rows_made", 0)),
+                  max(meta.get("rows_failed", 0), live.get("attempts_failed", 0)),
+                  max(meta.get("cost_usd", 0.0), live.get("cost_usd", 0.0)))
+            time.sleep(every)
+            meta = _http("GET", f"{gateway}/synthetic/jobs/{meta['job_id']}", key)
+        shown(bar, meta.get("rows_done", 0), meta.get("rows_failed", 0), meta.get("cost_usd", 0.0))
+    return meta
 
 
 def cli(argv: list[str] | None = None) -> None:

@@ -89,6 +89,13 @@ class Settings(BaseSettings):
     breaker_cooldown_seconds: Annotated[float, Field(gt=0)] = 30.0
     usage_retention_days: Annotated[int, Field(gt=0)] = 400
     meter_flush_seconds: Annotated[float, Field(gt=0)] = 0.05
+    # Metrics (shared/metrics/, GET /metrics; EMF to CloudWatch on Lambda): SWITCHYARD_METRICS=false counts
+    # nothing and answers /metrics 404; public: no key needed (else a management key with `metrics:read`);
+    # key_labels: a `key` label (the key's id) on the per-call counters; max_apps: apps with their own label.
+    metrics: bool = True
+    metrics_public: bool = False
+    metrics_key_labels: bool = False
+    metrics_max_apps: Annotated[int, Field(ge=0, le=1000)] = 20
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 

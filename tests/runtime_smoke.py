@@ -174,6 +174,12 @@ def check_handler() -> None:
     event["rawPath"] = event["requestContext"]["http"]["path"] = "/health"
     response = handler(event, LambdaContext())
     assert response["statusCode"] == 200, response
+    # the dashboard's static files (functions/gateway/dashboard/, packaged with functions/), under their CSP
+    for path, kind in (("/dashboard", "text/html"), ("/dashboard/app.js", "text/javascript")):
+        event["rawPath"] = event["requestContext"]["http"]["path"] = path
+        response = handler(event, LambdaContext())
+        assert response["statusCode"] == 200 and response["headers"]["content-type"].startswith(kind), response
+        assert "script-src 'self'" in response["headers"]["content-security-policy"], response
 
 
 def main() -> None:

@@ -229,13 +229,15 @@ def test_the_cli_runs_a_template_with_a_progress_bar_and_writes_the_outputs(stac
     out = tmp_path / "out"
     args = [sys.executable, "-m", "pipelines.synthetic", "run", "--template", "medical-dialogues",
             "--num-records", "30", "--out", str(out), "--gateway", f"{stack.url}/api/v1",
-            "--key", stack.key("dev-key"), *([] if prefect else ["--no-prefect"])]
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+            "--key", stack.key("dev-key"), *(["--progress"] if prefect else ["--no-prefect"])]
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}  # (20 s: too short on a busy 2-core machine)
     done = subprocess.run(args, cwd=Path(__file__).parent.parent, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout[done.stdout.index("{"):])
     assert summary["status"] == "completed" and summary["rows_done"] == 30
-    assert "30/30 rows" in done.stderr  # the progress bar's last state
+    # stdout is a pipe here: a bar only when forced (--progress), and then its last state says 30 of 30
+    assert ("30/30 [" in done.stderr) == prefect and ("synthetic rows" in done.stderr) == prefect
     folder = out / "synthetic" / summary["job_id"]
     assert pq.read_table(folder / "data").num_rows == 30
     assert (folder / "README.md").exists() and (folder / "config.json").exists()

@@ -208,13 +208,17 @@ def test_the_prefect_flow_publishes_what_the_plain_functions_do_and_backfills(pr
     bucket = aws["DataBucket"]
     exporter = Exporter(S3Store(bucket), schema.ip_hasher(b"test-pepper"))
     exporter.write_rows(fixture_records() + traffic(30, 0), tag="t")
-    result = rankings(DAY, lake=f"s3://{bucket}", out=f"s3://{bucket}/flow")
+    steps: list[str] = []
+    result = rankings(DAY, lake=f"s3://{bucket}", out=f"s3://{bucket}/flow", on_step=steps.append)
     assert result["ranked"] >= 1
+    assert steps == ["aggregate", "score", "build", "publish"]  # what the CLI's progress bar counts
     run_day(DAY, S3Store(bucket), S3Store(bucket, "plain"), RankingSettings.from_env())
     for key in result["files"]:
         assert S3Store(bucket, "flow").get(key) == S3Store(bucket, "plain").get(key), key
-    days = backfill("2025-12-01", "2025-12-03", lake=f"s3://{bucket}", out=f"s3://{bucket}/backfill")
-    assert [d["date"] for d in days] == ["2025-12-01", "2025-12-02", "2025-12-03"]
+    done: list[str] = []
+    days = backfill("2025-12-01", "2025-12-03", lake=f"s3://{bucket}", out=f"s3://{bucket}/backfill",
+                    on_day=done.append)
+    assert [d["date"] for d in days] == ["2025-12-01", "2025-12-02", "2025-12-03"] == done
     assert S3Store(bucket, "backfill").get(f"rankings/dt={DAY}/models.parquet") == \
         S3Store(bucket, "plain").get(f"rankings/dt={DAY}/models.parquet")
 

@@ -17,9 +17,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from functions.gateway.deps import CORS_ORIGIN
 from functions.gateway.event_stream import SERVER_SEND
-from functions.gateway.routes import (analytics, audit, catalog, chat, completions, docs, embeddings, generation,
-                                     governance, health, keys, messages, models, policies, providers, rankings,
-                                     responses, synthetic)
+from functions.gateway.routes import (analytics, audit, catalog, chat, completions, dashboard, docs, embeddings,
+                                     generation, governance, health, keys, messages, metrics, models, policies,
+                                     providers, rankings, responses, synthetic)
 from functions.gateway.state import gateway
 from shared.chat.service import new_request_id
 from shared.errors import BadRequestError, ForbiddenError, PayloadTooLargeError, SwitchyardError
@@ -130,6 +130,10 @@ async def preflight(scope: Scope, receive: Receive, send: Send) -> None:
                if n in (b"origin", b"access-control-request-method", b"access-control-request-headers")}
     origin = origin_of(headers.get(b"origin"))
     method = headers.get(b"access-control-request-method", "").upper()
+    if origin is None and headers.get(b"origin") and method:  # `null` (a sandboxed page, a file) or no origin
+        error = ForbiddenError(f"No key allows calls from origin {headers[b'origin'][:200]!r}",
+                               metadata={"reason": "origin_not_allowed", "origin": headers[b"origin"][:200]})
+        return await error_response(error, scope)(scope, receive, send)
     if origin is None or not method:
         error = BadRequestError("Not a CORS preflight: OPTIONS needs Origin and Access-Control-Request-Method",
                                 metadata={"reason": "not_a_preflight"})
@@ -169,7 +173,7 @@ class BodyLimit:
             # One length, in digits: `abc`, `-1` or two that differ would leave the body's end to guesswork.
             # (uvicorn's parser refuses these itself; other servers may pass them on.)
             (length,) = declared if len(declared) == 1 else (b"",)
-            if not length.isdigit():
+            if not (length.isascii() and length.isdigit()):
                 error = BadRequestError("Invalid Content-Length header", metadata={"field": "content-length"})
                 return await error_response(error, scope)(scope, receive, send)
             if len(length) > 18 or int(length) > self.limit:  # int() refuses over 4300 digits
@@ -212,7 +216,7 @@ def create_app() -> FastAPI:
     for router in (health.router, chat.router, models.router, generation.router, keys.router, catalog.router,
                    policies.router, analytics.router, rankings.router, synthetic.router, audit.router,
                    governance.router, messages.router, completions.router, embeddings.router, responses.router,
-                   providers.router, docs.router):
+                   providers.router, docs.router, dashboard.router, metrics.router):
         app.include_router(router)
 
     def openapi() -> dict[str, Any]:

@@ -21,7 +21,7 @@ CORS_ORIGIN = "cors_origin"  # scope["state"] key: the origin a key allowed, ans
 def client_address(scope: dict[str, Any]) -> str | None:
     """The caller's address: the socket's peer (under Mangum: API Gateway's `sourceIp`). Only when that peer is
     a configured trusted proxy (SWITCHYARD_TRUSTED_PROXIES) is X-Forwarded-For read, from the right, up to the
-    first address that is not itself a trusted proxy."""
+    first address that is not itself a trusted proxy (a hop that is not an address ends the walk at the peer)."""
     client = scope.get("client")
     address = client[0] if client else None
     trusted = gateway().trusted_proxies
@@ -30,6 +30,8 @@ def client_address(scope: dict[str, Any]) -> str | None:
     forwarded = [v.decode("latin-1") for n, v in scope["headers"] if n == b"x-forwarded-for"]
     hops = [h.strip() for line in forwarded for h in line.split(",") if h.strip()]
     for hop in reversed(hops):
+        if not r.is_address(hop):
+            return address  # not written by a proxy we trust: the nearest peer we know is the client we name
         if not r.ip_allowed(trusted, hop):
             return hop
     return hops[0] if hops else address
@@ -46,6 +48,12 @@ async def inference_key(request: Request, *, admitted: bool = True, authorizatio
     return key
 
 
+async def admitted_key(request: Request) -> ApiKey:
+    """`inference_key` as a route dependency: the key from the headers only, address and origin checked (its
+    keyword arguments would otherwise be query parameters a caller could set)."""
+    return await inference_key(request)
+
+
 async def management_key(request: Request) -> ApiKey:
     key = await gateway().auth.authenticate(request.headers.get("authorization"), kind="management",
                                             source=client_address(request.scope))
@@ -55,11 +63,17 @@ async def management_key(request: Request) -> ApiKey:
 
 
 async def any_key(request: Request) -> ApiKey:
-    """Either kind (for `GET /key`): management keys are tried when the token says so. A key's own usage is
-    readable from anywhere its secret is (no address or origin check: it reveals nothing the secret does not)."""
+    """Either kind (for `GET /key`, analytics, generation): management keys are tried when the token says so.
+    A key's `allowed_ips` hold here as everywhere; its `allowed_origins` do not (reading its own usage from a
+    server names no origin, and reveals nothing the secret does not)."""
     header = request.headers.get("authorization") or ""
     kind = "management" if "sk-sy-mgmt-" in header else "inference"
-    return await gateway().auth.authenticate(header, kind=kind, source=client_address(request.scope))
+    address = client_address(request.scope)
+    key = await gateway().auth.authenticate(header, kind=kind, source=address)
+    if key.allowed_ips is not None and not r.ip_allowed(key.allowed_ips, address):
+        raise ForbiddenError(f"This key may not be used from {address or 'an unknown address'}",
+                             metadata={"reason": "ip_not_allowed", "client_ip": address})
+    return key
 
 
 KeyDependency = Callable[[Request], Awaitable[ApiKey]]
@@ -118,8 +132,9 @@ def admit(key: ApiKey, scope: dict[str, Any]) -> None:
                                  metadata={"reason": "ip_not_allowed", "client_ip": address})
     if key.allowed_origins is not None:
         headers = dict(_headers(scope, (b"origin", b"referer", b"http-referer")))
-        found = r.origin_of(headers.get(b"origin")) or r.origin_of(headers.get(b"http-referer")
-                                                                  or headers.get(b"referer"))
+        # An Origin, when sent, is the browser's word (`null`: a sandboxed page, refused); Referer only without one.
+        found = r.origin_of(headers[b"origin"]) if b"origin" in headers else \
+            r.origin_of(headers.get(b"http-referer") or headers.get(b"referer"))
         if not r.origin_allowed(key.allowed_origins, found):
             raise ForbiddenError(f"This key may not be used from origin {found}" if found else
                                  "This key only answers calls from its allowed origins; the call named none "

@@ -39,7 +39,7 @@ async def call_context(request: Request, *, authorization: str | None = None) ->
             gateway().chat.meter_rejected(ctx, None, e)
             raise
     if key.rpm is not None or key.rpd is not None:
-        await admitted(gateway().chat, ctx, key)  # counted as chat counts (its X-RateLimit-* only on a 429 here)
+        ctx.rate_headers = await admitted(gateway().chat, ctx, key)  # counted as chat counts
     return ctx
 
 
@@ -54,7 +54,7 @@ def parsed(ctx: CallContext, parse: Callable[[bytes], T], raw: bytes) -> T:
 
 def json_response(body: dict[str, Any], ctx: CallContext, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), media_type="application/json",
-                    headers={"X-Generation-Id": ctx.request_id, **(headers or {})})
+                    headers={"X-Generation-Id": ctx.request_id, **(ctx.rate_headers or {}), **(headers or {})})
 
 
 async def answer(request: Request, ctx: CallContext, chat: ChatRequest,
@@ -66,7 +66,7 @@ async def answer(request: Request, ctx: CallContext, chat: ChatRequest,
     if chat.stream:
         frames = await service.open_stream(chat, ctx)
         return EventStream(stream_shape(frames), headers={**_SSE_HEADERS, "X-Generation-Id": ctx.request_id,
-                                                          **transform_headers(ctx)})
+                                                          **(ctx.rate_headers or {}), **transform_headers(ctx)})
     body = await _unless_client_leaves(request, service.complete(chat, ctx))
     if body is None:
         return Response(status_code=499)

@@ -24,9 +24,10 @@ from shared.keys.origins import OriginIndex
 from shared.keys.restrictions import network
 from shared.keys.rates import RateLimiter
 from shared.keys.spend import SpendGuard
-from shared.metering import DeadLetters, DynamoUsageStore, Meter, UsageStore
+from shared.metering import DeadLetters, DynamoUsageStore, Meter, UsageEvent, UsageStore
 from shared.metering.fingerprint import PromptFingerprint
 from shared.metering.stats import EndpointStats
+from shared.metrics import CallMetrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,7 @@ class Gateway:
     trusted_proxies: tuple[str, ...]  # CIDRs whose X-Forwarded-For is believed (functions/gateway/deps.py)
     audit: AuditLog  # management actions, hash-chained (shared/audit/log.py); never on the inference path
     governance: GovernanceSource  # model approval and residency, refreshed like the catalog
+    metrics: CallMetrics | None  # what /metrics and the Lambda's EMF report; None: SWITCHYARD_METRICS=false
 
     @property
     def catalog(self) -> Catalog:
@@ -59,12 +61,20 @@ def gateway() -> Gateway:
     keys.origins.ttl = settings.key_cache_seconds
     auth = Authenticator(keys, ttl=settings.key_cache_seconds)
     usage = DynamoUsageStore(settings.usage_table, settings.counters_table, settings.usage_retention_days)
+    metrics = CallMetrics(known_model=lambda m: m in catalogs.current, max_apps=settings.metrics_max_apps,
+                          key_labels=settings.metrics_key_labels) if settings.metrics else None
+
+    def recorded(e: UsageEvent) -> None:  # each call's usage event, once, as the meter takes it
+        auth.add_spend(e.key_id, e.cost)
+        if metrics is not None:
+            metrics.observe(e)
+
     meter = Meter(usage, interval=settings.meter_flush_seconds,
                   dead_letters=DeadLetters(settings.counters_table, settings.usage_retention_days),
-                  on_record=lambda e: auth.add_spend(e.key_id, e.cost))
+                  on_record=recorded)
     proxies = tuple(network(p) for p in (settings.trusted_proxies or "").split(",") if p.strip())
     governance = GovernanceSource(DynamoGovernanceStore(settings.catalog_table), ttl=catalogs.ttl)
     return Gateway(settings, catalogs, keys, auth, usage, meter, EndpointStats(usage),
                    ChatService(catalogs, meter, settings, spend, fingerprint=PromptFingerprint(pepper),
                                governance=governance, rates=RateLimiter(settings.counters_table)),
-                   keys.origins, proxies, AuditLog(settings.audit_table, pepper), governance)
+                   keys.origins, proxies, AuditLog(settings.audit_table, pepper), governance, metrics)

@@ -72,7 +72,7 @@ class Verdict:
 def verify(key: bytes, items: Iterable[dict[str, Any]], head: dict[str, Any] | None,
            anchor: tuple[int, str] | None = None) -> Verdict:
     """Check stored entries (`items`, ascending by seq) and the head row against the chain (see the table above)."""
-    expected, prev, count = 1, GENESIS, 0
+    expected, prev, count, last_at = 1, GENESIS, 0, None
     first: tuple[int, str] | None = None
     anchor_seen = False
     for item in items:
@@ -80,16 +80,18 @@ def verify(key: bytes, items: Iterable[dict[str, Any]], head: dict[str, Any] | N
         if first is not None:
             continue  # counted, no longer checked: the chain is broken already
         first = _check(key, item, expected, prev)
-        seq = int(item.get("seq", -1))
+        seq = as_seq(item.get("seq"))
         if anchor and first is None and seq == anchor[0]:
             anchor_seen = True
             if item.get("hash") != anchor[1]:
                 first = (seq, "anchor")
-        expected, prev = seq + 1, str(item.get("hash"))
+        expected, prev, last_at = seq + 1, str(item.get("hash")), item.get("at")
     last = expected - 1
-    shown = {"seq": int(head["last_seq"]), "hash": head.get("hash")} if head else None
+    shown = {"seq": as_seq(head.get("last_seq")), "hash": head.get("hash")} if head else None
     if first is None:
         first = _check_head(shown, last, prev)
+    if first is None and head and last and head.get("at") != last_at:  # the time the next entry starts from
+        first = (last, "head_mismatch")
     if first is None and anchor and not anchor_seen:
         first = (anchor[0], "anchor") if anchor[0] > last else None
     if first is None:
@@ -97,8 +99,16 @@ def verify(key: bytes, items: Iterable[dict[str, Any]], head: dict[str, Any] | N
     return Verdict(False, count, first[0], first[1], shown)
 
 
+def as_seq(value: Any) -> int:
+    """A stored sequence number, or -1 for anything that is not one (an edited row must not stop a read)."""
+    try:
+        return int(value) if not isinstance(value, bool) and float(value) == int(value) else -1
+    except (TypeError, ValueError, OverflowError):
+        return -1
+
+
 def _check(key: bytes, item: dict[str, Any], expected: int, prev: str) -> tuple[int, str] | None:
-    seq = int(item.get("seq", -1))
+    seq = as_seq(item.get("seq"))
     if seq != expected:
         return expected, "missing"
     body = item.get("body")
@@ -107,6 +117,8 @@ def _check(key: bytes, item: dict[str, Any], expected: int, prev: str) -> tuple[
     try:
         fields = orjson.loads(body)
     except orjson.JSONDecodeError:
+        return seq, "edited"
+    if not isinstance(fields, dict):
         return seq, "edited"
     if fields.get("seq") != seq:
         return seq, "broken_link"  # a sealed body moved to another place in the chain
@@ -121,6 +133,8 @@ def _check(key: bytes, item: dict[str, Any], expected: int, prev: str) -> tuple[
 def _check_head(head: dict[str, Any] | None, last: int, last_hash: str) -> tuple[int, str] | None:
     if head is None:
         return (1, "head_mismatch") if last else None
+    if head["seq"] < 0:
+        return max(last, 1), "head_mismatch"
     if head["seq"] > last:
         return last + 1, "tail_removed"
     if head["seq"] < last:

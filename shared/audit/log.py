@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Protocol
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import orjson
 
@@ -34,7 +35,9 @@ from shared.errors import StorageError
 
 LOG, HEAD = "log", "head"
 MAX_BODY = 300_000  # bytes of canonical JSON; DynamoDB's items stop at 400 KB (before/after are digested above it)
-SECRET_FIELDS = frozenset(("secret", "secret_hash", "previous_secret_hash", "token", "api_key", "password"))
+SECRET_FIELDS = frozenset(("secret", "secret_hash", "previous_secret_hash", "token", "api_key", "password",
+                           "authorization", "x-api-key", "api-key", "access_token", "client_secret"))
+REDACTED = "[redacted]"
 PAGE = 200  # entries read a DynamoDB round trip
 
 
@@ -50,13 +53,38 @@ def now_iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def public(value: Any) -> Any:
-    """`value` without any field that could hold a secret (whatever a caller passed)."""
+def public(value: Any, name: str = "") -> Any:
+    """`value` without anything that could hold a secret, whatever a caller passed: fields named like one are
+    dropped, header maps keep their names only (`Authorization: [redacted]`), and URLs their query values."""
     if isinstance(value, dict):
-        return {k: public(v) for k, v in value.items() if k not in SECRET_FIELDS}
+        if name.endswith("headers"):
+            return {k: REDACTED for k in value}
+        return {k: public(v, str(k).lower()) for k, v in value.items() if str(k).lower() not in SECRET_FIELDS}
     if isinstance(value, (list, tuple)):
-        return [public(v) for v in value]
+        return [public(v, name) for v in value]
+    if isinstance(value, str) and "://" in value and ("?" in value or "@" in value):
+        return _bare_url(value)
     return value
+
+
+def _bare_url(url: str) -> str:
+    """A URL without credentials in it: `user:pass@` and every query value redacted."""
+    try:
+        parts = urlsplit(url)
+        host = parts.netloc.rsplit("@", 1)[-1]
+        query = "&".join(f"{k}={REDACTED}" for k, _ in parse_qsl(parts.query, keep_blank_values=True))
+        return urlunsplit((parts.scheme, host if "@" not in parts.netloc else f"{REDACTED}@{host}", parts.path,
+                           query, ""))
+    except ValueError:
+        return REDACTED
+
+
+def _head_time(at: Any, now: float) -> str:
+    """The head's time, which the next entry's may not precede; one that is not a time, or is more than a
+    hour ahead of the clock (an edited head row: verify says so), is not carried forward."""
+    if not isinstance(at, str) or len(at) != 24 or at > now_iso(now + 3600):
+        return ""
+    return at
 
 
 def _omitted(value: Any) -> dict[str, Any] | None:
@@ -78,11 +106,11 @@ class AuditQuery:
     target: str | None = None
 
     def matches(self, item: dict[str, Any]) -> bool:
-        at = item.get("at", "")
+        at = str(item.get("at", ""))  # str(): an edited row is still compared, never a TypeError
         if (self.start and at < self.start) or (self.end and at > self.end):
             return False
         if self.action:
-            action = item.get("action", "")
+            action = str(item.get("action", ""))
             if self.action.endswith(".*"):
                 if not action.startswith(self.action[:-1]):
                     return False
@@ -94,10 +122,18 @@ class AuditQuery:
 
 
 def entry(item: dict[str, Any]) -> dict[str, Any]:
-    """A stored entry in the API's shape: its body's fields, with its hash."""
-    fields = orjson.loads(item["body"])
+    """A stored entry in the API's shape: its body's fields, with its hash. A row whose body is no longer an
+    entry (edited in the table) is shown as what it is, `unreadable`, with what the row still says: a read
+    never fails on it, and `verify` names it."""
+    try:
+        fields = orjson.loads(item["body"])
+        if not isinstance(fields, dict) or "prev" not in fields:
+            raise ValueError("not an entry")
+    except (KeyError, TypeError, ValueError):
+        return {"seq": chain.as_seq(item.get("seq")), "at": str(item.get("at", "")), "unreadable": True,
+                "hash": str(item.get("hash", "")), "prev_hash": None}
     prev = fields.pop("prev")
-    return {**fields, "hash": item["hash"], "prev_hash": prev}
+    return {**fields, "hash": str(item.get("hash", "")), "prev_hash": prev}
 
 
 class AuditLog:
@@ -130,9 +166,13 @@ class AuditLog:
             fields["before"], fields["after"] = _omitted(fields["before"]), _omitted(fields["after"])
         for attempt in range(self.attempts):
             head = self.head() or {}
-            prev_seq = int(head.get("last_seq", 0))
+            prev_seq = chain.as_seq(head.get("last_seq", 0))
+            if prev_seq < 0:
+                raise StorageError("The audit log's head row is not readable (edited?): GET /api/v1/audit/verify",
+                                   metadata={"reason": "audit_head_unreadable"})
+            now = self.clock()
             sealed = {**fields, "seq": prev_seq + 1, "prev": head.get("hash", chain.GENESIS),
-                      "at": max(now_iso(self.clock()), head.get("at", ""))}
+                      "at": max(now_iso(now), _head_time(head.get("at"), now))}
             body = chain.canonical(sealed)
             digest = chain.digest(self.key(), body)
             try:
@@ -188,20 +228,20 @@ class AuditLog:
         read = 0
         for item in self.items(newest_first=True, below=cursor):
             read += 1
-            if query.start and item.get("at", "") < query.start:
+            if query.start and str(item.get("at", "")) < query.start:
                 return found, None  # times only fall along the chain: nothing older can match
             if query.matches(item):
                 found.append(entry(item))
                 if len(found) == limit:
-                    return found, int(item["seq"])
+                    return found, chain.as_seq(item["seq"])
             if read >= max_read:
-                return found, int(item["seq"])
+                return found, chain.as_seq(item["seq"])
         return found, None
 
     def export(self, query: AuditQuery) -> Iterator[dict[str, Any]]:
         """Every matching entry, oldest first."""
         for item in self.items(newest_first=False):
-            if query.end and item.get("at", "") > query.end:
+            if query.end and str(item.get("at", "")) > query.end:
                 return
             if query.matches(item):
                 yield entry(item)
@@ -210,12 +250,13 @@ class AuditLog:
         """Walk the chain up to the head (strongly consistent reads); see shared/audit/chain.py. An entry found
         past the head is one appended meanwhile when a second read of the head covers it, else a forgery."""
         head = self.head()
-        last = int(head["last_seq"]) if head else 0
+        last = max(chain.as_seq(head.get("last_seq")), 0) if head else 0
         verdict = chain.verify(self.key(), self.items(newest_first=False, below=last + 1, consistent=True),
                                head, anchor)
         beyond = next(self.items(newest_first=False, above=last, consistent=True), None)
         if verdict.valid and beyond is not None:
             now = self.head()
-            if now is None or int(now["last_seq"]) < int(beyond["seq"]):
-                return chain.Verdict(False, verdict.entries, int(beyond["seq"]), "head_mismatch", verdict.head)
+            if now is None or chain.as_seq(now.get("last_seq")) < chain.as_seq(beyond.get("seq")):
+                return chain.Verdict(False, verdict.entries, chain.as_seq(beyond.get("seq")), "head_mismatch",
+                                     verdict.head)
         return verdict

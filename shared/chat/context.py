@@ -34,6 +34,7 @@ class CallContext:
     tpm: int | None = None  # the key's tokens-per-minute limit (shared/keys/rates.py); None: not counted
     tokens_taken: list[Any] | None = None  # what the call took of its tpm windows (rates.Taken), settled at its end
     transforms: list[dict] | None = None  # what middle-out did to the prompt for the candidate tried last
+    rate_headers: dict[str, str] | None = None  # X-RateLimit-* of a key with rpm/rpd, for the answer
     created: float = field(default_factory=time.time)
     started: float = field(default_factory=time.perf_counter)
 

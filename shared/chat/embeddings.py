@@ -61,11 +61,12 @@ class EmbeddingRequest(BaseModel):
         return body
 
     def as_chat(self) -> ChatRequest:
-        """The stand-in chat request routing plans over (its one message: the texts)."""
+        """The stand-in chat request routing plans over (its one message: the texts). An embedding has no output:
+        `max_tokens: 1` keeps the holds (spend, tpm) to the input, not a chat answer's worst case."""
         texts = [t for t in self.inputs if isinstance(t, str)]
         return ChatRequest.model_validate({
             "model": self.model, "models": self.models, "provider": self.provider, "user": self.user,
-            "messages": [{"role": "user", "content": "\n".join(texts)}]})
+            "messages": [{"role": "user", "content": "\n".join(texts)}], "max_tokens": 1})
 
 
 def parse(raw: bytes) -> EmbeddingRequest:

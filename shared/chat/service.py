@@ -15,13 +15,15 @@ from typing import Any, AsyncIterator, Callable
 from shared.catalog import Catalog
 from shared.catalog.source import CatalogSource
 from shared.chat import middle_out, record
-from shared.chat.budget import affordable_tokens, budget, capped, prompt_bound, tokenizer_of
+from shared.chat.budget import (Budget, affordable_tokens, budget, capped, prompt_bound, tokenizer_of,
+                               with_output_limit)
 from shared.chat.context import CallContext, new_request_id
 from shared.chat.record import Recorder, counted_usage
 from shared.chat.schema import ChatRequest
 from shared.chat.stream import DONE, KEEPALIVE, StreamRelay
 from shared.config import Settings
-from shared.errors import InsufficientCreditsError, KeyRateLimitedError, SwitchyardError, UpstreamTimeoutError
+from shared.errors import (BadRequestError, InsufficientCreditsError, KeyRateLimitedError, SwitchyardError,
+                           UpstreamTimeoutError)
 from shared.governance.source import GovernanceSource
 from shared.healing.completion import heal_completion
 from shared.keys.rates import RateLimiter
@@ -99,7 +101,7 @@ class ChatService:
         if ctx.limit is not None and ctx.usage >= ctx.limit and ctx.limit_period == "total":
             # (a period limit is left to the hold: the cached spend may be the last period's)
             raise InsufficientCreditsError("This key's credit limit is spent", metadata={
-                "limit": ctx.limit, "limit_remaining": 0.0, "usage": round(ctx.usage, 9)})
+                "reason": "limit_spent", "limit": ctx.limit, "limit_remaining": 0.0, "usage": round(ctx.usage, 9)})
         holding = asyncio.ensure_future(asyncio.to_thread(self._hold, ctx, event, route, request))
         try:
             return await asyncio.shield(holding)
@@ -117,7 +119,17 @@ class ChatService:
             bounds[tokenizer] = prompt_bound(request, tokenizer)
         b = budget(request, route.endpoint, bounds[tokenizer])
         if ctx.tpm is not None:
-            self._take_tokens(ctx, b.prompt_tokens + b.max_tokens * request.n)
+            b = self._fit_minute(ctx, b, request, route)
+            try:
+                self._take_tokens(ctx, b.prompt_tokens + b.max_tokens * request.n)
+            except KeyRateLimitedError as e:
+                # The client set no output limit: the one we set is lowered to what the minute has left,
+                # down to 256 tokens (a shorter answer than that is not what an unbounded call asked for).
+                left = (int(e.metadata.get("remaining", 0)) - b.prompt_tokens) // request.n
+                if request.output_limit is not None or left < min(256, b.max_tokens):
+                    raise
+                b = budget(with_output_limit(request, left), route.endpoint, b.prompt_tokens)
+                self._take_tokens(ctx, b.prompt_tokens + b.max_tokens * request.n)
         if ctx.limit is None:
             return b.request
         held = event.reserved or 0.0
@@ -136,6 +148,26 @@ class ChatService:
         if ctx.limit_period != "total":
             event.reserved_on = ctx.limit_period
         return b.request
+
+    @staticmethod
+    def _fit_minute(ctx: CallContext, b: Budget, request: ChatRequest, route: Route) -> Budget:
+        """A call whose worst case is more than the key's whole minute could never be served: waiting would not
+        help, so it is a 400 naming what to change, not a 429. When the client set no output limit, the one we
+        set (the model's max output) is lowered to fit instead."""
+        room = ctx.tpm - b.prompt_tokens
+        if b.prompt_tokens + b.max_tokens * request.n <= ctx.tpm:
+            return b
+        if request.output_limit is None and room >= request.n:
+            return budget(with_output_limit(request, room // request.n), route.endpoint, b.prompt_tokens)
+        most = max(room // request.n, 0)
+        raise BadRequestError(
+            f"This call needs up to {b.prompt_tokens + b.max_tokens * request.n} tokens (a prompt of up to "
+            f"{b.prompt_tokens} and {b.max_tokens} output tokens × n={request.n}), more than the key's whole "
+            f"minute ({ctx.tpm} tokens a minute): " + (f"ask for max_tokens ≤ {most}" if most else
+                                                       "the prompt alone is too long for it"),
+            metadata={"reason": "tpm_exceeded_by_request", "field": "max_tokens" if most else "messages",
+                      "tpm": ctx.tpm, "requested": b.prompt_tokens + b.max_tokens * request.n,
+                      "max_tokens_that_fit": most})
 
     def _take_tokens(self, ctx: CallContext, tokens: int) -> None:
         """Take the call's worst case in tokens from the key's minute (what an earlier candidate took is raised

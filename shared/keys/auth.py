@@ -25,17 +25,20 @@ class KeyLookup(Protocol):
 
 _UNAUTHORISED = "Missing or invalid API key"
 _RELOAD_EVERY = 1.0  # seconds: a secret the cached key does not know reloads it at most this often (rotation)
+_KNOWN_FOR = 600.0  # seconds: a key id that authenticated is not throttled for this long
 
 
 class FailedAuthThrottle:
-    """Sources (client addresses) that sent `most` failed authentications within `window` seconds are refused
-    with 429 until the window ends, without a lookup. In-process: each gateway process (or Lambda instance)
-    counts its own; the per-source state is bounded (`max_sources`, oldest windows dropped first)."""
+    """Sources (client addresses) that sent `most` invalid keys within `window` seconds are refused with 429
+    until the window ends, without a lookup. An attempt counts as it arrives (`attempt`), before its lookup, so
+    that concurrent guesses are counted too; one that turns out valid, or fails for another reason (a disabled
+    key is a real key), is given back (`refund`). In-process: each gateway process (or Lambda instance) counts
+    its own; the per-source state is bounded (`max_sources`, oldest windows dropped first)."""
 
     def __init__(self, *, most: int = 20, window: float = 60.0, max_sources: int = 100_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.most, self.window, self.max_sources, self.clock = most, window, max_sources, clock
-        self._failures: dict[str, list[float]] = {}  # source -> [window start, failures]
+        self._failures: dict[str, list[float]] = {}  # source -> [window start, attempts counted]
 
     def check(self, source: str | None) -> None:
         entry = self._failures.get(source) if source else None
@@ -51,18 +54,28 @@ class FailedAuthThrottle:
                                headers={"Retry-After": str(math.ceil(wait)), "X-RateLimit-Limit": str(self.most),
                                         "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset_ms)})
 
-    def failed(self, source: str | None) -> None:
+    def attempt(self, source: str | None) -> float | None:
+        """Count an attempt from `source`; returns the window it was counted in (for `refund`), or None."""
         if not source:
-            return
+            return None
         now = self.clock()
         entry = self._failures.get(source)
         if entry is None or entry[0] + self.window <= now:
             if entry is None and len(self._failures) >= self.max_sources:
                 for old in list(self._failures)[: self.max_sources // 10]:  # dicts keep insertion order
                     del self._failures[old]
-            self._failures[source] = [now, 1]
-        else:
-            entry[1] += 1
+            entry = self._failures[source] = [now, 0]
+        entry[1] += 1
+        return entry[0]
+
+    def refund(self, source: str | None, window: float | None) -> None:
+        entry = self._failures.get(source) if source else None
+        if entry is not None and entry[0] == window and entry[1] > 0:
+            entry[1] -= 1
+
+    def failed(self, source: str | None) -> None:
+        """Count a failure that is not an attempt's (tests, and callers that know it failed)."""
+        self.attempt(source)
 
 
 class Authenticator:
@@ -79,22 +92,57 @@ class Authenticator:
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
         self._loading: dict[str, asyncio.Future[ApiKey | None]] = {}
         self._reloaded: dict[str, float] = {}
+        self._known: dict[str, float] = {}  # key id -> until when it skips the throttle
 
     async def authenticate(self, authorization: str | None, *, kind: KeyKind, source: str | None = None) -> ApiKey:
-        """The caller's key, or the error; `source` (the client address) is throttled after failed attempts."""
-        self.throttle.check(source)
+        """The caller's key, or the error. `source` (the client address) is throttled after `throttle.most`
+        invalid keys, unless the key id authenticated here recently (a good client behind a shared address)."""
+        parsed = _bearer(authorization, lambda: self._throttled(source))
+        counted, window, watched = False, None, self._known.get(parsed.key_id, 0.0) < time.monotonic()
+        if watched:
+            self.throttle.check(source)
         try:
-            parsed = _bearer(authorization)
             entry = self._cache.get(parsed.key_id)
             if entry is None or entry[0] < time.monotonic():
-                return self._check(await self._load(parsed.key_id), parsed, kind)
-            key = entry[1]
-            if key is not None and not self._matches(key, parsed) and self._may_reload(parsed.key_id):
-                key = await self._load(parsed.key_id)  # rotated elsewhere since it was cached?
-            return self._check(key, parsed, kind)
-        except AuthenticationError:
-            self.throttle.failed(source)
+                if watched and parsed.key_id not in self._loading:  # counted before its lookup: concurrent
+                    counted, window = True, self.throttle.attempt(source)  # guesses cannot all pass `check`
+                key = self._check(await self._load(parsed.key_id), parsed, kind)
+            else:
+                key = entry[1]
+                if key is not None and not self._matches(key, parsed) and self._may_reload(parsed.key_id):
+                    key = await self._load(parsed.key_id)  # rotated elsewhere since it was cached?
+                key = self._check(key, parsed, kind)
+        except AuthenticationError as e:
+            invalid = e.metadata.get("reason") == "key_invalid"
+            if counted and not invalid:
+                self.throttle.refund(source, window)
+            elif watched and invalid and not counted:  # from the cache, or a lookup another request started
+                self.throttle.attempt(source)
             raise
+        except BaseException:
+            if counted:
+                self.throttle.refund(source, window)
+            raise
+        if counted:
+            self.throttle.refund(source, window)
+        self._remember(parsed.key_id)
+        return key
+
+    def _throttled(self, source: str | None) -> None:
+        """A malformed token: refused as any invalid key is, and counted as one (it costs no lookup)."""
+        self.throttle.check(source)
+        self.throttle.attempt(source)
+
+    def _remember(self, key_id: str) -> None:
+        """Key ids that authenticated here within `_KNOWN_FOR` seconds skip the throttle (bounded)."""
+        now = time.monotonic()
+        if self._known.get(key_id, 0.0) > now:
+            return
+        if len(self._known) >= 100_000:
+            self._known = {k: t for k, t in self._known.items() if t > now}
+            if len(self._known) >= 100_000:
+                self._known.clear()
+        self._known[key_id] = now + _KNOWN_FOR
 
     async def _load(self, key_id: str) -> ApiKey | None:
         """One lookup per key at a time: concurrent requests for an expired entry share it."""
@@ -155,11 +203,13 @@ class Authenticator:
         self._cache.pop(key_id, None)
 
 
-def _bearer(authorization: str | None) -> ParsedKey:
+def _bearer(authorization: str | None, invalid: Callable[[], None]) -> ParsedKey:
+    """The token of an Authorization header; `invalid` is called (to throttle) before a malformed one is refused."""
     if not authorization:
         raise AuthenticationError("No API key: send 'Authorization: Bearer <key>'", metadata={"reason": "key_missing"})
     scheme, _, token = authorization.partition(" ")
     parsed = parse_key(token.strip()) if scheme.lower() == "bearer" else None
     if parsed is None:
+        invalid()
         raise AuthenticationError(_UNAUTHORISED, metadata={"reason": "key_invalid"})
     return parsed

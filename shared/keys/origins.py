@@ -28,8 +28,13 @@ class OriginIndex:
         entry = self._cache.get(origin)
         if entry is not None and entry[0] > time.monotonic():
             return entry[1]
-        found = batch_get({self.table.name: [{"key_id": PREFIX + f} for f in origin_forms(origin)[:10]]})
-        known = any(i.get("keys") for i in found[self.table.name])
+        forms = origin_forms(origin)  # every form the call's check accepts (restrictions.origin_allowed)
+        known = False
+        for start in range(0, len(forms), 100):  # BatchGetItem takes 100 keys
+            found = batch_get({self.table.name: [{"key_id": PREFIX + f} for f in forms[start:start + 100]]})
+            if any(i.get("keys") for i in found[self.table.name]):
+                known = True
+                break
         if len(self._cache) >= self.max_entries:
             self._cache.clear()
         self._cache[origin] = (time.monotonic() + self.ttl, known)

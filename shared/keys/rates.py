@@ -87,6 +87,7 @@ class _Lease:
     refused_room: int | None = None  # the room the table had at the last refusal, believed until recheck_at
     recheck_at: float = 0.0
     granting: bool = False  # a grant is in flight: others wait for it rather than make their own
+    limit: int = 0  # the key's limit when last served: a lower one (a PATCH) strands what the lease holds
 
     def remaining(self, limit: int) -> int:
         return max(limit - self.seen, 0) + self.left
@@ -102,6 +103,7 @@ class RateLimiter:
         self.clock = clock  # wall clock: windows are UTC minutes and days
         self.horizon, self.share, self.recheck, self.prefetch = horizon, share, recheck, prefetch
         self._leases: dict[tuple[str, Kind], _Lease] = {}
+        self.refused: dict[Kind, int] = {}  # refusals (429) by limit, since the process started
         # Re-entrant: a stream dropped by the garbage collector settles its tokens from wherever it is collected.
         self._lock = threading.RLock()
         self._granted = threading.Condition(self._lock)
@@ -154,7 +156,8 @@ class RateLimiter:
             if outcome == "taken":
                 return Taken(key_id, kind, lease.bucket, amount, limit, lease.remaining(limit), lease.end)
             if outcome == "refused":
-                raise refusal(kind, limit, amount, lease.remaining(limit), lease.end, now)
+                with self._lock:
+                    raise self._refused(kind, limit, amount, lease, now)
             # "short": smaller calls used the lease meanwhile; what was granted stays in it: look again
 
     def give_back(self, taken: Taken, amount: int) -> None:
@@ -193,6 +196,10 @@ class RateLimiter:
                     del self._leases[old]
             lease = self._leases[(key_id, kind)] = _Lease(name, start + length,
                                                           rate=lease.rate if lease is not None else 0.0)
+        if limit < lease.limit:  # lowered since the lease was sized: what it holds may be past the new limit;
+            lease.left = 0  # left unused (counted as granted in the table), so the table decides from here
+            lease.refused_room = None
+        lease.limit = limit
         if lease.left >= amount:
             lease.left -= amount
             lease.used += amount
@@ -201,11 +208,15 @@ class RateLimiter:
                 lease.granting = True  # a request that runs short meanwhile waits for this grant
                 self._submit(self._prefetch, key_id, kind, limit, lease)
             return Taken(key_id, kind, name, amount, limit, lease.remaining(limit), lease.end)
-        if amount > limit:
-            raise refusal(kind, limit, amount, lease.remaining(limit), lease.end, now)
-        if lease.refused_room is not None and now < lease.recheck_at and amount - lease.left > lease.refused_room:
-            raise refusal(kind, limit, amount, lease.remaining(limit), lease.end, now)
+        if amount > limit or (lease.refused_room is not None and now < lease.recheck_at
+                              and amount - lease.left > lease.refused_room):
+            raise self._refused(kind, limit, amount, lease, now)
         return None
+
+    def _refused(self, kind: Kind, limit: int, amount: int, lease: _Lease, now: float) -> KeyRateLimitedError:
+        """The 429, counted by limit for /metrics (under the lock)."""
+        self.refused[kind] = self.refused.get(kind, 0) + 1
+        return refusal(kind, limit, amount, lease.remaining(limit), lease.end, now)
 
     def _prefetch(self, key_id: str, kind: Kind, limit: int, lease: _Lease) -> None:
         """The lease's next slice, asked for before it runs out (in a background thread)."""

@@ -26,6 +26,7 @@ from shared.governance import regions
 
 MAX_PATTERNS = 100
 _MODEL_PATTERN = re.compile(r"^[A-Za-z0-9*][A-Za-z0-9._:/@*+-]{0,199}$")
+_HOST = re.compile(r"^[a-z0-9_.-]+$")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -39,11 +40,35 @@ def model_pattern(value: str) -> str:
 
 
 def network(value: str) -> str:
-    """A CIDR in its normal form (`10.0.0.7/8` → `10.0.0.0/8`; an address → its /32 or /128)."""
+    """A CIDR in its normal form (`10.0.0.7/8` → `10.0.0.0/8`; an address → its /32 or /128). IPv4-mapped IPv6
+    networks (`::ffff:10.0.0.0/104`) are stored as their IPv4 network, which is how a mapped client is matched."""
     try:
-        return str(ipaddress.ip_network(value.strip(), strict=False))
+        net = ipaddress.ip_network(value.strip(), strict=False)
     except ValueError:
         raise ValueError(f"{value!r} is not an IP address or CIDR") from None
+    if isinstance(net, ipaddress.IPv6Network) and net.prefixlen >= 96 \
+            and net.network_address.ipv4_mapped is not None:
+        net = ipaddress.ip_network(f"{net.network_address.ipv4_mapped}/{net.prefixlen - 96}")
+    return str(net)
+
+
+def _host(host: str) -> str | None:
+    """A URL's host in the form origins are compared in: lower case, IDNA (punycode) for non-ASCII names,
+    IPv6 addresses in brackets; None for a host no browser sends (`*`, spaces, empty labels, over 253)."""
+    if ":" in host:
+        try:
+            return f"[{ipaddress.IPv6Address(host.split('%', 1)[0])}]"
+        except ValueError:
+            return None
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            return None
+    host = host.lower()
+    if not host or len(host) > 253 or not _HOST.match(host) or "" in host.split("."):
+        return None
+    return host
 
 
 def origin(value: str) -> str:
@@ -52,12 +77,12 @@ def origin(value: str) -> str:
     wildcard = "://*." in raw
     try:
         parts = urlsplit(raw.replace("://*.", "://", 1) if wildcard else raw)
-        host, port = parts.hostname, parts.port
+        host, port = _host(parts.hostname or ""), parts.port
     except ValueError:
         host = port = None
         parts = None
     if parts is None or parts.scheme not in ("http", "https") or not host or parts.path not in ("", "/") \
-            or parts.query or parts.fragment or parts.username or parts.password or "*" in host:
+            or parts.query or parts.fragment or parts.username or parts.password or (wildcard and "[" in host):
         raise ValueError(f"{value!r} is not an origin: scheme://host[:port], or scheme://*.host for subdomains")
     default = {"http": 80, "https": 443}[parts.scheme]
     suffix = f":{port}" if port and port != default else ""
@@ -77,7 +102,14 @@ def timestamp(value: str) -> str:
         raise ValueError(f"{value!r} is not an ISO 8601 time (e.g. 2027-01-01T00:00:00Z)") from None
     if at.tzinfo is None:
         at = at.replace(tzinfo=timezone.utc)
-    return at.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    try:
+        at = at.astimezone(timezone.utc)
+        at.timestamp()
+    except (OverflowError, ValueError, OSError):
+        raise ValueError(f"{value!r} is out of range (years 1970 to 9999, UTC)") from None
+    if at.year < 1970:
+        raise ValueError(f"{value!r} is out of range (years 1970 to 9999, UTC)")
+    return at.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def unique(values: Iterable[str]) -> tuple[str, ...]:
@@ -105,6 +137,14 @@ def _networks(cidrs: tuple[str, ...]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
 
 
+def is_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value.split("%", 1)[0])
+        return True
+    except ValueError:
+        return False
+
+
 def ip_allowed(cidrs: tuple[str, ...], address: str | None) -> bool:
     if not address:
         return False
@@ -123,7 +163,7 @@ def origin_of(value: str | None) -> str | None:
         return None
     try:
         parts = urlsplit(value.strip()[:2000])
-        host, port = parts.hostname, parts.port
+        host, port = _host(parts.hostname or ""), parts.port
     except ValueError:
         return None
     if parts.scheme not in ("http", "https") or not host:
@@ -135,10 +175,13 @@ def origin_of(value: str | None) -> str | None:
 def origin_forms(origin: str) -> list[str]:
     """The patterns that would allow `origin`: itself and its `*.` forms (`https://*.b.app.com`, ...)."""
     scheme, _, rest = origin.partition("://")
+    if rest.startswith("["):  # an IPv6 address has no subdomains
+        return [origin]
     host, _, port = rest.partition(":")
     suffix = f":{port}" if port else ""
     labels = host.split(".")
-    return [origin, *(f"{scheme}://*.{'.'.join(labels[i:])}{suffix}" for i in range(1, len(labels)))]
+    return list(dict.fromkeys([origin, *(f"{scheme}://*.{'.'.join(labels[i:])}{suffix}"
+                                         for i in range(1, len(labels)))]))
 
 
 def origin_allowed(patterns: tuple[str, ...], found: str | None) -> bool:

@@ -104,5 +104,5 @@ class SpendGuard:
         message = (f"This call could cost up to ${amount:.6f}; the key has ${remaining:.6f} of its ${limit:g} "
                    "limit left" + (f" (${held:.6f} of that is held for calls in flight)" if held else ""))
         return InsufficientCreditsError(message, metadata={
-            "limit": limit, "limit_remaining": round(remaining, 9), "required": round(amount, 9),
-            "held": round(held, 9)})
+            "reason": "limit_spent" if remaining <= 0 else "limit_insufficient", "limit": limit,
+            "limit_remaining": round(remaining, 9), "required": round(amount, 9), "held": round(held, 9)})

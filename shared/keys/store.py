@@ -65,7 +65,7 @@ class ApiKey:
 
     @property
     def limit_remaining(self) -> float | None:
-        return None if self.limit is None else max(self.limit - self.limit_usage, 0.0)
+        return None if self.limit is None else max(round(self.limit - self.limit_usage, 9), 0.0)
 
     @property
     def limit_usage(self) -> float:
@@ -79,10 +79,12 @@ class ApiKey:
         return any(getattr(self, f) is not None for f in _CHECKED) or self.zero_log
 
     def to_api(self) -> dict[str, Any]:
-        """OpenRouter's key shape; `hash` is our public key id."""
+        """OpenRouter's key shape; `hash` is our public key id. A whole-dollar limit reads as it was given (10,
+        not 10.0)."""
         data = {
             "hash": self.key_id, "name": self.name, "label": self.label, "disabled": self.disabled,
-            "limit": self.limit, "limit_remaining": self.limit_remaining, "limit_reset": self.limit_reset,
+            "limit": _whole(self.limit), "limit_remaining": _whole(self.limit_remaining),
+            "limit_reset": self.limit_reset,
             "usage": round(self.usage, 10), "usage_daily": round(self.usage_daily, 10),
             "usage_weekly": round(self.usage_weekly, 10), "usage_monthly": round(self.usage_monthly, 10),
             "is_management_key": self.kind == "management",
@@ -237,15 +239,18 @@ class DynamoKeyStore:
                 sets.append(f"#f{i} = :f{i}")
                 values[f":f{i}"] = stored(name, value)
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
-        before = self.keys.get({"key_id": key_id}, consistent=True) if "allowed_origins" in changes else None
+        indexed = "allowed_origins" in changes or changes.get("disabled") is not None
+        before = self.keys.get({"key_id": key_id}, consistent=True) if indexed else None
         try:
             self.keys.update({"key_id": key_id}, expression, names=names, values=values,
                              condition="attribute_exists(key_id) AND #k = :k")
         except ConditionFailedError:
             raise NotFoundError(f"No key {key_id!r}", metadata={"hash": key_id}) from None
-        if "allowed_origins" in changes:
-            self.origins.change(key_id, (before or {}).get("allowed_origins") or (),
-                                changes["allowed_origins"] or ())
+        if indexed:  # the origin index lists enabled keys' origins only (a preflight for a disabled key's: 403)
+            before = before or {}
+            after = {**before, **{k: v for k, v in changes.items() if k == "allowed_origins" or v is not None}}
+            self.origins.change(key_id, () if before.get("disabled") else (before.get("allowed_origins") or ()),
+                                () if after.get("disabled") else (after.get("allowed_origins") or ()))
         if changes.get("limit") is not None:
             self.spend.resync(key_id)  # spent while unlimited: `committed` catches up before the limit applies
         key = self.get(key_id)
@@ -307,3 +312,7 @@ def _add_spend(key: ApiKey, row: dict[str, Any], now: Periods) -> None:
         key.usage_weekly = cost
     elif period == now.day:
         key.usage_daily = cost
+
+
+def _whole(amount: float | None) -> float | int | None:
+    return int(amount) if amount is not None and float(amount).is_integer() else amount

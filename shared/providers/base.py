@@ -205,7 +205,7 @@ def retry_after_seconds(value: str | None) -> int | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         seconds = int(value)
     else:
         try:

@@ -436,7 +436,7 @@ class Response:
         try:
             if limit is not None:
                 declared = self.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > limit:
+                if declared.isascii() and declared.isdigit() and int(declared) > limit:
                     raise ResponseTooLarge(limit)
             parts, size = [], 0
             while (chunk := await self._conn.next_chunk(self._until())) is not None:

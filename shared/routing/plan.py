@@ -178,6 +178,7 @@ class Plan:
         (shared/errors.py): `request_fault`, `retryable`, `every_endpoint`."""
         kind = error_type(error)
         self._record(c, error.metadata.get("upstream_status") or error.status, kind)
+        self._count_error(c, kind)
         self.errors = [*self.errors, error]
         breaker = c.breaker
         if not error.request_fault:
@@ -208,8 +209,15 @@ class Plan:
         if self.tried and self.tried[-1].candidate is c:
             self.tried[-1] = self.tried[-1]._replace(status=error.metadata.get("upstream_status") or error.status,
                                                      error_type=kind, flag="mid_stream")
+        self._count_error(c, kind)
         if not error.request_fault:
             c.breaker.failure()
+
+    def _count_error(self, c: "Candidate", kind: str) -> None:
+        """Count a failed upstream attempt for /metrics (shared/metrics/prometheus.py)."""
+        errors = self.routing.upstream_errors
+        key = (c.key[0], c.model.id, kind)
+        errors[key] = errors.get(key, 0) + 1
 
     def _record(self, c: "Candidate", status: int, kind: str | None) -> float:
         ms = round((time.perf_counter() - self.started) * 1000, 3)

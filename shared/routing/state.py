@@ -36,6 +36,7 @@ class RoutingState:
         self._usable: dict[str, list[Candidate]] = {}  # model id → its candidates when nothing varies per call
         self.throughput: dict[tuple[str, str], float] = {}  # (provider, model) → tokens/s, moving average
         self.latency: dict[tuple[str, str], float] = {}  # (provider, model) → ms to first token, moving average
+        self.upstream_errors: dict[tuple[str, str, str], int] = {}  # (provider, model, error type) → failed attempts
         self.breakers = Breakers(BreakerPolicy(
             consecutive=settings.breaker_consecutive_failures, error_rate=settings.breaker_error_rate,
             min_calls=settings.breaker_min_calls, window=settings.breaker_window_seconds,

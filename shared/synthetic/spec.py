@@ -306,7 +306,7 @@ class Score(Spec):
     @field_validator("options")
     @classmethod
     def _numbers(cls, value: dict[Any, str]) -> dict[Any, str]:
-        if all(isinstance(k, int) or (isinstance(k, str) and k.strip().lstrip("-").isdigit()) for k in value):
+        if all(isinstance(k, int) or (isinstance(k, str) and k.strip().lstrip("-").isascii() and k.strip().lstrip("-").isdigit()) for k in value):
             return {int(k): v for k, v in value.items()}
         return value
 

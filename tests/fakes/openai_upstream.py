@@ -20,6 +20,7 @@ it is scripted per upstream model name:
 and on /v1/embeddings (models with `output_modalities: [embeddings]`):
   embed         one vector an input ([index + 1, 0.5, -0.5, 0.25], or `dimensions` long), base64 when asked, usage
                 5 tokens an input;  embed-no-usage: the same without usage;  embed-error-500: 500
+and on GET /v1/models (what vLLM and llama.cpp answer): `ok` and `org/served-model` (answered as `ok`);
 and the hostile answers of tests/fakes/hostile.py (huge bodies, JSON or garbage to a stream request).
 """
 
@@ -73,6 +74,11 @@ class FakeUpstream(FakeServer):
         app.router.add_post("/openai/v1/chat/completions", self._chat)  # Azure OpenAI, version-less
         app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._chat)  # Azure OpenAI
         app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_get("/v1/models", self._models)
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [
+            {"id": name, "object": "model", "created": 1, "owned_by": "fake"} for name in ("ok", "org/served-model")]})
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         body = await request.json()

@@ -78,7 +78,7 @@ def _int(params: dict[str, str], name: str, default: int, most: int) -> int:
     text = params.get(name)
     if text is None:
         return default
-    if not text.isdigit() or len(text) > 19 or not 1 <= int(text) <= most:
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or not 1 <= int(text) <= most:
         raise BadRequestError(f"{name} is a whole number from 1 to {most}", metadata={"parameter": name})
     return int(text)
 

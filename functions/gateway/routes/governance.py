@@ -19,7 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from functions.gateway.deps import client_address, scoped
 from functions.gateway.state import gateway
-from shared.errors import ConflictError, NotFoundError
+from shared.errors import BadRequestError, ConflictError, NotFoundError
 from shared.governance import regions
 from shared.governance.store import Approval, OrgSettings, Status
 from shared.keys import ApiKey
@@ -31,7 +31,7 @@ Note = Annotated[str, Field(max_length=1000)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # `"yes"` or `1` is not `true`
 
 
 class SettingsChange(Strict):
@@ -75,6 +75,9 @@ async def put_governance(change: SettingsChange, request: Request,
     source = gateway().governance
     before = (await asyncio.to_thread(source.store.load))[0]
     given = change.model_fields_set
+    if "model_approval" in given and change.model_approval is None:
+        raise BadRequestError("model_approval is \"on\"/true or \"off\"/false; it cannot be null",
+                              metadata={"field": "model_approval"})
     approval = before.model_approval if "model_approval" not in given else change.model_approval in ("on", True)
     residency = before.residency if "residency" not in given else \
         (tuple(dict.fromkeys(change.residency)) if change.residency is not None else None)

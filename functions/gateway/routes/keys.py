@@ -4,6 +4,7 @@ change audited. The first management key comes only from `infra.admin_key` / `ma
 
 import asyncio
 import time
+import unicodedata
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -19,7 +20,23 @@ from shared.keys import scopes as sc
 
 router = APIRouter(prefix="/api/v1", tags=["keys"])
 
-Limit = Annotated[float, Field(ge=0, le=1_000_000)]
+def _limit(value: float) -> float:
+    if 0 < value < 1e-9:
+        raise ValueError("a limit is 0 or at least 0.000000001 (USD)")
+    return value
+
+
+def _name(value: str) -> str:
+    """A key's name is shown in lists and logs: no control or formatting characters (NUL, RTL overrides...)."""
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") for c in value):
+        raise ValueError("a name cannot hold control or invisible formatting characters")
+    if not value.strip():
+        raise ValueError("a name cannot be blank")
+    return value
+
+
+Limit = Annotated[float, Field(ge=0, le=1_000_000), AfterValidator(_limit)]
+Name = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_name)]
 Tags = Annotated[list[Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]], Field(max_length=16)]
 Count = Annotated[int, Field(ge=1, le=10**9)]
 Scopes = Annotated[list[Annotated[str, Field(max_length=40)]], Field(min_length=1, max_length=len(sc.SCOPES)),
@@ -34,7 +51,7 @@ def _listed(check, most: int = r.MAX_PATTERNS):
 class KeySettings(BaseModel):
     """What a key may do; every field optional (absent or null: unrestricted)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # "10" is not 10, nor 1 true
     limit: Limit | None = None
     limit_reset: Literal["daily", "weekly", "monthly"] | None = None
     tags: Tags = []
@@ -50,13 +67,13 @@ class KeySettings(BaseModel):
 
 
 class CreateKey(KeySettings):
-    name: Annotated[str, Field(min_length=1, max_length=100)]
+    name: Name
     management: bool = False  # a management key: `scopes` then says what it may do
     scopes: Scopes | None = None
 
 
 class UpdateKey(KeySettings):
-    name: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    name: Name | None = None
     disabled: bool | None = None
     tags: Tags | None = None
     zero_log: bool | None = None
@@ -80,6 +97,37 @@ def _warnings(allowed_models: list[str] | None) -> list[str]:
     ids = [m.id for m in catalog] + list(catalog.policies.by_id)
     return [f"allowed_models: {p!r} matches no model in the catalog" for p in allowed_models
             if not any(r.model_allowed((p,), i) for i in ids)]
+
+
+# What only an inference key's calls are checked against: a management key given one would ignore it.
+INFERENCE_ONLY = ("allowed_models", "allowed_origins", "rpm", "rpd", "tpm", "residency", "zero_log")
+
+
+def _inference_only(settings: dict[str, Any]) -> None:
+    given = [f for f in INFERENCE_ONLY if settings.get(f) not in (None, False)]
+    if given:
+        raise BadRequestError(f"{given[0]} applies to inference keys' calls; a management key makes none "
+                              f"(management keys take limit, limit_reset, expires_at, allowed_ips, tags, scopes)",
+                              metadata={"field": given[0]})
+
+
+def _limit_reset(limit: float | None, limit_reset: str | None) -> None:
+    if limit_reset is not None and limit is None:
+        raise BadRequestError("limit_reset needs a limit (it says how often the limit starts again)",
+                              metadata={"field": "limit_reset"})
+
+
+RIGHTS = ("scopes", "limit", "limit_reset", "allowed_ips", "expires_at")  # what check_grant compares
+
+
+def _rights(key: ApiKey) -> dict[str, Any]:
+    return {f: getattr(key, f) for f in RIGHTS}
+
+
+def _grant(manager: ApiKey, management: bool, key: dict[str, Any]) -> None:
+    sc.check_grant(manager, management=management, scopes=key.get("scopes"), limit=key.get("limit"),
+                   limit_reset=key.get("limit_reset"), allowed_ips=key.get("allowed_ips"),
+                   expires_at=key.get("expires_at"))
 
 
 def _future(expires_at: str | None) -> None:
@@ -120,10 +168,11 @@ async def create_key(request: Request, body: CreateKey, manager: Writer) -> JSON
         raise BadRequestError("scopes are for management keys (\"management\": true)", metadata={"field": "scopes"})
     settings = _settings(body, (set(KeySettings.model_fields) & body.model_fields_set) | {"tags"})
     kind = "management" if body.management else "inference"
+    _limit_reset(settings.get("limit"), settings.get("limit_reset"))
     if body.management:
+        _inference_only(settings)
         settings["scopes"] = _scopes(body.scopes)
-    sc.check_grant(manager.scopes, manager.limit, management=body.management, scopes=settings.get("scopes"),
-                   limit=settings.get("limit"))
+    _grant(manager, body.management, settings)
     token, key = await asyncio.to_thread(gateway().keys.create, body.name, kind=kind, created_by=manager.key_id,
                                          **settings)
     await audit(request, manager, "key.create", key.key_id, after=key.to_api())
@@ -150,12 +199,22 @@ async def update_key(request: Request, key_hash: KeyHash, body: UpdateKey, manag
     _future(body.expires_at)
     current = await _target(key_hash)
     changes = _settings(body, body.model_fields_set)
-    if "scopes" in changes and current.kind != "management":
+    management = current.kind == "management"
+    if "scopes" in changes and not management:
         raise BadRequestError("scopes are for management keys", metadata={"field": "scopes"})
+    if "scopes" in changes and changes["scopes"] is None:
+        raise BadRequestError("scopes cannot be cleared: give the scopes the key keeps (e.g. [\"keys:read\"])",
+                              metadata={"field": "scopes"})
+    if management:
+        _inference_only(changes)
+    if "limit" in changes and changes["limit"] is None and "limit_reset" not in changes:
+        changes["limit_reset"] = None  # no limit, nothing to reset
+    after = {**_rights(current), **{f: v for f, v in changes.items() if f in RIGHTS}}
+    _limit_reset(after["limit"], after["limit_reset"])
     _may_manage(manager, current)
     if changes != {"disabled": True}:  # switching a key off gives nothing
-        sc.check_grant(manager.scopes, manager.limit, management=current.kind == "management",
-                       scopes=changes.get("scopes", current.scopes), limit=changes.get("limit", current.limit))
+        _grant(manager, management, _rights(current))  # a key above the caller is not the caller's to shape
+        _grant(manager, management, after)  # (lowered first, it could then be rotated: its secret taken)
     key = await asyncio.to_thread(g.keys.update, key_hash, kind=current.kind, **changes)
     g.auth.forget(key_hash)
     await audit(request, manager, "key.update", key_hash, before=current.to_api(), after=key.to_api())
@@ -166,7 +225,7 @@ async def update_key(request: Request, key_hash: KeyHash, body: UpdateKey, manag
 
 
 class Rotate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     grace_seconds: Annotated[int, Field(ge=0, le=30 * 86400)] = 0
 
 
@@ -177,8 +236,7 @@ async def rotate_key(request: Request, key_hash: KeyHash, manager: Writer, body:
     grace = (body or Rotate()).grace_seconds
     current = await _target(key_hash)
     _may_manage(manager, current)
-    sc.check_grant(manager.scopes, manager.limit, management=current.kind == "management", scopes=current.scopes,
-                   limit=current.limit)
+    _grant(manager, current.kind == "management", _rights(current))
     token, key = await asyncio.to_thread(g.keys.rotate, key_hash, grace_seconds=grace, kind=current.kind)
     g.auth.forget(key_hash)
     await audit(request, manager, "key.rotate", key_hash, before=current.to_api(),

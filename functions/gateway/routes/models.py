@@ -4,7 +4,7 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from functions.gateway.deps import inference_key
+from functions.gateway.deps import admitted_key
 from functions.gateway.state import gateway
 from shared.errors import BadRequestError
 from shared.keys import ApiKey
@@ -79,7 +79,7 @@ async def count_models() -> dict:
 
 
 @router.get("/models/user", summary="The models the calling key may call (its allowed_models applied)")
-async def user_models(key: Annotated[ApiKey, Depends(inference_key)]) -> Response:
+async def user_models(key: Annotated[ApiKey, Depends(admitted_key)]) -> Response:
     g = gateway()
     g.catalogs.maybe_refresh()
     if key.allowed_models is None:
@@ -96,3 +96,21 @@ async def embeddings_models() -> Response:
     g.catalogs.maybe_refresh()
     models = [m.to_openrouter() for m in g.catalog if "embeddings" in m.config.output_modalities]
     return Response(orjson.dumps({"data": models}), media_type="application/json")
+
+
+@router.get("/models/licenses", summary="Each model's license or terms of use: what its outputs may be used for "
+            "(public: no key)")
+async def model_licenses() -> dict:
+    """From the license table the synthetic-data gate reads (shared/catalog/licenses.py): `license` is null for a
+    model no entry matches (the gate refuses it)."""
+    from shared.catalog import licenses
+
+    g = gateway()
+    g.catalogs.maybe_refresh()
+    fields = ("license", "spdx", "commercial_use", "train_other_models", "commercial_restriction",
+              "train_restriction", "obligations", "source")
+    data = []
+    for model in g.catalog:
+        entry = licenses.license_for(model.id)
+        data.append({"model": model.id, **{f: (getattr(entry, f) if entry else None) for f in fields}})
+    return {"data": data, "policy_version": licenses.load_table().policy_version}

@@ -26,6 +26,7 @@ from functions.gateway.deps import audit, scoped
 from functions.gateway.state import gateway
 from shared.errors import BadRequestError, NotServedHereError
 from shared.keys import ApiKey
+from shared.keys import scopes as sc
 
 router = APIRouter(prefix="/api/v1/synthetic", tags=["synthetic"])
 Reader = Annotated[ApiKey, Depends(scoped("synthetic:read"))]
@@ -127,7 +128,7 @@ def _prepare(spec: dict[str, Any], jobs: Any) -> Any:
                         known_models=known)
 
 
-def _job_key(job_id: str, limit: float | None = None) -> str:
+def _job_key(job_id: str, limit: float | None = None, created_by: str | None = None) -> str:
     """The job's inference key (derived from the pepper: never stored), its record made or re-enabled, with
     the job's `budget.max_cost_usd` as its spend limit (the gateway's reservations then hold the job to it)."""
     from shared.keys.tokens import derived_key
@@ -137,7 +138,8 @@ def _job_key(job_id: str, limit: float | None = None) -> str:
     existing = keys.get(parts.key_id)
     if existing is None:
         try:
-            keys.create(f"synthetic:{job_id}"[:100], token=(token, parts), tags=("synthetic",), limit=limit)
+            keys.create(f"synthetic:{job_id}"[:100], token=(token, parts), tags=("synthetic",), limit=limit,
+                        created_by=created_by)
         except FileExistsError:  # made meanwhile by a request for the same job
             pass
     elif existing.disabled:
@@ -160,14 +162,17 @@ def _disable_key(job_id: str) -> None:
 _starting = threading.Lock()  # one submission at a time starts a job in this process
 
 
-def _start(spec: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+def _start(spec: dict[str, Any], manager: ApiKey) -> tuple[int, dict[str, Any]]:
     jobs, runner, templates = _modules()
     job = _prepare(spec, jobs)
+    # The job calls models with a key of its own, limited to its budget: a manager with a spend limit gives
+    # it no more than that limit (and a job without a budget not at all), as it would any key.
+    sc.check_grant(manager, management=False, scopes=None, limit=job.spec.budget.max_cost_usd)
     with _starting:
-        return _start_checked(job, jobs, runner)
+        return _start_checked(job, jobs, runner, manager)
 
 
-def _start_checked(job: Any, jobs: Any, runner: Any) -> tuple[int, dict[str, Any]]:
+def _start_checked(job: Any, jobs: Any, runner: Any, manager: ApiKey) -> tuple[int, dict[str, Any]]:
     from shared.lake.store import ABSENT, ConflictError
 
     store = _store()
@@ -195,7 +200,7 @@ def _start_checked(job: Any, jobs: Any, runner: Any) -> tuple[int, dict[str, Any
     else:  # a resumption: the spec as now submitted (its budget may have grown)
         outputs.put_json("config.json", jobs.config_document(job))
         jobs.update_metadata(outputs, lambda m: m.update(budget=jobs.new_metadata(job, execution="")["budget"]))
-    token = _job_key(job.id, job.spec.budget.max_cost_usd)
+    token = _job_key(job.id, job.spec.budget.max_cost_usd, manager.key_id)
     queue = gateway().settings.synthetic_queue_url
     if queue:
         from shared.synthetic.fanout import enqueue
@@ -221,7 +226,7 @@ async def create_job(request: Request, manager: Writer) -> Any:
 
     _, _, templates = _modules()
     spec = _spec_data(await _body(request), templates)
-    status, body = await asyncio.to_thread(_start, spec)
+    status, body = await asyncio.to_thread(_start, spec, manager)
     if status == 202:  # 200: the same spec, already running or done: nothing changed
         await audit(request, manager, "synthetic.job.create", str(body.get("job_id")),
                     after={k: body[k] for k in ("job_id", "name", "status", "fingerprint", "execution") if k in body})
