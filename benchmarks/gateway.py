@@ -66,9 +66,10 @@ class Stack(NamedTuple):
 
 @contextmanager
 def bench_stack(fake: Path, *fake_args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = (),
-                ready_seconds: float = 60) -> Iterator[Stack]:
-    """A fake upstream (`fake PORT *fake_args`) and `python -m infra.local` with an `openai`-kind provider
-    `bench` pointing at it (model `bench/model`, upstream name `bench-model`); both stopped on exit."""
+                ready_seconds: float = 60, root: Path = ROOT) -> Iterator[Stack]:
+    """A fake upstream (`fake PORT *fake_args`) and `python -m infra.local` (from the tree `root`: this one
+    unless comparing with another) with an `openai`-kind provider `bench` pointing at it (model `bench/model`,
+    upstream name `bench-model`); both stopped on exit."""
     procs: list[subprocess.Popen] = []
     try:
         up_port, gw_port = free_port(), free_port()
@@ -83,7 +84,7 @@ def bench_stack(fake: Path, *fake_args: str, env: dict[str, str] | None = None, 
         # and on a 2-core machine it competes with the gateway and moto (its cost: benchmarks/README.md, lake).
         environ = {"SWITCHYARD_LAKE_EXPORT": "0", "SWITCHYARD_FLOWS": "0", **os.environ, **(env or {}),
                    "PORT": str(gw_port), "SWITCHYARD_STATE_DIR": str(state), "SWITCHYARD_CONFIG": str(config)}
-        gw = subprocess.Popen([*prefix, sys.executable, "-m", "infra.local"], cwd=ROOT, env=environ,
+        gw = subprocess.Popen([*prefix, sys.executable, "-m", "infra.local"], cwd=root, env=environ,
                               stdout=subprocess.PIPE, text=True)
         procs.append(gw)
         moto_url = re.search(r"moto on (\S+),", gw.stdout.readline())[1]  # type: ignore[union-attr,index]

@@ -32,9 +32,14 @@ _CONTENT = re.compile(rb'"content":"tok(\d+) ')
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process, all its threads."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
+    return int(fields[11]) / _TICK, int(fields[12]) / _TICK
+
+
+def cpu_seconds(pid: int) -> float:
+    return sum(cpu_times(pid))
 
 
 def request_bytes(path: str, model: str, key: str, port: int) -> bytes:
@@ -81,12 +86,15 @@ def configure(up_port: int, delay_ms: float) -> None:
 
 
 def measure(gw_pid: int, port: int, payload: bytes, concurrency: int, seconds: float) -> dict[str, float]:
-    before, wall = cpu_seconds(gw_pid), time.perf_counter()
+    (user, system), wall = cpu_times(gw_pid), time.perf_counter()
     results = asyncio.run(run_for(port, payload, concurrency, seconds))
-    cpu, wall = cpu_seconds(gw_pid) - before, time.perf_counter() - wall
+    after, wall = cpu_times(gw_pid), time.perf_counter() - wall
+    user, system = after[0] - user, after[1] - system
+    cpu, chunks = user + system, max(len(results) * CHUNKS, 1)
     streams = len(results)
     return {"streams_per_s": round(streams / wall, 1), "chunks_per_s": round(streams * CHUNKS / wall),
-            "gateway_cpu_us_per_chunk": round(cpu / max(streams * CHUNKS, 1) * 1e6, 1),
+            "gateway_cpu_us_per_chunk": round(cpu / chunks * 1e6, 1),
+            "user_us_per_chunk": round(user / chunks * 1e6, 1), "system_us_per_chunk": round(system / chunks * 1e6, 1),
             "gateway_cpu_share": round(cpu / wall, 2), "p50_s": round(statistics.median(r[1] for r in results), 4),
             "incomplete": sum(1 for r in results if not r[2])}
 

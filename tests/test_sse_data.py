@@ -13,11 +13,15 @@ class Blocks:
     status = 200
 
     def __init__(self, *blocks: bytes, kind: str = "text/event-stream") -> None:
-        self.blocks, self.headers = blocks, {"content-type": kind}
+        self.headers = {"content-type": kind}
 
-    async def iter_chunks(self, pulse=None):
-        for block in self.blocks:
-            yield block
+        self._left = list(blocks)
+
+    async def next_piece(self, pulse=None):
+        return self._left.pop(0) if self._left else None
+
+    def release(self):
+        pass
 
 
 @pytest.fixture

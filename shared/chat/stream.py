@@ -167,15 +167,7 @@ class StreamRelay:
                 if not self.answered:
                     self.answered = True
                     self.plan.succeeded(self.route)
-                for chunk in item:  # what one upstream read brought: one write
-                    frame, finishing = self._relabel(chunk)
-                    if frame is None:
-                        continue
-                    self.sent = True
-                    if self.healers is not None and finishing:
-                        held.append(frame)  # healing deltas must come before the choice finishes
-                    else:
-                        frames.append(frame)
+                self._relabel_read(item, frames, held)  # what one upstream read brought: one write
                 if frames:
                     yield frames[0] if len(frames) == 1 else b"".join(frames)
                     frames.clear()
@@ -202,37 +194,43 @@ class StreamRelay:
             if not self.metered:  # the client went away mid-stream
                 self._close(None, cancelled=True)
 
-    def _relabel(self, chunk: dict[str, Any]) -> tuple[bytes | None, bool]:
-        """The chunk as our SSE frame (None for a usage-only chunk), and whether it finishes a choice."""
-        usage = chunk.pop("usage", None)
-        if usage:
-            self.usage = Usage.from_openai(usage)
-        choices = chunk.get("choices")
-        if not choices:
-            return None, False
-        finishing = False
-        for c in choices:
-            delta = c.get("delta") or {}
-            content = delta.get("content")
-            if content:
-                self.text.append(content)
-                if self.healers is not None and self.request.heal_content:
-                    # what may go out now: the healer holds back the few bytes the next ones decide
-                    delta["content"] = self.healers.setdefault((c.get("index", 0), None), StreamHealer()).feed(content)
-            for call in delta.get("tool_calls") or ():
-                function = call.get("function") or {}
-                arguments = function.get("arguments") or ""
-                self.text.append(arguments)
-                if arguments and self.healers is not None and self.request.heal_tool_arguments:
-                    key = (c.get("index", 0), call.get("index", 0))
-                    function["arguments"] = self.healers.setdefault(key, StreamHealer()).feed(arguments)
-            if c.get("finish_reason"):
-                self.event.finish_reason = c["finish_reason"]
-                finishing = True
-        if self.event.ttft_ms is None:
-            self.event.ttft_ms = self.ctx.elapsed_ms()
-        chunk.update(self.labels)
-        return b"data: " + orjson.dumps(chunk) + b"\n\n", finishing
+    def _relabel_read(self, chunks: list[dict[str, Any]], frames: list[bytes], held: list[bytes]) -> None:
+        """The chunks of one read as our SSE frames, added to `frames` (a usage-only chunk makes none; while
+        healing, a chunk that finishes a choice goes to `held`: the healing deltas must come before it)."""
+        labels, text, healers = self.labels, self.text, self.healers
+        for chunk in chunks:
+            usage = chunk.pop("usage", None)
+            if usage:
+                self.usage = Usage.from_openai(usage)
+            choices = chunk.get("choices")
+            if not choices:
+                continue
+            finishing = False
+            for c in choices:
+                delta = c.get("delta") or {}
+                content = delta.get("content")
+                if content:
+                    text.append(content)
+                    if healers is not None and self.request.heal_content:
+                        # what may go out now: the healer holds back the few bytes the next ones decide
+                        delta["content"] = _healer(healers, (c.get("index", 0), None)).feed(content)
+                calls = delta.get("tool_calls")
+                if calls:
+                    for call in calls:
+                        function = call.get("function") or {}
+                        arguments = function.get("arguments") or ""
+                        text.append(arguments)
+                        if arguments and healers is not None and self.request.heal_tool_arguments:
+                            key = (c.get("index", 0), call.get("index", 0))
+                            function["arguments"] = _healer(healers, key).feed(arguments)
+                if c.get("finish_reason"):
+                    self.event.finish_reason = c["finish_reason"]
+                    finishing = True
+            if self.event.ttft_ms is None:
+                self.event.ttft_ms = self.ctx.elapsed_ms()
+            chunk.update(labels)
+            self.sent = True
+            (held if finishing and healers is not None else frames).append(b"data: " + orjson.dumps(chunk) + b"\n\n")
 
     def _heal_frames(self, report: HealReport) -> list[bytes]:
         """The deltas that end what each healer saw (what it held and keeps, the closers): after all the upstream's
@@ -305,6 +303,13 @@ class StreamRelay:
             self.event.status = "cancelled"
         self.service.recorder.finish(self.event, self.route, self.ctx,
                                      self._billed(error is None and not cancelled))
+
+
+def _healer(healers: dict[tuple[int, int | None], StreamHealer], key: tuple[int, int | None]) -> StreamHealer:
+    healer = healers.get(key)
+    if healer is None:
+        healer = healers[key] = StreamHealer()
+    return healer
 
 
 async def _aclose(agen: Any) -> None:

@@ -7,7 +7,7 @@ import time
 from contextvars import ContextVar
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Protocol
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Protocol
 
 import orjson
 
@@ -283,16 +283,48 @@ def _not_sse(provider: str, resp: "Response") -> UpstreamError:
                          f"({kind})", metadata={"provider_name": provider, "upstream_status": resp.status})
 
 
-async def sse_data(resp: "Response", endpoint: Endpoint, error: ErrorParser) -> AsyncIterator[list[bytes] | Marker]:
+def _lines(block: bytes, pending: bytes, data: bool, scanned: int, declared: bool, limit: int, provider: str,
+           resp: "Response") -> tuple[list[bytes], bytes, bool, int]:
+    """One read's block after the `pending` part line before it: the data of the lines it completes, the part
+    line it ends with, whether a data line was seen so far, how many bytes came before the first (see
+    sse_data)."""
+    if pending:
+        block = pending + block
+    *lines, pending = block.split(b"\n")
+    if len(block) > limit and max(map(len, lines), default=0) > limit or len(pending) > limit:
+        raise too_large(provider, limit)
+    found = []
+    for line in lines:
+        if line.startswith(b"data:") or (line := line.strip()).startswith(b"data:"):
+            found.append(line[5:].strip())
+            data = True
+        elif not data:
+            scanned += len(line) + 1
+            if not declared and scanned > limit:
+                raise _not_sse(provider, resp)
+    return found, pending, data, scanned
+
+
+Decoder = Callable[[list[bytes]], tuple[list[Any], bool]]
+"""A read's event data → the chunks they make, and whether the stream ended there (e.g. at `[DONE]`)."""
+
+
+async def sse_data(resp: "Response | Callable[[], Awaitable[Response]]", endpoint: Endpoint, error: ErrorParser,
+                   decode: Decoder | None = None) -> AsyncIterator[list[Any] | Marker]:
     """A streamed answer's events as they arrive: for each upstream read that completes any, the data of its
     `data:` lines (a line split across reads is joined first; other fields, comments and blank lines are left
     out), and a PULSE for each keep-alive interval of silence; the connection is released when the iteration
-    ends. Raised instead, in our vocabulary: the vendor's error for an HTTP error status; an answer that is not
-    an event stream (a JSON body, or no `data:` line: within the first SWITCHYARD_MAX_UPSTREAM_EVENT_BYTES
-    unless it says text/event-stream, where comments may come first); a line over that same cap; a transport
-    failure."""
+    ends. With `decode`, each read's data goes through it and what is yielded is the chunks it made (none:
+    nothing), until it says the stream ended. `resp` may be the request still to send (a callable that posts
+    it), so that an adapter's stream is this one generator: a stream waits in it once a read, with no frame
+    of the adapter's own around it. Raised instead, in our vocabulary: the vendor's error for an HTTP error
+    status; an answer that is not an event stream (a JSON body, or no `data:` line: within the first
+    SWITCHYARD_MAX_UPSTREAM_EVENT_BYTES unless it says text/event-stream, where comments may come first); a
+    line over that same cap; a transport failure."""
+    if callable(resp):
+        resp = await resp()
     provider = endpoint.provider.id
-    chunks = resp.iter_chunks(get_settings().keepalive_seconds)
+    pulse = get_settings().keepalive_seconds
     try:
         if resp.status >= 400:
             raw = await resp.read(get_settings().max_upstream_response_bytes)
@@ -303,35 +335,38 @@ async def sse_data(resp: "Response", endpoint: Endpoint, error: ErrorParser) -> 
             raise _not_sse(provider, resp)
         limit = get_settings().max_upstream_event_bytes
         pending, data, scanned = b"", False, 0
-        async for block in chunks:
+        while (block := await resp.next_piece(pulse)) is not None:
             if not block:
                 yield PULSE
                 continue
-            if pending:
-                block = pending + block
-            *lines, pending = block.split(b"\n")
-            if len(block) > limit and max(map(len, lines), default=0) > limit or len(pending) > limit:
-                raise too_large(provider, limit)
-            found = []
-            for line in lines:
-                if line.startswith(b"data:") or (line := line.strip()).startswith(b"data:"):
-                    found.append(line[5:].strip())
-                    data = True
-                elif not data:
-                    scanned += len(line) + 1
-                    if not declared and scanned > limit:
-                        raise _not_sse(provider, resp)
-            if found:
+            if data and not pending and block[:6] == b"data: " and block[-2:] == b"\n\n" \
+                    and block.count(b"\n") == 2 and len(block) <= limit:
+                found = [block[6:-2].strip()]  # the common read, one whole event: what the loop below would find
+            else:
+                found, pending, data, scanned = _lines(block, pending, data, scanned, declared, limit, provider, resp)
+                if not found:
+                    continue
+            if decode is None:
                 yield found
+                continue
+            chunks, ended = decode(found)
+            if chunks:
+                yield chunks
+            if ended:
+                return
         if (pending := pending.strip()).startswith(b"data:"):
             data = True
-            yield [pending[5:].strip()]
+            found = [pending[5:].strip()]
+            if decode is None:
+                yield found
+            elif (chunks := decode(found)[0]):
+                yield chunks
         if not data:
             raise _not_sse(provider, resp)
     except TransportError as e:
         raise transport_error(e, provider) from e
     finally:
-        await chunks.aclose()  # releases the connection (reused only if the response ended cleanly)
+        resp.release()  # reused only if the response ended cleanly
 
 
 def tool_call(call_id: str | None, name: str | None, arguments: Any) -> dict[str, Any]:

@@ -25,7 +25,7 @@ import ssl
 from collections import deque
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import AsyncIterator, Iterable
+from typing import Any, AsyncIterator, Coroutine, Iterable
 from urllib.parse import urlsplit
 
 import httptools
@@ -244,6 +244,8 @@ class _Connection(asyncio.Protocol):
         self._pulsing = False
         self._done = False
         self._error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.heard = 0.0  # the loop time of the response's last bytes (its headers, then each piece of body)
         self.status = 0
         self.headers: dict[str, str] = {}
 
@@ -273,16 +275,20 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.status = self._parser.get_status_code()
+        self.heard = self._loop.time()  # type: ignore[union-attr]
         if self._head is not None and not self._head.done():
             self._head.set_result(None)
 
     def on_body(self, body: bytes) -> None:
+        self.heard = self._loop.time()  # type: ignore[union-attr]
         self._chunks.append(body)
         self._buffered += len(body)
         if self._buffered >= HIGH_WATER and not self._paused and self.transport is not None:
             self._paused = True
             self.transport.pause_reading()
-        self._wake()
+        waiter = self._wakeup  # _wake(), inline: once a piece of a stream
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def on_message_complete(self) -> None:
         self._done = True
@@ -293,7 +299,7 @@ class _Connection(asyncio.Protocol):
     # -- use ----------------------------------------------------------------------------------------------
     def send(self, data: bytes) -> asyncio.Future[None]:
         """Start an exchange; the future resolves when the response headers are in."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._parser = httptools.HttpResponseParser(self)
         self._head = loop.create_future()
         self._chunks.clear()
@@ -308,28 +314,32 @@ class _Connection(asyncio.Protocol):
         self.transport.write(data)
         return self._head
 
-    async def next_chunk(self, idle: float, pulse: float | None = None) -> bytes | None:
-        """The next piece of the body, or None at its end; ReadTimeout after `idle` seconds of silence; b""
-        when `pulse` (shorter than `idle`) seconds of silence come first."""
-        while not self._chunks:
+    async def next_chunk(self, until: float, pulse: float | None = None) -> bytes | None:
+        """The next piece of the body, or None at its end; ReadTimeout at loop time `until` if nothing came;
+        b"" when `pulse` seconds of silence come first."""
+        chunks = self._chunks
+        while not chunks:
             if self._error is not None:
                 raise self._error
             if self._done:
                 return None
-            loop = asyncio.get_running_loop()
-            self._pulsing = pulse is not None and pulse < idle
-            self._due = loop.time() + (pulse if self._pulsing else idle)  # type: ignore[operator]
-            if self._watchdog is None or self._watchdog.when() > self._due:
+            loop = self._loop
+            assert loop is not None
+            due, self._pulsing = until, False
+            if pulse is not None and (at := loop.time() + pulse) < until:
+                due, self._pulsing = at, True
+            self._due = due
+            if self._watchdog is None or self._watchdog.when() > due:
                 self._disarm()
-                self._watchdog = loop.call_at(self._due, self._ring)
-            self._wakeup = loop.create_future()
+                self._watchdog = loop.call_at(due, self._ring)
+            waiter = self._wakeup = loop.create_future()
             try:
-                pulsed = await self._wakeup
+                pulsed = await waiter
             finally:
                 self._wakeup = None
-            if pulsed and not self._chunks:
+            if pulsed and not chunks:
                 return b""
-        chunk = self._chunks.popleft()
+        chunk = chunks.popleft()
         self._buffered -= len(chunk)
         if self._paused and self._buffered < HIGH_WATER // 2:
             self._resume()
@@ -395,28 +405,28 @@ class Response:
         self.headers = conn.headers
         self._released = False
 
-    def _wait(self, heard: float | None = None) -> float:
-        """Seconds the next read may wait: the idle timeout (from `heard`, the loop time of the last byte, when
-        given), never past the deadline."""
-        if self.deadline is None and heard is None:
-            return self._idle
-        now = asyncio.get_running_loop().time()
-        idle = self._idle if heard is None else self._idle - (now - heard)
-        return idle if self.deadline is None else min(idle, self.deadline - now)
+    def _until(self) -> float:
+        """The loop time by which the next read must bring something: the idle timeout from now, never past the
+        deadline."""
+        until = asyncio.get_running_loop().time() + self._idle
+        return until if self.deadline is None or self.deadline > until else self.deadline
+
+    def next_piece(self, pulse: float | None = None) -> Coroutine[Any, Any, bytes | None]:
+        """The next piece of the body as it arrives (None at its end); with `pulse`, b"" after `pulse` seconds of
+        silence, the idle timeout then counting from the last byte (never past the deadline). The connection's
+        own coroutine, no frame of ours around it: a stream awaits this once a read. The reader releases the
+        response at the end."""
+        if pulse is None:
+            return self._conn.next_chunk(self._until())
+        until = self._conn.heard + self._idle
+        if self.deadline is not None and self.deadline < until:
+            until = self.deadline
+        return self._conn.next_chunk(until, pulse)
 
     async def iter_chunks(self, pulse: float | None = None) -> AsyncIterator[bytes]:
-        """The body as it arrives; with `pulse`, also b"" after every `pulse` seconds of silence (the idle
-        timeout still counts from the last byte)."""
+        """The body as it arrives (`next_piece`, one an item); the response released at the end."""
         try:
-            if pulse is None:
-                while (chunk := await self._conn.next_chunk(self._wait())) is not None:
-                    yield chunk
-                return
-            loop = asyncio.get_running_loop()
-            heard = loop.time()
-            while (chunk := await self._conn.next_chunk(self._wait(heard), pulse)) is not None:
-                if chunk:
-                    heard = loop.time()
+            while (chunk := await self.next_piece(pulse)) is not None:
                 yield chunk
         finally:
             self.release()
@@ -429,7 +439,7 @@ class Response:
                 if declared.isascii() and declared.isdigit() and int(declared) > limit:
                     raise ResponseTooLarge(limit)
             parts, size = [], 0
-            while (chunk := await self._conn.next_chunk(self._wait())) is not None:
+            while (chunk := await self._conn.next_chunk(self._until())) is not None:
                 size += len(chunk)
                 if limit is not None and size > limit:
                     raise ResponseTooLarge(limit)

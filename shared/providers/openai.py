@@ -8,9 +8,8 @@ streamed call is metered from the vendor's own counts.
 from __future__ import annotations
 
 import time
-from contextlib import aclosing
-from functools import lru_cache
-from typing import Any, AsyncIterator
+from functools import lru_cache, partial
+from typing import Any, AsyncIterator, Callable
 
 import orjson
 
@@ -120,25 +119,31 @@ class OpenAIProvider:
         usage = Usage.from_openai(data.get("usage")) or Usage(estimated=True)
         return Completion(data, usage, None, data.get("id"))
 
-    async def stream(self, request: ChatRequest, endpoint: Endpoint) -> AsyncIterator[list[dict[str, Any]] | Marker]:
+    def stream(self, request: ChatRequest, endpoint: Endpoint) -> AsyncIterator[list[dict[str, Any]] | Marker]:
+        """The upstream's chunks by read: sse_data's generator itself (the post made at its first step), each
+        read's data parsed by `_decoder`, so that a stream waits in one frame of ours a read."""
+        return sse_data(partial(self._post_stream, request, endpoint), endpoint, _error_from,
+                        _decoder(endpoint.provider.id))
+
+    async def _post_stream(self, request: ChatRequest, endpoint: Endpoint) -> Response:
         body = request.upstream_body(endpoint.upstream_model)
         body["stream"] = True
         body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}
-        provider = endpoint.provider.id
-        resp = await self._post(endpoint, body)
-        async with aclosing(sse_data(resp, endpoint, _error_from)) as reads:
-            async for read in reads:
-                if read.__class__ is Marker:
-                    yield read
-                    continue
-                chunks = []
-                for data in read:
-                    if data == b"[DONE]":
-                        if chunks:
-                            yield chunks
-                        return
-                    chunks.append(_chunk(data, provider))
-                yield chunks
+        return await self._post(endpoint, body)
+
+
+def _decoder(provider: str) -> Callable[[list[bytes]], tuple[list[dict[str, Any]], bool]]:
+    """A read's event data → its chunks, and whether `[DONE]` ended the stream there."""
+
+    def decode(read: list[bytes]) -> tuple[list[dict[str, Any]], bool]:
+        chunks = []
+        for data in read:
+            if data == b"[DONE]":
+                return chunks, True
+            chunks.append(_chunk(data, provider))
+        return chunks, False
+
+    return decode
 
 
 def _chunk(data: bytes, provider: str) -> dict[str, Any]:
